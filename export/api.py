@@ -1,0 +1,265 @@
+"""``export(model_or_name, target, ...)``: convert, embed metadata, prove parity, write atomically.
+
+Per target: convert in memory -> save into a scratch folder inside ``out_dir`` -> run the
+saved file in its own runtime and compare with PyTorch -> rewrite it with the parity report
+in its metadata -> re-run to prove the rewrite changed nothing -> move it (and its sidecar
+``<artifact>.json``) into place. A failed parity check raises ExportParityError and leaves
+nothing under the final name.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+import mobilevision
+from mobilevision.atomic_io import atomic_write_text, move_into_place
+from mobilevision.errors import ExportError, ExportParityError, MobileVisionError, UnknownTarget
+from mobilevision.registry import ModelCard
+
+from .metadata import ModelMetadata, Preprocessing, TensorSpec, sidecar_path
+from .parity import TOLERANCES, ParityReport, compare, parity_inputs
+from .targets import TARGETS, get_target
+from .targets.base import ExportOptions
+
+PRECISIONS = ("fp32", "fp16")
+_TOOLS = {"onnx": ("onnx", "onnxscript", "onnxruntime"), "tflite": ("litert-torch", "ai-edge-litert"),
+          "openvino": ("onnx", "openvino"), "coreml": ("coremltools",)}
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ExportResult:
+    """One written artifact and the proof that it computes what the PyTorch model computes."""
+
+    model: str
+    target: str
+    precision: str
+    path: Path
+    files: list[Path]
+    sidecar: Path
+    metadata: ModelMetadata
+    parity: ParityReport
+    seconds: float
+
+
+@dataclass
+class ExportFailure:
+    model: str
+    target: str
+    precision: str
+    error: str
+
+
+@dataclass
+class PreparedModel:
+    """A model ready to export: module in eval mode, its card, and the metadata common to all targets."""
+
+    module: torch.nn.Module
+    card: ModelCard
+    input_size: tuple[int, int, int]
+    base: ModelMetadata
+    example: torch.Tensor = field(repr=False)
+
+
+def _tool_versions(target: str) -> dict[str, str]:
+    versions = {"mobilevision": mobilevision.__version__, "torch": torch.__version__}
+    for pkg in _TOOLS.get(target, ()):
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = "not installed"
+    return versions
+
+
+def prepare(model_or_name: str | torch.nn.Module, weights: str | None = None, imgsz: int | None = None,
+            num_classes: int | None = None, checkpoint_key: str | None = None, seed: int = 0) -> PreparedModel:
+    """Build (or adopt) the module and the target-independent part of its metadata."""
+    from mobilevision.checkpoints import sha256_of
+    from mobilevision.complexity import count_macs, count_params
+
+    if isinstance(model_or_name, str):
+        torch.manual_seed(seed)  # random-init exports are reproducible
+        module = mobilevision.create_model(model_or_name, weights=weights, num_classes=num_classes,
+                                           checkpoint_key=checkpoint_key)
+        card = module.model_card
+    elif isinstance(model_or_name, torch.nn.Module):
+        card = getattr(model_or_name, "model_card", None)
+        if card is None:
+            raise ExportError("this module has no model card: pass a zoo model name, or a model made by "
+                              "mobilevision.create_model, or set module.model_card = ModelCard(...)")
+        module = model_or_name
+    else:
+        raise ExportError(f"expected a model name or nn.Module, got {type(model_or_name).__name__}")
+    module.eval()
+    c = card.input_size[0]
+    h = w = int(imgsz) if imgsz else None
+    if h is not None and not 32 <= h <= 4096:
+        raise ExportError(f"--imgsz {h} is out of range: use 32..4096 pixels")
+    size = (c, h or card.input_size[1], w or card.input_size[2])
+    n_cls = card.num_classes
+    with torch.no_grad():
+        example = torch.randn(1, *size, generator=torch.Generator().manual_seed(seed))
+        out = module(example)
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    pre = Preprocessing(resize=int(size[1] / card.crop_pct), crop=[size[1], size[2]],
+                        interpolation=card.interpolation, mean=list(card.mean), std=list(card.std),
+                        layout=card.layout)
+    labels = list(card.labels) if card.labels else None
+    base = ModelMetadata(
+        task=card.task, model=card.name, target="", precision="",
+        inputs=[TensorSpec(card.input_names[0], [1, *size], "float32", card.layout)],
+        outputs=[TensorSpec(n, list(o.shape), "float32") for n, o in zip(card.output_names, outs)],
+        preprocessing=pre, labels=labels, label_set=card.label_set,
+        num_classes=n_cls if card.task == "classify" else None,
+        params=count_params(module), macs=count_macs(module, size),
+        weights=Path(weights).name if weights else None,
+        weights_sha256=sha256_of(weights) if weights else None)
+    return PreparedModel(module, card, size, base, example)
+
+
+def _artifact_stem(prep: PreparedModel, precision: str, name: str | None) -> str:
+    if name:
+        return name
+    stem = prep.card.name
+    if prep.input_size[1:] != prep.card.input_size[1:]:
+        stem += f"_{prep.input_size[1]}"
+    return stem + ("_fp16" if precision == "fp16" else "")
+
+
+def _run_artifact(path: Path, runtime: str, samples: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
+    from mobilevision.runtime.backends import open_backend
+
+    backend = open_backend(path, backend=runtime)
+    try:
+        return [[np.array(o) for o in backend.run(s)] for s in samples]
+    finally:
+        backend.close()
+
+
+def _check_structure(structure: dict, md: ModelMetadata) -> None:
+    """Without a runtime (Core ML off macOS): the saved program must have the promised interface."""
+    for kind, got, want in (("input", structure.get("inputs", []), md.inputs),
+                            ("output", structure.get("outputs", []), md.outputs)):
+        got_sig = [(f["name"], list(f["shape"])) for f in got]
+        want_sig = [(t.name, list(t.shape)) for t in want]
+        if got_sig != want_sig:
+            raise ExportParityError(f"{md.target} program {kind}s are {got_sig}, expected {want_sig}")
+    if not structure.get("ops"):
+        raise ExportParityError(f"{md.target} program has no operations")
+
+
+def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", out_dir: str | Path = "exports",
+                    name: str | None = None, parity_samples: int = 4,
+                    on_progress: Progress | None = None) -> ExportResult:
+    """Export an already-prepared model to one target (see module docstring for the steps)."""
+    say = on_progress or (lambda msg: None)
+    if precision not in PRECISIONS:
+        raise UnknownTarget(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
+    tgt = get_target(target)
+    if precision not in tgt.precisions:
+        raise UnknownTarget(f"target {target} does not support {precision}: use one of {', '.join(tgt.precisions)}")
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = _artifact_stem(prep, precision, name)
+    md = replace(prep.base, target=target, precision=precision, tools=_tool_versions(target),
+                 created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    work = Path(tempfile.mkdtemp(prefix=f".{stem}.{target}.", dir=out))
+    try:
+        say(f"{target} {precision}: converting")
+        options = ExportOptions(precision=precision, input_names=prep.card.input_names,
+                                output_names=tuple(o.name for o in md.outputs), workdir=work)
+        try:
+            handle = tgt.convert(prep.module, prep.example, options)
+        except ImportError as e:
+            raise ExportError(f"target {target} needs '{e.name}', which is not installed: "
+                              "pip install 'mobilevision[export]'") from e
+        path = work / f"{stem}{tgt.suffix}"
+        tgt.save(handle, path, md.to_json())
+        structure = tgt.validate(path)
+        samples = parity_inputs(md, n=parity_samples)
+        with torch.no_grad():
+            reference = [[o.numpy() for o in (lambda r: r if isinstance(r, (tuple, list)) else [r])(
+                prep.module(torch.from_numpy(s[0])))] for s in samples]
+        tol = TOLERANCES[precision]
+        report = ParityReport(target=target, runtime=tgt.runtime, precision=precision, samples=len(samples),
+                              numeric=False, passed=False, tolerance=vars(tol).copy(), structure=structure)
+        note = tgt.numeric_parity_unavailable()
+        actual = None
+        if note is None:
+            say(f"{target} {precision}: checking parity in {tgt.runtime}")
+            actual = _run_artifact(path, tgt.runtime, samples)
+            report.outputs, report.top1_agreement, report.passed = compare(
+                reference, actual, [o.name for o in md.outputs], precision, md.task)
+            report.numeric = True
+            if not report.passed:
+                raise ExportParityError(f"{stem}{tgt.suffix} fails parity against PyTorch: {report.failure()}; "
+                                        "nothing was written (try --precision fp32, or report the model)")
+        else:
+            _check_structure(structure, replace(md, target=target))
+            report.passed, report.note = True, note
+        md.parity = report.to_dict()
+        say(f"{target} {precision}: writing")
+        files = tgt.save(handle, path, md.to_json())
+        if actual is not None:  # the final bytes must compute exactly what was checked
+            again = _run_artifact(path, tgt.runtime, samples)
+            if not all(np.array_equal(a, b) for s1, s2 in zip(actual, again) for a, b in zip(s1, s2)):
+                raise ExportError(f"{target}: rewriting the metadata changed the outputs; nothing was written")
+        atomic_write_text(work / sidecar_path(path).name, md.to_json(indent=2))
+        final = out / path.name
+        for f in reversed(files):  # companions (.bin) first, the entry file last
+            move_into_place(f, out / f.name)
+        sidecar = move_into_place(work / sidecar_path(path).name, sidecar_path(final))
+        return ExportResult(prep.card.name, target, precision, final, [out / f.name for f in files],
+                            sidecar, md, report, time.perf_counter() - t0)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def resolve_targets(target: str | list[str]) -> list[str]:
+    names = list(TARGETS) if target == "all" else ([target] if isinstance(target, str) else list(target))
+    for n in names:
+        if n not in TARGETS:
+            raise UnknownTarget(f"unknown target {n!r}: choose one of {', '.join(TARGETS)} or 'all'")
+    return names
+
+
+def export(model_or_name: str | torch.nn.Module, target: str = "onnx", *, weights: str | None = None,
+           imgsz: int | None = None, precision: str = "fp32", out_dir: str | Path = "exports",
+           num_classes: int | None = None, checkpoint_key: str | None = None, name: str | None = None,
+           on_progress: Progress | None = None) -> ExportResult:
+    """Export one model to one target; raises ExportParityError if the artifact disagrees with PyTorch."""
+    if target == "all":
+        raise UnknownTarget("export() writes one target; use export_all() for 'all'")
+    (t,) = resolve_targets(target)
+    prep = prepare(model_or_name, weights=weights, imgsz=imgsz, num_classes=num_classes,
+                   checkpoint_key=checkpoint_key)
+    return export_prepared(prep, t, precision, out_dir, name=name, on_progress=on_progress)
+
+
+def export_all(model_or_name: str | torch.nn.Module, targets: str | list[str] = "all", *,
+               precisions: tuple[str, ...] = ("fp32",), weights: str | None = None, imgsz: int | None = None,
+               out_dir: str | Path = "exports", num_classes: int | None = None, checkpoint_key: str | None = None,
+               on_progress: Progress | None = None) -> list[ExportResult | ExportFailure]:
+    """Export to several targets; one target's failure is recorded and the others still run."""
+    names = resolve_targets(targets)
+    prep = prepare(model_or_name, weights=weights, imgsz=imgsz, num_classes=num_classes,
+                   checkpoint_key=checkpoint_key)
+    results: list[ExportResult | ExportFailure] = []
+    for precision in precisions:
+        for t in names:
+            try:
+                results.append(export_prepared(prep, t, precision, out_dir, on_progress=on_progress))
+            except MobileVisionError as e:
+                results.append(ExportFailure(prep.card.name, t, precision, str(e)))
+    return results

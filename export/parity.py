@@ -1,0 +1,120 @@
+"""Parity: run an exported artifact in its own runtime and compare with PyTorch.
+
+Reported per output: max abs error, mean abs error, cosine similarity of the flattened
+outputs, plus top-1 agreement for classifiers. An artifact passes when, for every output,
+``max_abs <= atol + rtol * max|reference|`` and ``cosine >= min_cosine`` for its precision.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mobilevision.export.metadata import ModelMetadata
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float
+    rtol: float
+    min_cosine: float
+
+
+# fp32 artifacts differ from PyTorch only by kernel summation order; fp16 ones round weights
+# (and for ONNX/Core ML activations) to 11 significant bits.
+TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(atol=1e-4, rtol=1e-3, min_cosine=0.9999),
+    "fp16": Tolerance(atol=1e-2, rtol=3e-2, min_cosine=0.999),
+}
+
+
+@dataclass
+class OutputParity:
+    name: str
+    max_abs: float
+    mean_abs: float
+    cosine: float
+    reference_max_abs: float
+
+
+@dataclass
+class ParityReport:
+    target: str
+    runtime: str | None
+    precision: str
+    samples: int
+    numeric: bool                                   # False: structural validation only
+    passed: bool
+    outputs: list[OutputParity] = field(default_factory=list)
+    top1_agreement: float | None = None             # classifiers: fraction of samples
+    tolerance: dict[str, float] = field(default_factory=dict)
+    structure: dict[str, Any] | None = None         # what the saved artifact contains
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def summary(self) -> str:
+        if not self.numeric:
+            return f"validated structure only: {self.note}"
+        worst = max(self.outputs, key=lambda o: o.max_abs)
+        top1 = f", top-1 agree {self.top1_agreement:.0%}" if self.top1_agreement is not None else ""
+        return f"max abs {worst.max_abs:.2e}, cosine {min(o.cosine for o in self.outputs):.6f}{top1}"
+
+    def failure(self) -> str:
+        tol = TOLERANCES[self.precision]
+        bad = [o for o in self.outputs
+               if o.max_abs > tol.atol + tol.rtol * o.reference_max_abs or not o.cosine >= tol.min_cosine]
+        return "; ".join(f"output '{o.name}': max abs {o.max_abs:.3g} (allowed "
+                         f"{tol.atol + tol.rtol * o.reference_max_abs:.3g}), cosine {o.cosine:.6f} "
+                         f"(min {tol.min_cosine})" for o in bad)
+
+
+def parity_inputs(metadata: ModelMetadata, n: int = 4, seed: int = 0) -> list[list[np.ndarray]]:
+    """Fixed inputs: for image tasks, random photos-sized uint8 images run through the recorded
+    preprocessing (so parity sees the value range apps feed); otherwise standard normal."""
+    rng = np.random.default_rng(seed)
+    samples = []
+    for i in range(n):
+        arrays = []
+        for spec in metadata.inputs:
+            if metadata.preprocessing is not None and len(metadata.inputs) == 1:
+                from mobilevision.runtime.tasks.classify import preprocess
+
+                h, w = spec.shape[2] + 37 * i, spec.shape[3] + 23 * (n - i)
+                image = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
+                arrays.append(preprocess(image, metadata.preprocessing))
+            else:
+                arrays.append(rng.standard_normal(spec.shape).astype(spec.dtype))
+        samples.append(arrays)
+    return samples
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(np.float64).ravel(), b.astype(np.float64).ravel()
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 or nb == 0:
+        return 1.0 if na == nb else 0.0
+    return float(a @ b / (na * nb))
+
+
+def compare(reference: list[list[np.ndarray]], actual: list[list[np.ndarray]], output_names: list[str],
+            precision: str, task: str) -> tuple[list[OutputParity], float | None, bool]:
+    """Per-output error statistics over all samples, top-1 agreement, and the pass verdict."""
+    tol = TOLERANCES[precision]
+    outputs = []
+    for k, name in enumerate(output_names):
+        ref = np.stack([np.asarray(s[k], np.float64) for s in reference])
+        act = np.stack([np.asarray(s[k], np.float64).reshape(np.shape(r[k])) for s, r in zip(actual, reference)])
+        err = np.abs(ref - act)
+        outputs.append(OutputParity(name, float(err.max()), float(err.mean()), _cosine(ref, act),
+                                    float(np.abs(ref).max())))
+    top1 = None
+    if task == "classify":
+        agree = [int(np.argmax(r[0])) == int(np.argmax(a[0])) for r, a in zip(reference, actual)]
+        top1 = float(np.mean(agree))
+    passed = all(np.isfinite(o.max_abs) and o.max_abs <= tol.atol + tol.rtol * o.reference_max_abs
+                 and o.cosine >= tol.min_cosine for o in outputs)
+    return outputs, top1, passed

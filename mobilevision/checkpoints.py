@@ -1,0 +1,105 @@
+"""Safe checkpoint loading: ``torch.load(weights_only=True)`` or safetensors, strict keys.
+
+Nothing here unpickles arbitrary objects, and every failure is a one-line
+WeightsError / IncompatibleWeights naming the file and the offending keys.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from .errors import IncompatibleWeights, WeightsError
+
+_MAX_LISTED = 4
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_checkpoint(path: str | os.PathLike) -> Any:
+    """Load a checkpoint object from a local ``.pt/.pth/.ckpt`` or ``.safetensors`` file."""
+    p = Path(path)
+    if str(path).startswith(("http://", "https://")):
+        raise WeightsError(f"weights must be a local file, got a URL: {path} (download it first)")
+    if not p.is_file():
+        raise WeightsError(f"weights file not found: {p} (pass the path of a local checkpoint)")
+    if p.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(p))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise WeightsError(f"corrupt safetensors file {p}: {e}") from e
+    try:
+        return torch.load(str(p), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WeightsError(
+            f"{p} holds objects other than tensors and plain containers, which are not loaded "
+            f"for safety ({first[:120]}); re-save it as a state dict or .safetensors") from e
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise WeightsError(f"cannot read checkpoint {p}: {first[:160]} (is it a PyTorch file?)") from e
+
+
+def _as_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    if not isinstance(obj, dict) or not obj:
+        raise WeightsError(f"{path} is not a state dict (got {type(obj).__name__})")
+    bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise WeightsError(f"{path}: entries are not tensors ({', '.join(map(str, bad[:_MAX_LISTED]))}); "
+                           "pass a state dict or a checkpoint whose container key is known")
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
+
+
+def _listed(keys: list[str]) -> str:
+    more = f" (+{len(keys) - _MAX_LISTED} more)" if len(keys) > _MAX_LISTED else ""
+    return ", ".join(keys[:_MAX_LISTED]) + more
+
+
+def load_into(model: torch.nn.Module, path: str | os.PathLike,
+              extractor: Callable[..., Any] | None = None, key: str | None = None,
+              drop_prefixes: tuple[str, ...] = ()) -> None:
+    """Load a checkpoint strictly into ``model``.
+
+    ``extractor(obj, key)`` unwraps a training container; classifier keys
+    (``drop_prefixes``) are skipped when their shapes differ (a new class count).
+    """
+    p = Path(path)
+    obj = read_checkpoint(p)
+    if extractor is not None:
+        obj = extractor(obj, key=key, path=p)
+    sd = _as_state_dict(obj, p)
+    own = model.state_dict()
+    dropped = {k for k in sd if k.startswith(drop_prefixes) and k in own and own[k].shape != sd[k].shape}
+    for k in dropped:  # fine-tuning to another class count: keep the fresh classifier
+        del sd[k]
+    missing = [k for k in own if k not in sd and k not in dropped]
+    unexpected = [k for k in sd if k not in own]
+    shape = [f"{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}"
+             for k in sd if k in own and sd[k].shape != own[k].shape]
+    if missing or unexpected or shape:
+        parts = []
+        if missing:
+            parts.append(f"missing keys: {_listed(missing)}")
+        if unexpected:
+            parts.append(f"unexpected keys: {_listed(unexpected)}")
+        if shape:
+            parts.append(f"shape mismatch: {_listed(shape)}")
+        name = type(model).__name__
+        raise IncompatibleWeights(f"{p} does not fit {name}: " + "; ".join(parts)
+                                  + " (is it a checkpoint of this model variant?)")
+    model.load_state_dict(sd, strict=False)

@@ -1,0 +1,45 @@
+"""One exception type per failure class, all derived from MobileVisionError.
+
+The CLI turns any MobileVisionError into a one-line message and exit code 2. Modules
+that must stay torch-free (the runtime) import only this file.
+"""
+
+
+class MobileVisionError(Exception):
+    """Base class: a problem the user can fix; the message names it and the fix."""
+
+
+class ModelNotFound(MobileVisionError):
+    """A model name that is not in the zoo."""
+
+
+class WeightsError(MobileVisionError):
+    """A weights file that is missing, unreadable or not a checkpoint."""
+
+
+class IncompatibleWeights(WeightsError):
+    """A checkpoint whose keys or shapes belong to another architecture."""
+
+
+class UnknownTarget(MobileVisionError):
+    """An export target or precision that does not exist."""
+
+
+class ExportError(MobileVisionError):
+    """The converter of a target failed."""
+
+
+class ExportParityError(ExportError):
+    """An exported artifact does not compute what the PyTorch model computes."""
+
+
+class ArtifactError(MobileVisionError):
+    """An artifact that cannot be read (missing, corrupt, unknown format, no metadata)."""
+
+
+class BackendUnavailable(MobileVisionError):
+    """A runtime backend that is not installed or cannot run on this machine."""
+
+
+class InputMismatch(MobileVisionError):
+    """An input array whose shape, dtype or rank is not what the model expects."""

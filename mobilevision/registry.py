@@ -1,0 +1,121 @@
+"""Model registry: name -> builder + model card.
+
+A model card holds everything a later stage (export, runtime, benchmark) needs to know
+about a model without importing its class. Model files register builders with
+``@register_model(ModelCard(...))``, timm style.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .errors import ModelNotFound
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What a model is, for stages that must not import its class."""
+
+    name: str
+    task: str                                  # "classify", "anomaly", "isp", "landmarks"
+    input_size: tuple[int, int, int]           # (C, H, W) default input
+    family: str = ""
+    paper: str = ""
+    mean: tuple[float, ...] = IMAGENET_MEAN    # applied after scaling pixels to [0, 1]
+    std: tuple[float, ...] = IMAGENET_STD
+    interpolation: str = "bicubic"
+    crop_pct: float = 0.875                    # resize shorter side to size / crop_pct, centre-crop
+    layout: str = "NCHW"
+    num_classes: int = 1000
+    labels: tuple[str, ...] | None = None      # None: class indices (ImageNet-1k order)
+    label_set: str | None = "imagenet-1k"
+    input_names: tuple[str, ...] = ("image",)
+    output_names: tuple[str, ...] = ("logits",)
+    classifier_prefixes: tuple[str, ...] = ("head.",)   # dropped when num_classes changes
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class _Entry:
+    card: ModelCard
+    builder: Callable[..., Any]
+    checkpoint_extractor: Callable[[Any], dict] | None = field(default=None)
+
+
+_REGISTRY: dict[str, _Entry] = {}
+_MODEL_MODULES = ("mobilevision.models.emo",)
+_loaded = False
+
+
+def register_model(card: ModelCard, checkpoint_extractor: Callable[[Any], dict] | None = None):
+    """Decorator: register ``builder(num_classes=..., **kwargs) -> nn.Module`` under card.name.
+
+    ``checkpoint_extractor(obj, **kwargs)`` turns a loaded checkpoint container into a
+    state dict (e.g. picks 'net' or 'net_E' for EMO); default: the object itself.
+    """
+
+    def wrap(builder: Callable[..., Any]) -> Callable[..., Any]:
+        if card.name in _REGISTRY:
+            raise ValueError(f"model {card.name!r} registered twice")
+        _REGISTRY[card.name] = _Entry(card, builder, checkpoint_extractor)
+        return builder
+
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    global _loaded
+    if not _loaded:
+        for module in _MODEL_MODULES:
+            importlib.import_module(module)
+        _loaded = True
+
+
+def _entry(name: str) -> _Entry:
+    _ensure_loaded()
+    if name not in _REGISTRY:
+        close = difflib.get_close_matches(name, _REGISTRY, n=3)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise ModelNotFound(f"unknown model {name!r}: {hint}run `mobilevision list` to see the zoo")
+    return _REGISTRY[name]
+
+
+def list_models(task: str | None = None) -> list[str]:
+    _ensure_loaded()
+    return sorted(n for n, e in _REGISTRY.items() if task is None or e.card.task == task)
+
+
+def get_model_card(name: str) -> ModelCard:
+    return _entry(name).card
+
+
+def create_model(name: str, weights: str | None = None, num_classes: int | None = None,
+                 checkpoint_key: str | None = None, **kwargs: Any):
+    """Build ``name`` in eval mode; load ``weights`` (a local file) strictly if given.
+
+    ``checkpoint_key`` picks an entry of a checkpoint container (EMO: 'net' or 'net_E').
+    A checkpoint with another class count loads everything but the classifier.
+    """
+    entry = _entry(name)
+    n_cls = entry.card.num_classes if num_classes is None else int(num_classes)
+    model = entry.builder(num_classes=n_cls, **kwargs)
+    if weights is not None:
+        from .checkpoints import load_into
+
+        load_into(model, weights, extractor=entry.checkpoint_extractor, key=checkpoint_key,
+                  drop_prefixes=entry.card.classifier_prefixes)
+    card = entry.card
+    if n_cls != card.num_classes:  # a fine-tuned head: the zoo's label names no longer apply
+        card = dataclasses.replace(card, num_classes=n_cls, labels=None, label_set=None)
+    model.model_card = card
+    model.eval()
+    return model

@@ -1,0 +1,113 @@
+"""``load(path)`` -> a Model with ``predict`` and task helpers. Never imports torch."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from mobilevision.errors import ArtifactError, InputMismatch, MobileVisionError
+from mobilevision.export.metadata import ModelMetadata, TensorSpec, read_sidecar
+
+from .backends import Backend, open_backend
+from .tasks import classify as classify_task
+
+
+def _check_input(spec: TensorSpec, a: np.ndarray) -> None:
+    expected = f"{spec.dtype} {list(spec.shape)}"
+    received = f"{a.dtype} {list(a.shape)}"
+    if a.ndim != len(spec.shape):
+        raise InputMismatch(f"input '{spec.name}' expects rank {len(spec.shape)} ({expected}), "
+                            f"received rank {a.ndim} ({received})")
+    if any(e > 0 and e != r for e, r in zip(spec.shape, a.shape)):
+        raise InputMismatch(f"input '{spec.name}' expects shape {expected}, received {received}")
+    if np.dtype(spec.dtype) != a.dtype:
+        raise InputMismatch(f"input '{spec.name}' expects dtype {expected}, received {received}"
+                            f" (convert with .astype(np.{spec.dtype}))")
+
+
+def _renamed(specs: list[TensorSpec], named: list[TensorSpec]) -> list[TensorSpec]:
+    if len(specs) != len(named):
+        return list(specs)
+    return [TensorSpec(n.name, list(s.shape), s.dtype, n.layout) for s, n in zip(specs, named)]
+
+
+class Model:
+    """An artifact opened in one runtime, plus the metadata that says how to feed it."""
+
+    def __init__(self, backend: Backend, metadata: ModelMetadata | None):
+        self.backend = backend
+        self.metadata = metadata
+        # Present the metadata's names ("image", "logits"); shapes and dtypes come from the runtime.
+        self.inputs = _renamed(backend.inputs, metadata.inputs if metadata else [])
+        self.outputs = _renamed(backend.outputs, metadata.outputs if metadata else [])
+        self.output_names = [o.name for o in self.outputs]
+
+    @property
+    def path(self) -> Path:
+        return self.backend.path
+
+    def predict(self, inputs: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the raw model. Returns {output name: array}; inputs are checked against the artifact."""
+        if isinstance(inputs, np.ndarray):
+            arrays = [inputs]
+        elif isinstance(inputs, Mapping):
+            missing = [s.name for s in self.inputs if s.name not in inputs]
+            if missing:
+                raise InputMismatch(f"missing input(s) {missing}; the model takes {[s.name for s in self.inputs]}")
+            arrays = [np.asarray(inputs[s.name]) for s in self.inputs]
+        else:
+            arrays = [np.asarray(a) for a in inputs]
+        if len(arrays) != len(self.inputs):
+            raise InputMismatch(f"the model takes {len(self.inputs)} input(s) "
+                                f"{[s.name for s in self.inputs]}, received {len(arrays)}")
+        for spec, a in zip(self.inputs, arrays):
+            if not isinstance(a, np.ndarray):
+                raise InputMismatch(f"input '{spec.name}' must be a numpy array, received {type(a).__name__}")
+            _check_input(spec, a)
+        outs = self.backend.run([np.ascontiguousarray(a) for a in arrays])
+        return dict(zip(self.output_names, outs))
+
+    def classify(self, image, top_k: int = 5) -> list[classify_task.Classification]:
+        """Top-k classes of one image (uint8 HWC RGB array, PIL image or file path)."""
+        md = self._require_task("classify")
+        if md.preprocessing is None:
+            raise ArtifactError(f"{self.path} has no preprocessing in its metadata; re-export it")
+        x = classify_task.preprocess(image, md.preprocessing)
+        logits = next(iter(self.predict(x).values()))
+        return classify_task.top_k(logits, top_k, md.labels)
+
+    def _require_task(self, task: str) -> ModelMetadata:
+        if self.metadata is None:
+            raise ArtifactError(f"{self.path} carries no mobilevision metadata (no embedded entry, no "
+                                f"{self.path.name}.json sidecar); export it with `mobilevision export`")
+        if self.metadata.task != task:
+            raise MobileVisionError(f"{self.path} is a {self.metadata.task!r} model, not {task!r}")
+        return self.metadata
+
+    def close(self) -> None:
+        self.backend.close()
+
+    def __enter__(self) -> "Model":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        task = self.metadata.task if self.metadata else "?"
+        return f"Model({str(self.path)!r}, backend={self.backend.name!r}, task={task!r})"
+
+
+def read_metadata(backend: Backend) -> ModelMetadata | None:
+    """Embedded metadata first; the sidecar JSON when the format has none."""
+    text = backend.embedded_metadata()
+    if text:
+        return ModelMetadata.from_json(text)
+    return read_sidecar(backend.path)
+
+
+def load(path: str | Path, backend: str | None = None, threads: int | None = None) -> Model:
+    """Open an exported artifact (.onnx, .tflite, .xml, .mlpackage) in its runtime."""
+    b = open_backend(path, backend=backend, threads=threads)
+    return Model(b, read_metadata(b))

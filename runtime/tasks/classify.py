@@ -1,0 +1,69 @@
+"""Classification pre/post-processing, driven by the artifact metadata (torch-free)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mobilevision.errors import InputMismatch
+from mobilevision.export.metadata import Preprocessing
+
+_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
+             "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
+
+
+@dataclass(frozen=True)
+class Classification:
+    index: int
+    label: str
+    score: float          # softmax probability
+
+
+def as_rgb_image(image: np.ndarray | Image.Image | str | Path) -> Image.Image:
+    """An uint8 HWC RGB array, a PIL image or an image file path -> RGB PIL image."""
+    if isinstance(image, (str, Path)):
+        try:
+            with Image.open(image) as im:
+                return im.convert("RGB")
+        except (OSError, ValueError) as e:
+            raise InputMismatch(f"cannot read image {image}: {e}") from e
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
+        raise InputMismatch(f"classify expects an uint8 HWC RGB image (H, W, 3), got {arr.dtype} "
+                            f"array of shape {tuple(arr.shape)}")
+    return Image.fromarray(arr[..., :3])
+
+
+def preprocess(image: np.ndarray | Image.Image | str | Path, pre: Preprocessing) -> np.ndarray:
+    """Resize the shorter side to ``pre.resize``, centre-crop ``pre.crop``, scale, normalise -> 1xCxHxW float32."""
+    im = as_rgb_image(image)
+    w, h = im.size
+    s = pre.resize / min(w, h)
+    nw, nh = max(pre.crop[1], round(w * s)), max(pre.crop[0], round(h * s))
+    im = im.resize((nw, nh), _RESAMPLE.get(pre.interpolation, Image.Resampling.BICUBIC))
+    left, top = (nw - pre.crop[1]) // 2, (nh - pre.crop[0]) // 2
+    im = im.crop((left, top, left + pre.crop[1], top + pre.crop[0]))
+    x = np.asarray(im, dtype=np.float32) * np.float32(pre.scale)
+    x = (x - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
+    if pre.layout == "NCHW":
+        x = x.transpose(2, 0, 1)
+    return np.ascontiguousarray(x[None], dtype=np.float32)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def top_k(logits: np.ndarray, k: int, labels: list[str] | None) -> list[Classification]:
+    """The k most probable classes of a single logits vector."""
+    probs = softmax(np.asarray(logits, dtype=np.float32).reshape(-1))
+    k = max(1, min(int(k), probs.size))
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [Classification(int(i), labels[i] if labels and i < len(labels) else str(int(i)), float(probs[i]))
+            for i in order]

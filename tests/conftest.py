@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny registered classifier (fast pipeline tests) and its exports."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+TOY = "toy_test_classifier"
+
+
+class ToyClassifier(nn.Module):
+    """Conv + LayerNorm + one attention step + head: the op mix EMO exports, at toy size."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, 2, 1)
+        self.norm = nn.LayerNorm(16)
+        self.head = nn.Linear(16, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv(x)
+        b, c, h, w = x.shape
+        x = self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        q = x.reshape(b, 2, c // 2, h * w).transpose(-1, -2)
+        a = torch.softmax(q @ q.transpose(-2, -1) * 0.35, dim=-1) @ q
+        x = nn.functional.gelu(a.transpose(-1, -2).reshape(b, c, h, w))
+        return self.head(x.mean((2, 3)))
+
+
+def _register_toy() -> None:
+    from mobilevision import registry
+
+    registry._ensure_loaded()
+    if TOY not in registry._REGISTRY:
+        labels = tuple(f"class_{i}" for i in range(10))
+        registry.register_model(registry.ModelCard(
+            name=TOY, task="classify", input_size=(3, 64, 64), num_classes=10, labels=labels,
+            label_set="toy", description="test-only model"))(lambda num_classes=10, **kw: ToyClassifier(num_classes))
+
+
+@pytest.fixture(scope="session")
+def toy_name() -> str:
+    _register_toy()
+    return TOY
+
+
+@pytest.fixture(scope="session")
+def toy_exports(tmp_path_factory, toy_name):
+    """{target: ExportResult} for the toy model exported once to every target at fp32."""
+    from mobilevision.export import export_all
+
+    out = tmp_path_factory.mktemp("toy_exports")
+    results = export_all(toy_name, "all", out_dir=out)
+    by_target = {r.target: r for r in results}
+    failures = [r for r in results if not hasattr(r, "path")]
+    assert not failures, failures
+    return by_target
