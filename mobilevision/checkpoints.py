@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Callable
@@ -46,10 +47,14 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     try:
         return torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise WeightsError(
-            f"{p} holds objects other than tensors and plain containers, which are not loaded "
-            f"for safety ({first[:120]}); re-save it as a state dict or .safetensors") from e
+        detail = str(e)
+        m = re.search(r"Unsupported global: GLOBAL (\S+)", detail)
+        if m:
+            raise WeightsError(f"{p} contains a pickled Python object ({m.group(1)}), which is not loaded for "
+                               "safety; re-save it as a plain state dict or .safetensors") from e
+        m = re.search(r"WeightsUnpickler error:\s*(.+)", detail)
+        reason = m.group(1).strip().splitlines()[0] if m else type(e).__name__
+        raise WeightsError(f"cannot read checkpoint {p}: {reason[:120]} (is it a PyTorch file?)") from e
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise WeightsError(f"cannot read checkpoint {p}: {first[:160]} (is it a PyTorch file?)") from e

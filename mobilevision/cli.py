@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -204,17 +203,15 @@ def classify_cmd(artifact: Path = typer.Argument(..., help="An exported classifi
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code (usage errors 2, MobileVisionError 2, interrupted 130)."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        app(args=args, prog_name="mobilevision", standalone_mode=False)
+        app(args=args, prog_name="mobilevision")
         return 0
-    except click.exceptions.Exit as e:
-        return e.exit_code
-    except click.ClickException as e:
-        e.show()
-        return e.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except SystemExit as e:  # typer/click end every run with SystemExit in standalone mode
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    except KeyboardInterrupt:
         err.print("interrupted")
         return 130
     except MobileVisionError as e:
