@@ -51,6 +51,12 @@ class ExportResult:
     parity: ParityReport
     seconds: float
 
+    @property
+    def size_bytes(self) -> int:
+        """Bytes on disk of all files of the artifact (a .mlpackage is a folder)."""
+        return sum(f.stat().st_size if f.is_file() else
+                   sum(x.stat().st_size for x in f.rglob("*") if x.is_file()) for f in self.files)
+
 
 @dataclass
 class ExportFailure:

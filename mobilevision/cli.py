@@ -69,8 +69,7 @@ def _export_table(results) -> Table:
         if isinstance(r, ExportFailure):
             table.add_row(r.target, r.precision, "-", "-", r.error, "[red]FAILED[/red]", "-")
             continue
-        size = sum(f.stat().st_size if f.is_file() else sum(x.stat().st_size for x in f.rglob("*") if x.is_file())
-                   for f in r.files) / 1e6
+        size = r.size_bytes / 1e6
         status = "[green]OK[/green]" if r.parity.numeric else "[yellow]OK (structure)[/yellow]"
         table.add_row(r.target, r.precision, str(r.path), f"{size:.2f}", r.parity.summary(), status,
                       f"{r.seconds:.1f}")
@@ -94,6 +93,9 @@ def export_cmd(
     from mobilevision.export.api import PRECISIONS, ExportFailure, export_all, resolve_targets
     from mobilevision.errors import UnknownTarget
 
+    import mobilevision
+
+    mobilevision.get_model_card(model)  # unknown names fail before anything is built
     targets = [t for name in target for t in resolve_targets(name)]
     for p in precision:
         if p not in PRECISIONS:
