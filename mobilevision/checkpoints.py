@@ -55,7 +55,8 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         m = re.search(r"WeightsUnpickler error:\s*(.+)", detail)
         reason = m.group(1).strip().splitlines()[0] if m else type(e).__name__
         raise WeightsError(f"cannot read checkpoint {p}: {reason[:120]} (is it a PyTorch file?)") from e
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as e:
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError, IndexError,
+            TypeError, AttributeError, UnicodeDecodeError) as e:  # what torch.load raises on non-checkpoints
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise WeightsError(f"cannot read checkpoint {p}: {first[:160]} (is it a PyTorch file?)") from e
 
@@ -84,7 +85,7 @@ def load_into(model: torch.nn.Module, path: str | os.PathLike,
     (``drop_prefixes``) are skipped when their shapes differ (a new class count).
     """
     p = Path(path)
-    obj = read_checkpoint(p)
+    obj = read_checkpoint(path)
     if extractor is not None:
         obj = extractor(obj, key=key, path=p)
     sd = _as_state_dict(obj, p)
