@@ -60,8 +60,8 @@ class ParityReport:
         if not self.numeric:
             return f"validated structure only: {self.note}"
         worst = max(self.outputs, key=lambda o: o.max_abs)
-        top1 = f", top-1 agree {self.top1_agreement:.0%}" if self.top1_agreement is not None else ""
-        return f"max abs {worst.max_abs:.2e}, cosine {min(o.cosine for o in self.outputs):.6f}{top1}"
+        top1 = f" top-1 {self.top1_agreement:.0%}" if self.top1_agreement is not None else ""
+        return f"max|d| {worst.max_abs:.1e} cos {min(o.cosine for o in self.outputs):.6f}{top1}"
 
     def failure(self) -> str:
         tol = TOLERANCES[self.precision]

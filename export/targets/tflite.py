@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from mobilevision.errors import ExportError
@@ -18,9 +19,13 @@ def with_metadata(flatbuffer: bytes, key: str, value: bytes) -> bytes:
     from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(bytearray(flatbuffer), 0)
+    for b in model.buffers or []:
+        if b.offset and b.offset > 1:  # constants appended after the flatbuffer: inline them,
+            b.data = np.frombuffer(flatbuffer, np.uint8, count=b.size, offset=b.offset)  # offsets move
+            b.offset, b.size = 0, 0
     model.metadata = [m for m in (model.metadata or []) if m.name not in (key, key.encode())]
     buffer = schema.BufferT()
-    buffer.data = list(value)
+    buffer.data = np.frombuffer(value, np.uint8)
     model.buffers.append(buffer)
     entry = schema.MetadataT()
     entry.name = key

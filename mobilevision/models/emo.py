@@ -1,0 +1,260 @@
+"""EMO: "Rethinking Mobile Block for Efficient Attention-based Models" (ICCV 2023).
+
+An ImageNet classifier built only from inverted residual mobile blocks (iRMB). Layer for
+layer as the official zhangzjn/EMO model, with the official state-dict key names, so its
+checkpoints load strictly. The window attention keeps the official strided-grid windows but
+uses at most 5-D reshapes/permutes (no einops), which every exporter understands.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import WeightsError
+from ..registry import ModelCard, register_model
+
+PAPER = "EMO: Rethinking Mobile Block for Efficient Attention-based Models (ICCV 2023)"
+WINDOW = 7
+
+
+@dataclass(frozen=True)
+class EMOConfig:
+    depths: tuple[int, int, int, int]
+    dims: tuple[int, int, int, int]
+    exp_ratios: tuple[float, float, float, float]
+    dim_heads: tuple[int, int]          # stages 3 and 4 (stages 1-2 have no attention)
+    drop_path: float                    # maximum stochastic-depth rate
+    stem_dim: int = 24
+
+
+CONFIGS = {
+    "emo_1m": EMOConfig((2, 2, 8, 3), (32, 48, 80, 168), (2.0, 2.5, 3.0, 3.5), (20, 21), 0.04036),
+    "emo_2m": EMOConfig((3, 3, 9, 3), (32, 48, 120, 200), (2.0, 2.5, 3.0, 3.5), (20, 20), 0.05),
+    "emo_5m": EMOConfig((3, 3, 9, 3), (48, 72, 160, 288), (2.0, 3.0, 4.0, 4.0), (32, 32), 0.05),
+    "emo_6m": EMOConfig((3, 3, 9, 3), (48, 72, 160, 320), (2.0, 3.0, 4.0, 5.0), (20, 32), 0.05),
+}
+
+
+class DropPath(nn.Module):
+    """Per-sample stochastic depth: drop the residual branch with probability p, scale kept by 1/(1-p)."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+
+class ConvNormAct(nn.Module):
+    """conv -> optional BN(eps 1e-6) -> optional activation; padding ceil((k - stride) / 2)."""
+
+    def __init__(self, cin: int, cout: int, k: int = 1, stride: int = 1, groups: int = 1, bias: bool = False,
+                 norm: bool = False, act: type[nn.Module] | None = None):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, k, stride, math.ceil((k - stride) / 2), groups=groups, bias=bias)
+        self.norm = nn.BatchNorm2d(cout, eps=1e-6) if norm else nn.Identity()
+        self.act = act() if act else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over channels at each pixel (NCHW in, NCHW out)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(channels, eps=1e-6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class SqueezeExcite(nn.Module):
+    """timm SqueezeExcite with rd_ratio 1 (stem block only)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv_reduce = nn.Conv2d(channels, channels, 1)
+        self.act = nn.SiLU()
+        self.conv_expand = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = self.conv_expand(self.act(self.conv_reduce(x.mean((2, 3), keepdim=True))))
+        return x * torch.sigmoid(s)
+
+
+class PatchEmbed(nn.Module):
+    """The stem's MSPatchEmb with its single branch: conv 3x3/2 with bias, then BN."""
+
+    def __init__(self, cout: int):
+        super().__init__()
+        self.convs = nn.ModuleList([nn.Sequential(nn.Conv2d(3, cout, 3, 2, 1), nn.BatchNorm2d(cout, eps=1e-6))])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.convs[0](x)
+
+
+def window_partition(x: torch.Tensor, n1: int, n2: int) -> torch.Tensor:
+    """(B, C, 7*n1, 7*n2) -> (B*n1*n2, C, 7, 7); window (i, j) holds pixels (a*n1 + i, b*n2 + j)."""
+    b, c, hp, wp = x.shape
+    x = x.reshape(b, c, WINDOW, n1, wp).permute(0, 3, 1, 2, 4)          # B, n1, C, 7, Wp
+    x = x.reshape(b * n1, c * WINDOW, WINDOW, n2).permute(0, 3, 1, 2)   # B*n1, n2, C*7, 7
+    return x.reshape(b * n1 * n2, c, WINDOW, WINDOW)
+
+
+def window_merge(x: torch.Tensor, b: int, n1: int, n2: int) -> torch.Tensor:
+    """Inverse of window_partition: (B*n1*n2, C, 7, 7) -> (B, C, 7*n1, 7*n2)."""
+    c = x.shape[1]
+    wp = WINDOW * n2
+    x = x.reshape(b * n1, n2, c * WINDOW, WINDOW).permute(0, 2, 3, 1)   # B*n1, C*7, 7, n2
+    x = x.reshape(b, n1, c, WINDOW, wp).permute(0, 2, 3, 1, 4)          # B, C, 7, n1, Wp
+    return x.reshape(b, c, WINDOW * n1, wp)
+
+
+class IRMB(nn.Module):
+    """Inverted residual mobile block: norm -> (window attention | 1x1 expand) -> DW conv -> 1x1 project."""
+
+    def __init__(self, cin: int, cout: int, mid: int, stride: int = 1, norm: str = "bn", act: type[nn.Module] = nn.SiLU,
+                 kernel: int = 3, dim_head: int = 0, drop_path: float = 0.0, stem: bool = False):
+        super().__init__()
+        self.norm = nn.Identity() if stem else (LayerNorm2d(cin) if norm == "ln" else nn.BatchNorm2d(cin, eps=1e-6))
+        self.dim_head = dim_head
+        self.qk = ConvNormAct(cin, 2 * cin, bias=True) if dim_head else None
+        self.v = nn.Identity() if stem else ConvNormAct(cin, mid, bias=True, act=act)
+        self.conv_local = ConvNormAct(mid, mid, kernel, stride, groups=mid, norm=True, act=nn.SiLU)
+        self.se = SqueezeExcite(mid) if stem else nn.Identity()
+        self.proj = ConvNormAct(mid, cout)
+        self.has_skip = cin == cout and stride == 1 and not stem
+        self.drop_path = DropPath(drop_path)
+
+    def attention(self, x: torch.Tensor) -> torch.Tensor:
+        """Multi-head self-attention inside strided-grid 7x7 windows; values are the normed input."""
+        b, c, h, w = x.shape
+        pad_b, pad_r = (WINDOW - h % WINDOW) % WINDOW, (WINDOW - w % WINDOW) % WINDOW
+        x = F.pad(x, (0, pad_r, 0, pad_b))          # zeros after the norm, not masked (as official)
+        n1, n2 = (h + pad_b) // WINDOW, (w + pad_r) // WINDOW
+        xw = window_partition(x, n1, n2)
+        bw, heads, d, tokens = xw.shape[0], c // self.dim_head, self.dim_head, WINDOW * WINDOW
+        qk = self.qk(xw).reshape(bw, 2, heads, d, tokens).permute(1, 0, 2, 4, 3)   # 2, b', h, L, d
+        attn = torch.softmax((qk[0] @ qk[1].transpose(-2, -1)) * d ** -0.5, dim=-1)
+        v = xw.reshape(bw, heads, d, tokens).transpose(-1, -2)                     # b', h, L, d
+        out = (attn @ v).transpose(-1, -2).reshape(bw, c, WINDOW, WINDOW)
+        out = self.v(out)                                                          # expand after attention
+        return window_merge(out, b, n1, n2)[:, :, :h, :w]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.norm(x)
+        x = self.attention(x) if self.qk is not None else self.v(x)
+        y = self.conv_local(x)
+        x = x + y if self.has_skip else y
+        x = self.proj(self.se(x))
+        return shortcut + self.drop_path(x) if self.has_skip else x
+
+
+class EMO(nn.Module):
+    """EMO classifier: stem, four iRMB stages (strides 4/8/16/32), LayerNorm, average pool, linear head."""
+
+    def __init__(self, cfg: EMOConfig, num_classes: int = 1000, drop_path_rate: float | None = None):
+        super().__init__()
+        self.cfg = cfg
+        self.stage0 = nn.ModuleList([PatchEmbed(cfg.stem_dim),
+                                     IRMB(cfg.stem_dim, cfg.stem_dim, cfg.stem_dim, stem=True)])
+        rate = cfg.drop_path if drop_path_rate is None else drop_path_rate
+        rates = torch.linspace(0, rate, sum(cfg.depths)).tolist()
+        cin = cfg.stem_dim
+        for s in range(4):
+            attn_stage = s >= 2
+            blocks = []
+            for j in range(cfg.depths[s]):
+                first = j == 0
+                c_in = cin if first else cfg.dims[s]
+                mid = int(c_in * cfg.exp_ratios[s] * (2 if first else 1))
+                blocks.append(IRMB(c_in, cfg.dims[s], mid, stride=2 if first else 1,
+                                   norm="ln" if attn_stage else "bn", act=nn.GELU if attn_stage else nn.SiLU,
+                                   kernel=5 if attn_stage else 3,
+                                   dim_head=cfg.dim_heads[s - 2] if attn_stage and not first else 0,
+                                   drop_path=rates.pop(0)))
+            setattr(self, f"stage{s + 1}", nn.ModuleList(blocks))
+            cin = cfg.dims[s]
+        self.norm = LayerNorm2d(cin)
+        self.head = nn.Linear(cin, num_classes)
+        self.num_features = cin
+        self.apply(_init_weights)
+
+    def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Outputs of stages 1-4 (strides 4, 8, 16, 32) for dense tasks."""
+        for block in self.stage0:
+            x = block(x)
+        features = []
+        for stage in (self.stage1, self.stage2, self.stage3, self.stage4):
+            for block in stage:
+                x = block(x)
+            features.append(x)
+        return features
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last feature map (stage 4, before the head norm): B x C x H/32 x W/32."""
+        return self.forward_pyramid(x)[-1]
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(features).mean((2, 3)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _init_weights(m: nn.Module) -> None:
+    """Official init: Linear trunc-normal std 0.02 (cut at +-2), norms 1/0, convs PyTorch default."""
+    if isinstance(m, nn.Linear):
+        nn.init.trunc_normal_(m.weight, std=0.02, a=-2.0, b=2.0)
+        nn.init.zeros_(m.bias)
+    elif isinstance(m, (nn.LayerNorm, nn.BatchNorm2d)):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+
+
+def extract_state_dict(obj: Any, key: str | None = None, path: Any = None) -> Any:
+    """Official checkpoint rule: a dict holding 'net'/'net_E' (trainer output) or a plain state dict."""
+    if isinstance(obj, dict) and ("net" in obj or "net_E" in obj):
+        key = key or "net"
+        if key not in ("net", "net_E"):
+            raise WeightsError(f"{path}: checkpoint key must be 'net' or 'net_E', got {key!r}")
+        if obj.get(key) is None:
+            other = "net" if key == "net_E" else "net_E"
+            raise WeightsError(f"{path} has no {key!r} weights ({key} is None); use checkpoint key {other!r}")
+        return obj[key]
+    if key is not None:
+        raise WeightsError(f"{path} is a plain state dict; it has no {key!r} entry (drop the checkpoint key)")
+    return obj
+
+
+def _register(name: str, top1: float) -> None:
+    card = ModelCard(name=name, task="classify", input_size=(3, 224, 224), family="emo", paper=PAPER,
+                     description=f"EMO-{name[4:].upper()} ImageNet classifier; top-1 {top1} in the paper")
+
+    @register_model(card, checkpoint_extractor=extract_state_dict)
+    def build(num_classes: int = 1000, drop_path_rate: float | None = None, **kwargs: Any) -> EMO:
+        if kwargs:
+            raise TypeError(f"{name} got unexpected arguments: {', '.join(kwargs)}")
+        return EMO(CONFIGS[name], num_classes=num_classes, drop_path_rate=drop_path_rate)
+
+    build.__name__ = name
+    globals()[name] = build
+
+
+_register("emo_1m", 71.5)
+_register("emo_2m", 75.1)
+_register("emo_5m", 78.4)
+_register("emo_6m", 79.0)
