@@ -19,7 +19,8 @@ from mobilevision.errors import MobileVisionError
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="mobilevision: export lightweight vision models to ONNX / TFLite / Core ML / "
                        "OpenVINO with parity checks, run them without torch, and benchmark them.")
-out = Console()
+# Piped output keeps whole table rows instead of folding them to 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True)
 
 

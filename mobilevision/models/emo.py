@@ -19,16 +19,18 @@ from ..errors import WeightsError
 from ..registry import ModelCard, register_model
 
 PAPER = "EMO: Rethinking Mobile Block for Efficient Attention-based Models (ICCV 2023)"
-WINDOW = 7
+WINDOW = 7  # attention window side, in tokens, in every stage
 
 
 @dataclass(frozen=True)
 class EMOConfig:
+    """One EMO variant; stages 1-2 use BN + SiLU + 3x3 DW, stages 3-4 LN + GELU + 5x5 DW + attention."""
+
     depths: tuple[int, int, int, int]
-    dims: tuple[int, int, int, int]
+    dims: tuple[int, int, int, int]           # output channels of stages 1-4
     exp_ratios: tuple[float, float, float, float]
-    dim_heads: tuple[int, int]          # stages 3 and 4 (stages 1-2 have no attention)
-    drop_path: float                    # maximum stochastic-depth rate
+    dim_heads: tuple[int, int]                # channels per head in stages 3 and 4
+    drop_path: float                          # stochastic-depth rate of the last block
     stem_dim: int = 24
 
 
@@ -70,7 +72,7 @@ class ConvNormAct(nn.Module):
 
 
 class LayerNorm2d(nn.Module):
-    """LayerNorm over channels at each pixel (NCHW in, NCHW out)."""
+    """LayerNorm over channels at each pixel (NCHW in, NCHW out), eps 1e-6."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -81,7 +83,7 @@ class LayerNorm2d(nn.Module):
 
 
 class SqueezeExcite(nn.Module):
-    """timm SqueezeExcite with rd_ratio 1 (stem block only)."""
+    """timm SqueezeExcite with rd_ratio 1 and SiLU (stem block only)."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -95,7 +97,7 @@ class SqueezeExcite(nn.Module):
 
 
 class PatchEmbed(nn.Module):
-    """The stem's MSPatchEmb with its single branch: conv 3x3/2 with bias, then BN."""
+    """The stem's MSPatchEmb with its single branch: conv 3x3/2 with bias, then BN (no activation)."""
 
     def __init__(self, cout: int):
         super().__init__()
@@ -107,7 +109,7 @@ class PatchEmbed(nn.Module):
 
 def window_partition(x: torch.Tensor, n1: int, n2: int) -> torch.Tensor:
     """(B, C, 7*n1, 7*n2) -> (B*n1*n2, C, 7, 7); window (i, j) holds pixels (a*n1 + i, b*n2 + j)."""
-    b, c, hp, wp = x.shape
+    b, c, _, wp = x.shape
     x = x.reshape(b, c, WINDOW, n1, wp).permute(0, 3, 1, 2, 4)          # B, n1, C, 7, Wp
     x = x.reshape(b * n1, c * WINDOW, WINDOW, n2).permute(0, 3, 1, 2)   # B*n1, n2, C*7, 7
     return x.reshape(b * n1 * n2, c, WINDOW, WINDOW)
@@ -142,7 +144,10 @@ class IRMB(nn.Module):
         """Multi-head self-attention inside strided-grid 7x7 windows; values are the normed input."""
         b, c, h, w = x.shape
         pad_b, pad_r = (WINDOW - h % WINDOW) % WINDOW, (WINDOW - w % WINDOW) % WINDOW
-        x = F.pad(x, (0, pad_r, 0, pad_b))          # zeros after the norm, not masked (as official)
+        # Static shapes: torch.export drops a no-op Pad; jit.trace (sizes are traced) always pads.
+        padded = torch.jit.is_tracing() or pad_b > 0 or pad_r > 0
+        if padded:
+            x = F.pad(x, (0, pad_r, 0, pad_b))     # zeros after the norm, not masked (as official)
         n1, n2 = (h + pad_b) // WINDOW, (w + pad_r) // WINDOW
         xw = window_partition(x, n1, n2)
         bw, heads, d, tokens = xw.shape[0], c // self.dim_head, self.dim_head, WINDOW * WINDOW
@@ -150,8 +155,8 @@ class IRMB(nn.Module):
         attn = torch.softmax((qk[0] @ qk[1].transpose(-2, -1)) * d ** -0.5, dim=-1)
         v = xw.reshape(bw, heads, d, tokens).transpose(-1, -2)                     # b', h, L, d
         out = (attn @ v).transpose(-1, -2).reshape(bw, c, WINDOW, WINDOW)
-        out = self.v(out)                                                          # expand after attention
-        return window_merge(out, b, n1, n2)[:, :, :h, :w]
+        out = window_merge(self.v(out), b, n1, n2)                                 # expand after attention
+        return out[:, :, :h, :w] if padded else out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
@@ -166,13 +171,15 @@ class IRMB(nn.Module):
 class EMO(nn.Module):
     """EMO classifier: stem, four iRMB stages (strides 4/8/16/32), LayerNorm, average pool, linear head."""
 
+    pyramid_strides = (4, 8, 16, 32)
+
     def __init__(self, cfg: EMOConfig, num_classes: int = 1000, drop_path_rate: float | None = None):
         super().__init__()
         self.cfg = cfg
         self.stage0 = nn.ModuleList([PatchEmbed(cfg.stem_dim),
                                      IRMB(cfg.stem_dim, cfg.stem_dim, cfg.stem_dim, stem=True)])
         rate = cfg.drop_path if drop_path_rate is None else drop_path_rate
-        rates = torch.linspace(0, rate, sum(cfg.depths)).tolist()
+        rates = iter(torch.linspace(0, rate, sum(cfg.depths)).tolist())  # ds blocks take (and ignore) one
         cin = cfg.stem_dim
         for s in range(4):
             attn_stage = s >= 2
@@ -185,16 +192,17 @@ class EMO(nn.Module):
                                    norm="ln" if attn_stage else "bn", act=nn.GELU if attn_stage else nn.SiLU,
                                    kernel=5 if attn_stage else 3,
                                    dim_head=cfg.dim_heads[s - 2] if attn_stage and not first else 0,
-                                   drop_path=rates.pop(0)))
+                                   drop_path=next(rates)))
             setattr(self, f"stage{s + 1}", nn.ModuleList(blocks))
             cin = cfg.dims[s]
         self.norm = LayerNorm2d(cin)
         self.head = nn.Linear(cin, num_classes)
         self.num_features = cin
+        self.pyramid_channels = cfg.dims
         self.apply(_init_weights)
 
     def forward_pyramid(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Outputs of stages 1-4 (strides 4, 8, 16, 32) for dense tasks."""
+        """Outputs of stages 1-4 (strides 4, 8, 16, 32; channels ``cfg.dims``) for dense tasks."""
         for block in self.stage0:
             x = block(x)
         features = []
@@ -209,6 +217,7 @@ class EMO(nn.Module):
         return self.forward_pyramid(x)[-1]
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Head norm, global average pool, linear classifier: B x C x h x w -> B x num_classes logits."""
         return self.head(self.norm(features).mean((2, 3)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -225,36 +234,47 @@ def _init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-def extract_state_dict(obj: Any, key: str | None = None, path: Any = None) -> Any:
-    """Official checkpoint rule: a dict holding 'net'/'net_E' (trainer output) or a plain state dict."""
+def _extract_emo_state_dict(obj: Any, key: str | None = None, path: Any = None) -> Any:
+    """Official loader rule: a trainer dict holding 'net'/'net_E' gives obj[key or 'net'];
+    anything else (net.pth / net_E.pth, a plain state dict) is returned unchanged."""
+    where = f"{path}: " if path is not None else ""
+    if key is not None and key not in ("net", "net_E"):
+        raise WeightsError(f"{where}EMO checkpoint key must be 'net' or 'net_E', got {key!r}")
     if isinstance(obj, dict) and ("net" in obj or "net_E" in obj):
         key = key or "net"
-        if key not in ("net", "net_E"):
-            raise WeightsError(f"{path}: checkpoint key must be 'net' or 'net_E', got {key!r}")
         if obj.get(key) is None:
-            other = "net" if key == "net_E" else "net_E"
-            raise WeightsError(f"{path} has no {key!r} weights ({key} is None); use checkpoint key {other!r}")
+            if key == "net_E":
+                raise WeightsError(f"{where}checkpoint has no EMA weights (net_E is None); use key 'net'")
+            raise WeightsError(f"{where}checkpoint has no 'net' weights; use key 'net_E'")
         return obj[key]
-    if key is not None:
-        raise WeightsError(f"{path} is a plain state dict; it has no {key!r} entry (drop the checkpoint key)")
     return obj
 
 
-def _register(name: str, top1: float) -> None:
-    card = ModelCard(name=name, task="classify", input_size=(3, 224, 224), family="emo", paper=PAPER,
-                     description=f"EMO-{name[4:].upper()} ImageNet classifier; top-1 {top1} in the paper")
-
-    @register_model(card, checkpoint_extractor=extract_state_dict)
-    def build(num_classes: int = 1000, drop_path_rate: float | None = None, **kwargs: Any) -> EMO:
-        if kwargs:
-            raise TypeError(f"{name} got unexpected arguments: {', '.join(kwargs)}")
-        return EMO(CONFIGS[name], num_classes=num_classes, drop_path_rate=drop_path_rate)
-
-    build.__name__ = name
-    globals()[name] = build
+def _card(name: str, params_m: float, macs_m: int, top1: float) -> ModelCard:
+    return ModelCard(name=name, task="classify", input_size=(3, 224, 224), family="emo", paper=PAPER,
+                     description=f"EMO-{name[4:].upper()}: {params_m}M params, {macs_m}M MACs at 224, "
+                                 f"{top1}% ImageNet-1k top-1 (paper)")
 
 
-_register("emo_1m", 71.5)
-_register("emo_2m", 75.1)
-_register("emo_5m", 78.4)
-_register("emo_6m", 79.0)
+@register_model(_card("emo_1m", 1.36, 261, 71.5), checkpoint_extractor=_extract_emo_state_dict)
+def emo_1m(num_classes: int = 1000, **kwargs: Any) -> EMO:
+    """EMO-1M; kwargs: drop_path_rate (default 0.04036)."""
+    return EMO(CONFIGS["emo_1m"], num_classes=num_classes, **kwargs)
+
+
+@register_model(_card("emo_2m", 2.38, 439, 75.1), checkpoint_extractor=_extract_emo_state_dict)
+def emo_2m(num_classes: int = 1000, **kwargs: Any) -> EMO:
+    """EMO-2M; kwargs: drop_path_rate (default 0.05)."""
+    return EMO(CONFIGS["emo_2m"], num_classes=num_classes, **kwargs)
+
+
+@register_model(_card("emo_5m", 5.11, 903, 78.4), checkpoint_extractor=_extract_emo_state_dict)
+def emo_5m(num_classes: int = 1000, **kwargs: Any) -> EMO:
+    """EMO-5M; kwargs: drop_path_rate (default 0.05)."""
+    return EMO(CONFIGS["emo_5m"], num_classes=num_classes, **kwargs)
+
+
+@register_model(_card("emo_6m", 6.17, 961, 79.0), checkpoint_extractor=_extract_emo_state_dict)
+def emo_6m(num_classes: int = 1000, **kwargs: Any) -> EMO:
+    """EMO-6M; kwargs: drop_path_rate (default 0.05)."""
+    return EMO(CONFIGS["emo_6m"], num_classes=num_classes, **kwargs)
