@@ -147,16 +147,23 @@ def _stop(p: _Pair) -> None:
 
 def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, threads: int | None = None,
               runs: int = 50, warmup: int = 5, on_progress: Callable[[str], None] | None = None,
-              order_log: list[tuple[str, str]] | None = None) -> list[BenchResult]:
+              order_log: list[tuple[str, str]] | None = None,
+              pairs: list[tuple[str | Path, str]] | None = None) -> list[BenchResult]:
     """Measure every artifact x backend pair; pairs that fail to load become rows with ``error`` set.
 
+    ``pairs`` (optional) lists exact (artifact, backend) pairs instead of artifacts x backends.
     ``order_log`` (optional) receives the (artifact, backend) of every timed run in the order run.
     """
     say = on_progress or (lambda msg: None)
-    pairs = [_Pair(a, b) for a, b in plan(artifacts, backends)]
+    if pairs is not None:
+        for a, b in pairs:
+            plan([a], [b])  # same checks as for artifacts x backends
+        measured = [_Pair(str(a), b) for a, b in pairs]
+    else:
+        measured = [_Pair(a, b) for a, b in plan(artifacts, backends)]
     ctx = mp.get_context("spawn")
     try:
-        for p in pairs:  # load one at a time, so loads do not compete for the CPU
+        for p in measured:  # load one at a time, so loads do not compete for the CPU
             say(f"loading {Path(p.artifact).name} in {p.backend}")
             parent, child = ctx.Pipe()
             p.process = ctx.Process(target=_worker, args=(child, p.artifact, p.backend, threads, warmup), daemon=True)
@@ -169,7 +176,7 @@ def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, th
             else:
                 p.error = payload
                 _stop(p)
-        live = [p for p in pairs if p.error is None]
+        live = [p for p in measured if p.error is None]
         for r in range(runs):
             say(f"timed run {r + 1}/{runs}")
             for k in range(len(live)):
@@ -191,9 +198,9 @@ def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, th
                 kind, payload = _receive(p)
                 p.peak_rss_mb = payload if kind == "done" else 0.0
     finally:
-        for p in pairs:
+        for p in measured:
             _stop(p)
-    return [_result(p, threads, runs, warmup) for p in pairs]
+    return [_result(p, threads, runs, warmup) for p in measured]
 
 
 def _receive(p: _Pair, timeout_s: float = 600.0):
