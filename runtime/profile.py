@@ -67,10 +67,20 @@ def _input_arrays(specs, seed: int = 0) -> list[np.ndarray]:
 
 
 def _peak_rss_mb() -> float:
+    """This process's peak resident memory (MB).
+
+    Linux: VmHWM of the process's own address space. ru_maxrss would be wrong here: Linux
+    carries it over fork+exec, so a spawned worker would report its parent's peak.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
     import resource
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if platform.system() == "Darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+    return peak / 2**20 if platform.system() == "Darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
 
 
 def _worker(conn, artifact: str, backend: str, threads: int | None, warmup: int) -> None:
