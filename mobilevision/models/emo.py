@@ -54,7 +54,7 @@ class DropPath(nn.Module):
             return x
         keep = 1.0 - self.p
         mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-        return x * mask / keep
+        return x * (mask / keep if keep > 0.0 else mask)
 
 
 class ConvNormAct(nn.Module):
@@ -187,7 +187,7 @@ class EMO(nn.Module):
             for j in range(cfg.depths[s]):
                 first = j == 0
                 c_in = cin if first else cfg.dims[s]
-                mid = int(c_in * cfg.exp_ratios[s] * (2 if first else 1))
+                mid = int(c_in * (cfg.exp_ratios[s] * 2 if first else cfg.exp_ratios[s]))  # ds: 2x ratio
                 blocks.append(IRMB(c_in, cfg.dims[s], mid, stride=2 if first else 1,
                                    norm="ln" if attn_stage else "bn", act=nn.GELU if attn_stage else nn.SiLU,
                                    kernel=5 if attn_stage else 3,
