@@ -1,17 +1,24 @@
 """Trust check for the benchmark runner: compare its medians with the runtimes' own tools.
 
-Same model, same thread count, same machine, interleaved in rounds:
-- a ``.tflite`` with ``litert-benchmark`` (ai-edge-litert; CPU accelerator = XNNPACK), and
-- an OpenVINO IR with ``benchmark_app`` (openvino; sync API, 1 stream, 1 request, f32).
-Our median must agree with theirs within 25 %. Writes
-``benchmarks/results/<host>/crosscheck.{json,md}`` and exits 1 when a pair is out of band.
+Same artifact, same thread count, same machine, in interleaved rounds:
+- a ``.tflite`` with ``litert-benchmark`` (ai-edge-litert's CompiledModel API, CPU accelerator
+  = XNNPACK, like the Interpreter default our ``litert`` backend uses);
+- an OpenVINO IR ``.xml`` with ``benchmark_app`` (sync API, 1 infer request, loaded with the
+  compile config of our ``openvino`` backend: LATENCY hint, INFERENCE_NUM_THREADS, f32).
+Both tools report a median, so medians are compared (means are recorded too). Our median must
+be within ±25 % of the tool's. Writes ``benchmarks/results/<host>/crosscheck.{json,md}`` and
+exits 1 when a pair is out of band, 2 when a measurement failed or the arguments are wrong.
 
-    python benchmarks/crosscheck_latency.py [--tflite X.tflite] [--xml X.xml] [--threads 2]
+    python benchmarks/crosscheck_latency.py [ARTIFACT.tflite ARTIFACT.xml ...] [--threads 2]
+
+Without artifacts it exports ``emo_1m`` to TFLite and OpenVINO first (needs the export extra).
 """
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
+import os
 import platform
 import re
 import shutil
@@ -19,109 +26,282 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from mobilevision.atomic_io import atomic_write_text
+from mobilevision.errors import MobileVisionError
 from mobilevision.runtime.profile import benchmark
 
 BAND = 0.25
+TOOLS = {".tflite": "litert-benchmark", ".xml": "benchmark_app"}
 
 
-def parse_litert_benchmark(text: str) -> float:
-    """Median ms from litert-benchmark's report ('Inference (median):    22.79 ms')."""
-    m = re.search(r"Inference \(median\):\s*([0-9.]+)\s*ms", text)
-    if not m:
-        raise ValueError("no 'Inference (median)' line in litert-benchmark output")
-    return float(m.group(1))
+@dataclass
+class ToolLatency:
+    """What an external tool reported for one invocation (ms)."""
+
+    median_ms: float
+    mean_ms: float | None = None
 
 
-def parse_benchmark_app(text: str) -> float:
-    """Median ms from benchmark_app's latency block ('[ INFO ]    Median:        21.97 ms')."""
-    m = re.search(r"Latency:\s*\n(?:.*\n)*?.*Median:\s*([0-9.]+)\s*ms", text)
-    if not m:
-        raise ValueError("no 'Latency: ... Median:' lines in benchmark_app output")
-    return float(m.group(1))
-
+# ---------------------------------------------------------------- litert-benchmark
 
 def litert_benchmark_cmd(tflite: Path, threads: int, runs: int, warmup: int) -> list[str]:
+    """CPU accelerator only (its default), ``threads`` XNNPACK threads, ``warmup`` untimed runs."""
     return [_tool("litert-benchmark"), "--model", str(tflite), "--num_threads", str(threads),
             "--num_runs", str(runs), "--warmup_runs", str(warmup)]
 
 
-def benchmark_app_cmd(xml: Path, threads: int, runs: int) -> list[str]:
-    # benchmark_app only takes -nthreads with -hint none; 1 stream + 1 sync request = latency mode
-    return [_tool("benchmark_app"), "-m", str(xml), "-d", "CPU", "-hint", "none", "-nstreams", "1",
-            "-api", "sync", "-nireq", "1", "-nthreads", str(threads), "-niter", str(runs),
-            "-infer_precision", "f32"]
+def parse_litert_benchmark(text: str) -> ToolLatency:
+    """Median and avg (ms) from litert-benchmark's stdout block::
 
+        Inference (avg):       22.53 ms (20 runs)
+        Inference (median):    22.79 ms
+    """
+    median = re.search(r"^\s*Inference \(median\):\s*([0-9]+(?:\.[0-9]+)?)\s*ms", text, re.M)
+    if not median:
+        raise ValueError("no 'Inference (median): X ms' line in litert-benchmark output")
+    mean = re.search(r"^\s*Inference \(avg\):\s*([0-9]+(?:\.[0-9]+)?)\s*ms", text, re.M)
+    return ToolLatency(float(median.group(1)), float(mean.group(1)) if mean else None)
+
+
+def parse_litert_accelerated(text: str) -> bool | None:
+    """litert-benchmark's 'Fully accelerated: True' line (None when absent)."""
+    m = re.search(r"^\s*Fully accelerated:\s*(True|False)", text, re.M)
+    return None if m is None else m.group(1) == "True"
+
+
+# ---------------------------------------------------------------- benchmark_app
+
+def openvino_backend_config(threads: int) -> dict[str, dict[str, str]]:
+    """The compile config of ``mobilevision.runtime.backends.openvino`` for benchmark_app -load_config.
+
+    benchmark_app refuses ``-nthreads`` together with ``-hint latency`` (a UI rule of the tool),
+    so the hint and the thread count travel in the config file, exactly as our backend sets them.
+    """
+    return {"CPU": {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads),
+                    "INFERENCE_PRECISION_HINT": "f32"}}
+
+
+def benchmark_app_cmd(xml: Path, config_json: Path, runs: int) -> list[str]:
+    return [_tool("benchmark_app"), "-m", str(xml), "-d", "CPU", "-load_config", str(config_json),
+            "-api", "sync", "-nireq", "1", "-niter", str(runs)]
+
+
+def parse_benchmark_app(text: str) -> ToolLatency:
+    """Median and Average (ms) from benchmark_app's final 'Latency:' block::
+
+        [ INFO ] Latency:
+        [ INFO ]    Median:        21.97 ms
+        [ INFO ]    Average:       30.46 ms
+
+    benchmark_app prints microseconds ('8.73 us') when the average is below 1 ms.
+    """
+    blocks = re.split(r"^.*\bLatency:\s*$", text, flags=re.M)
+    if len(blocks) < 2:
+        raise ValueError("no 'Latency:' block in benchmark_app output")
+    block = blocks[-1]
+    median = _value_ms(r"\bMedian:", block)
+    if median is None:
+        raise ValueError("no 'Median: X ms' line in benchmark_app's latency block")
+    return ToolLatency(median, _value_ms(r"\bAverage:", block))
+
+
+_UNIT_MS = {"s": 1e3, "ms": 1.0, "us": 1e-3, "\u00b5s": 1e-3}
+
+
+def _value_ms(label: str, text: str) -> float | None:
+    m = re.search(label + r"\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|us|\u00b5s|s)\b", text)
+    return None if m is None else float(m.group(1)) * _UNIT_MS[m.group(2)]
+
+
+def parse_benchmark_app_config(text: str) -> dict[str, str]:
+    """The compiled model's properties that benchmark_app prints in step 8 ('[ INFO ]   KEY: value')."""
+    step = re.search(r"Querying optimal runtime parameters(.*?)\[Step 9/", text, re.S)
+    found = re.findall(r"^\[ INFO \]\s{3,}([A-Z_]+):\s*(.*?)\s*$", step.group(1) if step else "", re.M)
+    return dict(found)
+
+
+def check_benchmark_app_config(props: dict[str, str], threads: int) -> None:
+    """Raise if benchmark_app did not compile the model the way our backend does."""
+    want = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads), "NUM_STREAMS": "1"}
+    wrong = {k: props.get(k) for k, v in want.items() if props.get(k) != v}
+    if wrong:
+        raise RuntimeError(f"benchmark_app compiled with {wrong}, expected {want}")
+
+
+# ---------------------------------------------------------------- driver
 
 def _tool(name: str) -> str:
     found = shutil.which(name) or str(Path(sys.executable).with_name(name))
     if not Path(found).exists():
-        raise SystemExit(f"{name} not found: pip install 'mobilevision[runtime]'")
+        raise RuntimeError(f"{name} not found: pip install 'mobilevision[runtime]'")
     return found
 
 
 def _run(cmd: list[str]) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
-        raise SystemExit(f"{Path(cmd[0]).name} failed ({proc.returncode}): {proc.stderr[-500:]}")
-    return proc.stdout + proc.stderr
+        tail = (proc.stdout + proc.stderr)[-800:]
+        raise RuntimeError(f"{Path(cmd[0]).name} failed (exit {proc.returncode}): {tail}")
+    return proc.stdout + "\n" + proc.stderr
 
 
-def _default_artifacts(folder: Path) -> tuple[Path, Path]:
-    from mobilevision.export import export_all
+def measure_tool(artifact: Path, threads: int, runs: int, warmup: int, scratch: Path) -> ToolLatency:
+    """One invocation of the artifact's own benchmark tool."""
+    if artifact.suffix == ".tflite":
+        out = _run(litert_benchmark_cmd(artifact, threads, runs, warmup))
+        if parse_litert_accelerated(out) is False:
+            raise RuntimeError(f"litert-benchmark did not run {artifact.name} fully on XNNPACK")
+        return parse_litert_benchmark(out)
+    config = scratch / f"openvino_{threads}t.json"
+    config.write_text(json.dumps(openvino_backend_config(threads)))
+    out = _run(benchmark_app_cmd(artifact, config, runs))
+    check_benchmark_app_config(parse_benchmark_app_config(out), threads)
+    return parse_benchmark_app(out)
 
-    results = export_all("emo_1m", ["tflite", "openvino"], out_dir=folder)
-    return results[0].path, results[1].path
+
+def _default_artifacts(folder: Path) -> list[Path]:
+    try:
+        from mobilevision.export import export
+    except ImportError as e:
+        print(f"no artifacts given and the exporter is not importable ({e}); pass .tflite/.xml paths",
+              file=sys.stderr)
+        raise SystemExit(2) from e
+    return [export("emo_1m", target, out_dir=folder).path for target in ("tflite", "openvino")]
 
 
-def main() -> int:
+def _versions() -> dict[str, str]:
+    out = {}
+    for pkg in ("ai-edge-litert", "openvino", "mobilevision"):
+        try:
+            out[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            out[pkg] = "?"
+    return out
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _markdown(report: dict) -> str:
+    lines = [f"# Benchmark runner cross-check ({report['host']}, {report['threads']} threads)", "",
+             f"CPU: {report['cpu']} ({report['cpu_count']} logical cores). Tools: "
+             + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".", "",
+             f"Each round: our runner ({report['runs']} timed runs after {report['warmup']} warm-up, each "
+             f"timed run after {report['rewarm']} untimed re-warm run(s), all artifacts interleaved "
+             f"round-robin) and each tool ({report['runs']} runs), the order alternating between "
+             f"rounds; {report['rounds']} rounds. Medians below are the median of the per-round medians. "
+             f"Band: ours/tool within ±{BAND:.0%}.", "",
+             "| artifact | tool | statistic | ours (ms) | tool (ms) | ratio | within ±25 % | ours mean | tool mean |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in report["pairs"]:
+        if r.get("error"):
+            lines.append(f"| {r['artifact']} | {r['tool']} | median | error: {r['error']} | | | NO | | |")
+            continue
+        lines.append(f"| {r['artifact']} | {r['tool']} | median | {r['ours_median_ms']:.2f} | "
+                     f"{r['tool_median_ms']:.2f} | {r['ratio']:.2f} | {'yes' if r['within_band'] else 'NO'} | "
+                     f"{r['ours_mean_ms']:.2f} | {_fmt(r['tool_mean_ms'])} |")
+    lines += ["", "Per-round medians (ms), ours / tool:", ""]
+    for r in report["pairs"]:
+        rounds = ", ".join(f"{a:.2f} / {b:.2f}" for a, b in zip(r["ours_per_round"], r["tool_per_round"]))
+        lines.append(f"- {r['artifact']} ({r['tool']}): {rounds or '-'}")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--tflite", type=Path)
-    ap.add_argument("--xml", type=Path)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--runs", type=int, default=100)
-    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("artifacts", nargs="*", type=Path, help=".tflite and/or OpenVINO .xml files")
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads for ours and the tools (default 2)")
+    ap.add_argument("--runs", type=int, default=100, help="timed runs per measurement")
+    ap.add_argument("--warmup", type=int, default=10, help="untimed runs before timing (ours, litert-benchmark)")
     ap.add_argument("--rounds", type=int, default=3)
-    args = ap.parse_args()
-    tflite, xml = args.tflite, args.xml
-    if tflite is None or xml is None:
-        tflite, xml = _default_artifacts(Path(tempfile.mkdtemp(prefix="mv_crosscheck_")))
-    ours = {"tflite": [], "xml": []}
-    theirs = {"tflite": [], "xml": []}
+    ap.add_argument("--rewarm", type=int, default=1, help="our runner's untimed runs before each timed run")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / platform.node())
+    args = ap.parse_args(argv)
+    bad = [str(a) for a in args.artifacts if a.suffix not in TOOLS or not a.exists()]
+    if bad:
+        ap.error(f"need existing .tflite or .xml files, got {bad}")
+    with tempfile.TemporaryDirectory(prefix="mv_crosscheck_") as tmp:  # default exports, tool configs
+        return crosscheck(args, Path(tmp))
+
+
+def crosscheck(args: argparse.Namespace, scratch: Path) -> int:
+    """Interleaved rounds of ours vs the tools; writes the report; returns the exit code."""
+    artifacts = args.artifacts or _default_artifacts(scratch)
+
+    ours: dict[Path, list[tuple[float, float]]] = {a: [] for a in artifacts}
+    theirs: dict[Path, list[ToolLatency]] = {a: [] for a in artifacts}
+    errors: dict[Path, str] = {}
     for r in range(args.rounds):
-        rows = benchmark([tflite, xml], threads=args.threads, runs=args.runs, warmup=args.warmup)
-        for row in rows:
-            if row.error:
-                raise SystemExit(f"our runner failed on {row.artifact}: {row.error}")
-        ours["tflite"].append(rows[0].median_ms)
-        ours["xml"].append(rows[1].median_ms)
-        theirs["tflite"].append(parse_litert_benchmark(_run(litert_benchmark_cmd(tflite, args.threads, args.runs,
-                                                                                 args.warmup))))
-        theirs["xml"].append(parse_benchmark_app(_run(benchmark_app_cmd(xml, args.threads, args.runs))))
-        print(f"round {r + 1}: ours tflite {ours['tflite'][-1]:.2f} / litert-benchmark {theirs['tflite'][-1]:.2f} ms; "
-              f"ours xml {ours['xml'][-1]:.2f} / benchmark_app {theirs['xml'][-1]:.2f} ms", flush=True)
-    report = []
-    for key, tool, path in (("tflite", "litert-benchmark", tflite), ("xml", "benchmark_app", xml)):
-        a, b = statistics.median(ours[key]), statistics.median(theirs[key])
-        ratio = a / b
-        report.append({"artifact": path.name, "tool": tool, "threads": args.threads, "runs": args.runs,
-                       "rounds": args.rounds, "ours_median_ms": a, "tool_median_ms": b, "ratio": ratio,
-                       "within_band": abs(ratio - 1) <= BAND, "ours_per_round": ours[key],
-                       "tool_per_round": theirs[key]})
-    folder = Path(__file__).parent / "results" / platform.node()
-    atomic_write_text(folder / "crosscheck.json", json.dumps(report, indent=2))
-    lines = [f"# Benchmark runner cross-check ({platform.node()}, {args.threads} threads)", "",
-             f"Median of per-round medians over {args.rounds} interleaved rounds of {args.runs} runs; "
-             f"band ±{BAND:.0%}.", "",
-             "| artifact | tool | ours (ms) | tool (ms) | ratio | within ±25 % |", "|---|---|---|---|---|---|"]
-    for r in report:
-        lines.append(f"| {r['artifact']} | {r['tool']} | {r['ours_median_ms']:.2f} | {r['tool_median_ms']:.2f} | "
-                     f"{r['ratio']:.2f} | {'yes' if r['within_band'] else 'NO'} |")
-    atomic_write_text(folder / "crosscheck.md", "\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return 0 if all(r["within_band"] for r in report) else 1
+        steps = ["ours", *artifacts]
+        for step in steps if r % 2 == 0 else reversed(steps):  # alternate who runs first
+            if step == "ours":
+                try:
+                    rows = benchmark(artifacts, threads=args.threads, runs=args.runs, warmup=args.warmup,
+                                     rewarm=args.rewarm)
+                except MobileVisionError as e:
+                    print(f"error: {e}", file=sys.stderr)
+                    return 2
+                for row in rows:
+                    if row.error:
+                        errors[Path(row.artifact)] = f"our runner: {row.error}"
+                    else:
+                        ours[Path(row.artifact)].append((row.median_ms, row.mean_ms))
+            elif step not in errors:
+                try:
+                    theirs[step].append(measure_tool(step, args.threads, args.runs, args.warmup, scratch))
+                except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
+                    errors[step] = f"{TOOLS[step.suffix]}: {e}"
+        print(f"round {r + 1}/{args.rounds}: " + "; ".join(
+            f"{a.name} ours {ours[a][-1][0]:.2f} / {TOOLS[a.suffix]} {theirs[a][-1].median_ms:.2f} ms"
+            for a in artifacts if a not in errors and ours[a] and theirs[a]), flush=True)
+
+    pairs = []
+    for a in artifacts:
+        row = {"artifact": a.name, "path": str(a), "tool": TOOLS[a.suffix], "statistic": "median",
+               "ours_per_round": [m for m, _ in ours[a]], "tool_per_round": [t.median_ms for t in theirs[a]],
+               "tool_mean_per_round": [t.mean_ms for t in theirs[a]]}
+        if a not in errors and theirs[a] and min(row["tool_per_round"]) <= 0:
+            errors[a] = f"{TOOLS[a.suffix]} reported 0 ms: the model is below the tool's resolution"
+        if a in errors or not ours[a] or not theirs[a]:
+            row |= {"error": errors.get(a, "no measurement"), "within_band": False}
+        else:
+            mine, tool = statistics.median(row["ours_per_round"]), statistics.median(row["tool_per_round"])
+            means = [t.mean_ms for t in theirs[a] if t.mean_ms is not None]
+            row |= {"ours_median_ms": mine, "tool_median_ms": tool, "ratio": mine / tool,
+                    "within_band": abs(mine / tool - 1) <= BAND,
+                    "ours_mean_ms": statistics.median(m for _, m in ours[a]),
+                    "tool_mean_ms": statistics.median(means) if means else None, "error": None}
+        pairs.append(row)
+    report = {"host": platform.node(), "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "threads": args.threads,
+              "runs": args.runs, "warmup": args.warmup, "rewarm": args.rewarm, "rounds": args.rounds, "band": BAND,
+              "versions": _versions(),
+              "commands": {"litert-benchmark": "litert-benchmark --model M --num_threads T --num_runs R "
+                                               "--warmup_runs W",
+                           "benchmark_app": "benchmark_app -m M -d CPU -load_config C -api sync -nireq 1 -niter R",
+                           "benchmark_app config": openvino_backend_config(args.threads)},
+              "pairs": pairs}
+    atomic_write_text(args.out / "crosscheck.json", json.dumps(report, indent=2) + "\n")
+    md = _markdown(report)
+    atomic_write_text(args.out / "crosscheck.md", md)
+    print(md)
+    print(f"wrote {args.out}/crosscheck.{{json,md}}")
+    if any(r["error"] for r in pairs):
+        return 2
+    return 0 if all(r["within_band"] for r in pairs) else 1
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Zoo x backends latency on this CPU: one interleaved run, JSON + markdown + PNG chart.
 
-Exports each model to ONNX, TFLite and OpenVINO (or takes --artifacts DIR of exported
-files) and measures every artifact with every backend that opens it (ort, litert,
-openvino, torch) in one ``benchmark()`` call, so all rows share the machine's drift.
-Writes ``benchmarks/results/<host>/latency.{json,md,png}``.
+Exports each model to ONNX, TFLite and OpenVINO IR (or takes ``--artifacts DIR`` of exported
+files) and measures, in one ``benchmark()`` call so all rows share the machine's drift:
+every artifact with every runtime that opens it (ONNX with ONNX Runtime and OpenVINO, TFLite
+with LiteRT, IR with OpenVINO), and each model once in eager PyTorch. (The torch backend
+rebuilds the model from the artifact's metadata whatever the format, so one torch row per
+model is the whole information.) Writes ``benchmarks/results/<host>/latency.{json,md,png}``.
 
     python benchmarks/zoo_latency.py [--models emo_1m emo_2m] [--threads 2] [--runs 50]
 """
@@ -19,16 +21,20 @@ import tempfile
 from pathlib import Path
 
 from mobilevision.atomic_io import atomic_write_text
-from mobilevision.runtime.profile import benchmark
+from mobilevision.runtime.backends import SUFFIX_BACKENDS
+from mobilevision.runtime.profile import BenchResult, benchmark
 
 FORMATS = {".onnx": "ONNX", ".tflite": "TFLite", ".xml": "OpenVINO IR"}
+BACKENDS = ("ort", "litert", "openvino", "torch")
 
 
-def _export(models: list[str], folder: Path) -> list[Path]:
+def export_zoo(models: list[str], folder: Path) -> list[Path]:
+    """fp32 ONNX, TFLite and OpenVINO IR of each model (parity-checked by the exporter)."""
     from mobilevision.export import export_all
 
     paths = []
     for name in models:
+        print(f"exporting {name} ...", flush=True)
         for r in export_all(name, ["onnx", "tflite", "openvino"], out_dir=folder):
             if not hasattr(r, "path"):
                 raise SystemExit(f"export of {name} to {r.target} failed: {r.error}")
@@ -36,85 +42,125 @@ def _export(models: list[str], folder: Path) -> list[Path]:
     return paths
 
 
-def _chart(rows: list[dict], path: Path, title: str) -> None:
+def pairs_to_measure(paths: list[Path], backends: list[str]) -> list[tuple[Path, str]]:
+    """Every artifact x every listed backend that opens it; torch once per model (its ONNX file)."""
+    pairs = [(p, b) for p in paths for b in SUFFIX_BACKENDS[p.suffix] if b in backends and b != "torch"]
+    if "torch" in backends:
+        seen: set[str] = set()
+        for p in sorted(paths, key=lambda p: list(FORMATS).index(p.suffix)):
+            if p.stem not in seen:
+                seen.add(p.stem)
+                pairs.append((p, "torch"))
+    return pairs
+
+
+def _label(r: BenchResult) -> str:
+    return r.model or Path(r.artifact).stem
+
+
+def _series(r: BenchResult) -> str:
+    return "torch (eager)" if r.backend == "torch" else f"{r.backend} ({FORMATS[Path(r.artifact).suffix]})"
+
+
+def markdown(rows: list[BenchResult], args: argparse.Namespace) -> str:
+    cpu = _cpu_name()
+    lines = [f"# Zoo latency on {platform.node()} ({cpu}, {os.cpu_count()} logical cores)", "",
+             f"Random-init weights, batch 1, fp32, {args.threads} threads. Per row: {args.warmup} warm-up runs, "
+             f"then {args.runs} timed runs, each right after {args.rewarm} untimed re-warm run(s); all rows interleaved "
+             "round-robin in one run, each in its own process. Medians and ratios compare within this table "
+             "only: the machine is shared and absolute numbers move between runs.", "",
+             "| model | backend | format | threads | median ms | p90 ms | GMAC/s | peak RSS MB | load ms |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        fmt = "eager" if r.backend == "torch" else FORMATS[Path(r.artifact).suffix]
+        head = f"| {_label(r)} | {r.backend} | {fmt} | {r.threads or 'default'} |"
+        if r.error:
+            lines.append(f"{head} error: {r.error} | | | | |")
+            continue
+        gmacs = f"{r.gmacs_per_s:.1f}" if r.gmacs_per_s is not None else "-"
+        lines.append(f"{head} {r.median_ms:.2f} | {r.p90_ms:.2f} | {gmacs} | {r.peak_rss_mb:.0f} | {r.load_ms:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def chart(rows: list[BenchResult], path: Path, title: str) -> None:
+    """Grouped bars: median ms per model (groups) per backend/format (bars); whiskers min..p90."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    models = list(dict.fromkeys(r["model"] for r in rows))
-    series = list(dict.fromkeys(f"{r['backend']} ({FORMATS[Path(r['artifact']).suffix]})" for r in rows))
-    width = 0.8 / len(series)
-    fig, ax = plt.subplots(figsize=(max(7, 2.2 * len(models)), 4.5), dpi=120)
+    ok = [r for r in rows if not r.error]
+    models = list(dict.fromkeys(_label(r) for r in ok))
+    series = list(dict.fromkeys(_series(r) for r in ok))
+    width = 0.8 / max(len(series), 1)
+    fig, ax = plt.subplots(figsize=(max(8.0, 2.6 * len(models)), 4.8), dpi=120)
     for k, s in enumerate(series):
         med, lo, hi = [], [], []
         for m in models:
-            row = next((r for r in rows if r["model"] == m and
-                        f"{r['backend']} ({FORMATS[Path(r['artifact']).suffix]})" == s), None)
-            med.append(row["median_ms"] if row else np.nan)
-            lo.append(row["median_ms"] - row["min_ms"] if row else 0)
-            hi.append(row["p90_ms"] - row["median_ms"] if row else 0)
+            row = next((r for r in ok if _label(r) == m and _series(r) == s), None)
+            med.append(row.median_ms if row else np.nan)
+            lo.append(row.median_ms - row.min_ms if row else 0.0)
+            hi.append(row.p90_ms - row.median_ms if row else 0.0)
         x = np.arange(len(models)) + (k - (len(series) - 1) / 2) * width
-        ax.bar(x, med, width, yerr=[lo, hi], capsize=2, label=s)
+        bars = ax.bar(x, med, width, yerr=[lo, hi], capsize=2, label=s)
+        ax.bar_label(bars, labels=[f"{v:.1f}" if v == v else "" for v in med], fontsize=7, padding=2)
     ax.set_xticks(np.arange(len(models)), models)
-    ax.set_ylabel("latency per image (ms), bar = median, whiskers = min..p90")
-    ax.set_yscale("log")
+    ax.set_ylabel("latency per image (ms)\nbar = median, whisker = min..p90")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, ncol=2)
-    ax.grid(axis="y", alpha=0.3, which="both")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp)
+    plt.close(fig)
     os.replace(tmp, path)
 
 
-def main() -> int:
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["emo_1m", "emo_2m", "emo_5m", "emo_6m"])
     ap.add_argument("--artifacts", type=Path, help="folder of exported artifacts instead of exporting")
-    ap.add_argument("--backends", nargs="+", default=["ort", "litert", "openvino", "torch"])
+    ap.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=5)
-    args = ap.parse_args()
+    ap.add_argument("--rewarm", type=int, default=1, help="untimed runs before each timed run")
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / platform.node())
+    args = ap.parse_args(argv)
     if args.artifacts:
         paths = sorted(p for p in args.artifacts.iterdir() if p.suffix in FORMATS)
+        if not paths:
+            raise SystemExit(f"no .onnx/.tflite/.xml files in {args.artifacts}")
     else:
-        paths = _export(args.models, Path(tempfile.mkdtemp(prefix="mv_zoo_")))
-    # every runtime on its own format, and torch once per model (on the ONNX artifact's metadata)
-    own = {".onnx": "ort", ".tflite": "litert", ".xml": "openvino"}
-    pairs = [(p, own[p.suffix]) for p in paths if own[p.suffix] in args.backends]
-    if "torch" in args.backends:
-        pairs += [(p, "torch") for p in paths if p.suffix == ".onnx"]
-    rows = benchmark([], threads=args.threads, runs=args.runs, warmup=args.warmup, pairs=pairs,
-                     on_progress=lambda m: print(m, end="\r", flush=True))
+        folder = Path(tempfile.mkdtemp(prefix="mv_zoo_"))
+        paths = export_zoo(args.models, folder)
+        print(f"artifacts in {folder} (reuse them with --artifacts {folder})")
+    pairs = pairs_to_measure(paths, args.backends)
+    rows = benchmark([], threads=args.threads, runs=args.runs, warmup=args.warmup, rewarm=args.rewarm, pairs=pairs,
+                     on_progress=lambda m: print(f"{m:<60}", end="\r", flush=True))
     print()
-    data = [dataclasses.asdict(r) for r in rows]
-    folder = Path(__file__).parent / "results" / platform.node()
-    atomic_write_text(folder / "latency.json", json.dumps(data, indent=2))
-    cpu = platform.processor() or platform.machine()
-    lines = [f"# Zoo latency on {platform.node()} ({cpu}, {os.cpu_count()} cores, {args.threads} threads)", "",
-             f"Random-init weights, batch 1, {args.runs} timed runs after {args.warmup} warm-up, all rows "
-             "interleaved in one run. Medians and ratios only compare within this table.", "",
-             "| model | backend | format | median ms | p90 ms | min ms | GMAC/s | peak RSS MB | load ms |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in data:
-        if r["error"]:
-            lines.append(f"| {r['model']} | {r['backend']} | {FORMATS[Path(r['artifact']).suffix]} | "
-                         f"error: {r['error']} | | | | | |")
-            continue
-        lines.append(f"| {r['model']} | {r['backend']} | {FORMATS[Path(r['artifact']).suffix]} | "
-                     f"{r['median_ms']:.2f} | {r['p90_ms']:.2f} | {r['min_ms']:.2f} | {r['gmacs_per_s']:.1f} | "
-                     f"{r['peak_rss_mb']:.0f} | {r['load_ms']:.0f} |")
-    atomic_write_text(folder / "latency.md", "\n".join(lines) + "\n")
-    ok = [r for r in data if not r["error"]]
-    _chart(ok, folder / "latency.png", f"mobilevision zoo on {platform.node()}, {args.threads} threads "
-                                       f"(median of {args.runs}, interleaved)")
-    print("\n".join(lines))
-    print(f"wrote {folder}/latency.{{json,md,png}}")
-    return 0 if len(ok) == len(data) else 1
+    rows.sort(key=lambda r: (_label(r), list(BACKENDS).index(r.backend), Path(r.artifact).suffix))
+    atomic_write_text(args.out / "latency.json", json.dumps([dataclasses.asdict(r) for r in rows], indent=2) + "\n")
+    md = markdown(rows, args)
+    atomic_write_text(args.out / "latency.md", md)
+    chart(rows, args.out / "latency.png", f"mobilevision zoo on {platform.node()}, {args.threads} threads, "
+                                          f"median of {args.runs} interleaved runs")
+    print(md)
+    print(f"wrote {args.out}/latency.{{json,md,png}}")
+    return 0 if not any(r.error for r in rows) else 1
 
 
 if __name__ == "__main__":

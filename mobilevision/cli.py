@@ -142,12 +142,12 @@ def _bench_table(rows) -> Table:
     return table
 
 
-def _run_bench(artifacts, backends, threads, runs, warmup, json_path) -> list:
+def _run_bench(artifacts, backends, threads, runs, warmup, json_path, rewarm: int = 1) -> list:
     from mobilevision.runtime.profile import benchmark, write_json
 
     with err.status("benchmarking") as status:
         rows = benchmark(artifacts, backends=backends, threads=threads, runs=runs, warmup=warmup,
-                         on_progress=lambda msg: status.update(msg))
+                         rewarm=rewarm, on_progress=lambda msg: status.update(msg))
     out.print(_bench_table(rows))
     if json_path:
         write_json(rows, json_path)
@@ -164,14 +164,16 @@ def bench_cmd(
     threads: Optional[int] = typer.Option(None, help="CPU threads per backend (default: the runtime's)."),
     runs: int = typer.Option(50, help="Timed runs per artifact x backend."),
     warmup: int = typer.Option(5, help="Untimed runs after the first inference."),
+    rewarm: int = typer.Option(1, help="Untimed runs right before each timed run (steady-state latency; "
+                                       "0 measures a cold turn after another row's)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the rows as JSON."),
 ) -> None:
     """Measure latency: load, first inference, median/mean/p90/min/max/std, peak RSS, GMAC/s."""
     from mobilevision.errors import MobileVisionError as _E
 
-    if runs < 1 or warmup < 0 or (threads is not None and threads < 1):
-        raise _E("--runs must be >= 1, --warmup >= 0 and --threads >= 1")
-    rows = _run_bench([str(a) for a in artifacts], backend or None, threads, runs, warmup, json_path)
+    if runs < 1 or warmup < 0 or rewarm < 0 or (threads is not None and threads < 1):
+        raise _E("--runs must be >= 1, --warmup and --rewarm >= 0 and --threads >= 1")
+    rows = _run_bench([str(a) for a in artifacts], backend or None, threads, runs, warmup, json_path, rewarm)
     if all(r.error for r in rows):
         raise typer.Exit(2)
 

@@ -1,11 +1,14 @@
 """The benchmark runner: latency of artifacts x backends on this machine, measured fairly.
 
-Each (artifact, backend) pair runs in its own worker process, so its load time and peak RSS
-belong to that model alone. The parent drives the timed runs round-robin across the pairs
-(the starting pair rotates every round), so drift on a shared, noisy machine spreads over
-all rows instead of favouring one. Each run is timed inside its worker around
-``backend.run`` with ``time.perf_counter_ns``. Torch-free unless the ``torch`` backend is
-asked for (and then only inside that worker).
+Each (artifact, backend) pair runs in its own worker process ('spawn'), so its load time and
+peak RSS belong to that model alone. The parent drives the timed runs round-robin across the
+pairs (pair A one turn, pair B one turn, ...; the starting pair rotates every round), so drift
+on a shared, noisy machine spreads over all rows instead of favouring one. A turn is
+``rewarm`` untimed runs and one timed run, timed inside the worker around ``backend.run`` with
+``time.perf_counter_ns`` (the pipe round trip is not in the number). After its turn a worker
+waits until its runtime's threads stop spin-waiting before it answers, so one pair's spinning
+never eats into the next pair's run. Torch-free unless the ``torch`` backend is asked for
+(and then only inside that worker).
 """
 from __future__ import annotations
 
@@ -14,8 +17,11 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import signal
+import threading
 import time
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Callable
 
@@ -24,13 +30,28 @@ import numpy as np
 from mobilevision.atomic_io import atomic_write_text
 from mobilevision.errors import ArtifactError, BackendUnavailable, MobileVisionError
 
-from .backends import BACKENDS, backends_for, open_backend
+from .backends import BACKENDS, SUFFIX_BACKENDS, backends_for, open_backend
+
+INPUT_SEED = 0            # the random input is the same for every pair and every run
+ANSWER_TIMEOUT_S = 600.0  # a worker that does not answer within this is declared dead
+QUIET_TIMEOUT_S = 0.2     # longest wait for a worker's thread pool to stop spinning after a run
 
 
 @dataclass
 class BenchResult:
-    """One artifact x backend. Times in ms (None when it failed); std is the population std
-    (ddof 0); p90 is numpy's linear percentile."""
+    """One artifact x backend row.
+
+    Times in ms (None when the pair failed before timing). ``median``/``mean``/``p90``/``min``/
+    ``max``/``std`` are over the ``runs`` timed runs only (not the first inference, not the
+    warm-up); ``p90`` is numpy's linear-interpolated percentile, ``std`` the population standard
+    deviation (ddof=0). Each timed run directly follows ``rewarm`` untimed runs of the same
+    pair, so it measures steady-state latency; ``first_ms`` is the cold first inference.
+    ``load_ms`` is opening the backend (session creation / compilation).
+    ``peak_rss_mb`` is the worker process's peak resident memory (MB = 2**20 bytes): Python,
+    the runtime library, the model and its buffers. ``gmacs_per_s`` is the achieved throughput,
+    MACs / median latency, in 1e9 MAC/s (None when the metadata does not give the MACs).
+    ``threads`` is what was requested (None = the runtime's default).
+    """
 
     artifact: str
     backend: str
@@ -49,11 +70,13 @@ class BenchResult:
     std_ms: float | None
     peak_rss_mb: float
     macs: int | None
-    gmacs_per_s: float | None        # achieved: MACs / median time
+    gmacs_per_s: float | None
     error: str | None = None
+    rewarm: int = 1                 # untimed runs right before each timed run (see ``benchmark``)
 
 
-def _input_arrays(specs, seed: int = 0) -> list[np.ndarray]:
+def input_arrays(specs, seed: int = INPUT_SEED) -> list[np.ndarray]:
+    """Random inputs matching the runtime's input specs (dynamic dims -> 1), fixed seed."""
     rng = np.random.default_rng(seed)
     arrays = []
     for s in specs:
@@ -61,6 +84,8 @@ def _input_arrays(specs, seed: int = 0) -> list[np.ndarray]:
         dtype = np.dtype(s.dtype)
         if dtype.kind == "f":
             arrays.append(rng.standard_normal(shape).astype(dtype))
+        elif dtype.kind == "b":
+            arrays.append(rng.integers(0, 2, shape).astype(dtype))
         else:
             arrays.append(rng.integers(0, 127, shape).astype(dtype))
     return arrays
@@ -83,11 +108,55 @@ def _peak_rss_mb() -> float:
     return peak / 2**20 if platform.system() == "Darwin" else peak / 2**10  # bytes on macOS, KiB elsewhere
 
 
-def _worker(conn, artifact: str, backend: str, threads: int | None, warmup: int) -> None:
-    """Load, run once (first inference), warm up, then time one run per 'run' message."""
-    devnull = os.open(os.devnull, os.O_WRONLY)  # runtimes log to fd 1/2 ("Created XNNPACK delegate")
+def _busy_threads() -> int | None:
+    """How many of this process's other threads are running now (Linux; None elsewhere)."""
+    me = threading.get_native_id()
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    busy = 0
+    for tid in tids:
+        if int(tid) == me:
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # the thread ended meanwhile
+        busy += state == "R"
+    return busy
+
+
+def _wait_until_idle(timeout_s: float = QUIET_TIMEOUT_S) -> None:
+    """Return once the runtime's thread pool has stopped spinning (two idle polls in a row).
+
+    Pools spin-wait after a run (ONNX Runtime for ~20 ms), which would steal the cores from
+    whichever pair the parent runs next; so no worker hands the CPU on before it is quiet.
+    """
+    deadline = time.perf_counter() + timeout_s
+    idle_polls = 0
+    while idle_polls < 2 and time.perf_counter() < deadline:
+        busy = _busy_threads()
+        if busy is None:
+            return
+        idle_polls = idle_polls + 1 if busy == 0 else 0
+        time.sleep(0.0005)
+
+
+def _worker(conn: Connection, artifact: str, backend: str, threads: int | None, warmup: int,
+            rewarm: int) -> None:
+    """Load, run once (first inference), warm up, then per "run" message: ``rewarm`` untimed
+    runs and one timed run.
+
+    Protocol (worker -> parent): ("ready", info) | ("time", ns) ... | ("done", peak_rss_mb), or
+    ("error", message) at any point, after which the worker exits.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it kills us
+    devnull = os.open(os.devnull, os.O_WRONLY)    # runtimes log to fd 1/2 ("Created XNNPACK delegate")
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
+    b = None
     try:
         t0 = time.perf_counter_ns()
         b = open_backend(artifact, backend=backend, threads=threads)
@@ -95,149 +164,199 @@ def _worker(conn, artifact: str, backend: str, threads: int | None, warmup: int)
         from .api import read_metadata
 
         md = read_metadata(b)
-        arrays = _input_arrays(b.inputs)
+        arrays = input_arrays(b.inputs)
         t0 = time.perf_counter_ns()
         b.run(arrays)
         first_ms = (time.perf_counter_ns() - t0) / 1e6
         for _ in range(warmup):
             b.run(arrays)
+        _wait_until_idle()
         conn.send(("ready", {"load_ms": load_ms, "first_ms": first_ms,
                              "model": md.model if md else None, "macs": md.macs if md else None}))
-        while True:
-            cmd = conn.recv()
-            if cmd != "run":
-                break
+        while conn.recv() == "run":
+            for _ in range(rewarm):
+                b.run(arrays)
             t0 = time.perf_counter_ns()
             b.run(arrays)
-            conn.send(("time", time.perf_counter_ns() - t0))
+            elapsed = time.perf_counter_ns() - t0
+            _wait_until_idle()
+            conn.send(("time", elapsed))
         conn.send(("done", _peak_rss_mb()))
     except MobileVisionError as e:
         conn.send(("error", str(e)))
+    except (EOFError, BrokenPipeError):
+        pass  # the parent went away; nothing left to report to
     except Exception as e:  # a runtime crashing on one artifact must not take the others down
-        conn.send(("error", f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]))
+        first_line = str(e).splitlines()[0] if str(e) else ""
+        conn.send(("error", f"{type(e).__name__}: {first_line}"[:300]))
     finally:
+        if b is not None:
+            b.close()
         conn.close()
 
 
 @dataclass
 class _Pair:
+    """Parent-side state of one (artifact, backend) worker."""
+
     artifact: str
     backend: str
-    process: mp.Process | None = None
-    conn: object = None
+    process: mp.process.BaseProcess | None = None
+    conn: Connection | None = None
     info: dict | None = None
     times_ns: list[int] = dataclasses.field(default_factory=list)
     peak_rss_mb: float = 0.0
     error: str | None = None
+    finished: bool = False          # the worker answered "stop" and is exiting on its own
 
 
 def plan(artifacts: list[str | Path], backends: list[str] | None = None) -> list[tuple[str, str]]:
-    """The (artifact, backend) pairs to measure; raises for missing files and impossible backends."""
+    """The (artifact, backend) pairs to measure, in order, without duplicates.
+
+    ``backends=None``: each artifact's default backend. Otherwise every artifact x every listed
+    backend that can open it; incompatible combinations are skipped. Raises ArtifactError for a
+    missing file or unknown format, BackendUnavailable for an unknown backend name or when no
+    listed backend can open any of the artifacts.
+    """
     for name in backends or []:
         if name not in BACKENDS:
             raise BackendUnavailable(f"unknown backend {name!r}: choose one of {', '.join(BACKENDS)}")
-    pairs = []
+    if not artifacts:
+        raise ArtifactError("no artifacts to benchmark")
+    pairs: list[tuple[str, str]] = []
     for a in artifacts:
+        allowed = backends_for(a)  # raises ArtifactError for an unknown suffix
         if not Path(a).exists():
             raise ArtifactError(f"artifact not found: {a}")
-        allowed = backends_for(a)
         chosen = [allowed[0]] if not backends else [b for b in backends if b in allowed]
         pairs += [(str(a), b) for b in chosen]
     if not pairs:
-        raise BackendUnavailable(f"none of the backends {', '.join(backends or [])} can open these artifacts")
-    return pairs
-
-
-def _stop(p: _Pair) -> None:
-    if p.process is not None and p.process.is_alive():
-        p.process.kill()
-    if p.process is not None:
-        p.process.join(timeout=5)
+        formats = "; ".join(f"{s} opens with {', '.join(SUFFIX_BACKENDS[s])}"
+                            for s in dict.fromkeys(Path(a).suffix.lower() for a in artifacts))
+        raise BackendUnavailable(f"none of the backends {', '.join(backends or [])} can open these "
+                                 f"artifacts ({formats})")
+    return list(dict.fromkeys(pairs))
 
 
 def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, threads: int | None = None,
               runs: int = 50, warmup: int = 5, on_progress: Callable[[str], None] | None = None,
               order_log: list[tuple[str, str]] | None = None,
-              pairs: list[tuple[str | Path, str]] | None = None) -> list[BenchResult]:
-    """Measure every artifact x backend pair; pairs that fail to load become rows with ``error`` set.
+              pairs: list[tuple[str | Path, str]] | None = None, rewarm: int = 1) -> list[BenchResult]:
+    """Measure every artifact x backend pair (see ``plan``); one BenchResult per pair, in plan order.
 
+    Per pair: load, first inference, ``warmup`` untimed runs; then ``runs`` rounds, each giving
+    every pair one turn (round-robin, rotating start). A turn is ``rewarm`` untimed runs then the
+    timed run: after another pair's turn the CPU has idled and the caches hold the other model,
+    and a timed run straight after that is up to 2x slower on a small VM than the steady-state
+    (back-to-back) latency that runtimes' own tools report; one re-warm run removes most of it.
+    A pair that fails to load or run becomes a row with ``error`` set; the others still run.
     ``pairs`` (optional) lists exact (artifact, backend) pairs instead of artifacts x backends.
-    ``order_log`` (optional) receives the (artifact, backend) of every timed run in the order run.
+    ``order_log`` (optional) receives the (artifact, backend) of every timed run, in the order run.
     """
+    if runs < 1 or warmup < 0 or rewarm < 0 or (threads is not None and threads < 1):
+        raise MobileVisionError(f"runs must be >= 1, warmup and rewarm >= 0 and threads >= 1 "
+                                f"(got runs={runs}, warmup={warmup}, rewarm={rewarm}, threads={threads})")
     say = on_progress or (lambda msg: None)
     if pairs is not None:
+        if not pairs:
+            raise ArtifactError("no artifacts to benchmark")
         for a, b in pairs:
-            plan([a], [b])  # same checks as for artifacts x backends
-        measured = [_Pair(str(a), b) for a, b in pairs]
+            plan([a], [b])  # the same checks as for artifacts x backends
+        measured = [_Pair(a, b) for a, b in dict.fromkeys((str(a), b) for a, b in pairs)]
     else:
         measured = [_Pair(a, b) for a, b in plan(artifacts, backends)]
     ctx = mp.get_context("spawn")
     try:
         for p in measured:  # load one at a time, so loads do not compete for the CPU
             say(f"loading {Path(p.artifact).name} in {p.backend}")
-            parent, child = ctx.Pipe()
-            p.process = ctx.Process(target=_worker, args=(child, p.artifact, p.backend, threads, warmup), daemon=True)
-            p.process.start()
-            child.close()
-            p.conn = parent
-            kind, payload = _receive(p)
-            if kind == "ready":
-                p.info = payload
-            else:
-                p.error = payload
-                _stop(p)
+            _start(ctx, p, threads, warmup, rewarm)
         live = [p for p in measured if p.error is None]
         for r in range(runs):
             say(f"timed run {r + 1}/{runs}")
             for k in range(len(live)):
                 p = live[(r + k) % len(live)]  # rotate who goes first each round
-                if p.error is not None:
-                    continue
-                p.conn.send("run")
-                kind, payload = _receive(p)
-                if kind == "time":
-                    p.times_ns.append(payload)
-                    if order_log is not None:
-                        order_log.append((p.artifact, p.backend))
-                else:
-                    p.error = payload
-                    _stop(p)
+                if p.error is None:
+                    _time_one(p, order_log)
         for p in live:
             if p.error is None:
                 p.conn.send("stop")
                 kind, payload = _receive(p)
-                p.peak_rss_mb = payload if kind == "done" else 0.0
-    finally:
+                p.finished = kind == "done"
+                p.peak_rss_mb = payload if p.finished else 0.0
+    finally:  # also on KeyboardInterrupt: no worker outlives the call
         for p in measured:
             _stop(p)
-    return [_result(p, threads, runs, warmup) for p in measured]
+    return [_result(p, threads, warmup, rewarm) for p in measured]
 
 
-def _receive(p: _Pair, timeout_s: float = 600.0):
-    if not p.conn.poll(timeout_s):
-        return "error", f"no answer from the {p.backend} worker within {timeout_s:.0f} s"
+def _start(ctx, p: _Pair, threads: int | None, warmup: int, rewarm: int) -> None:
+    parent, child = ctx.Pipe()
+    p.process = ctx.Process(target=_worker, args=(child, p.artifact, p.backend, threads, warmup, rewarm),
+                            name=f"bench-{p.backend}-{Path(p.artifact).name}", daemon=True)
+    p.process.start()
+    child.close()
+    p.conn = parent
+    kind, payload = _receive(p)
+    if kind == "ready":
+        p.info = payload
+    else:
+        p.error = payload
+        _stop(p)
+
+
+def _time_one(p: _Pair, order_log: list[tuple[str, str]] | None) -> None:
+    p.conn.send("run")
+    kind, payload = _receive(p)
+    if kind == "time":
+        p.times_ns.append(payload)
+        if order_log is not None:
+            order_log.append((p.artifact, p.backend))
+    else:
+        p.error = payload
+        _stop(p)
+
+
+def _receive(p: _Pair, timeout_s: float = ANSWER_TIMEOUT_S) -> tuple[str, object]:
     try:
+        if not p.conn.poll(timeout_s):
+            return "error", f"no answer from the {p.backend} worker within {timeout_s:.0f} s"
         return p.conn.recv()
-    except EOFError:
+    except (EOFError, ConnectionError):
+        p.process.join(timeout=5)
         return "error", f"the {p.backend} worker died (exit code {p.process.exitcode})"
 
 
-def _result(p: _Pair, threads: int | None, runs: int, warmup: int) -> BenchResult:
-    device = "cpu"
+def _stop(p: _Pair) -> None:
+    """Let a finished worker exit on its own (briefly), kill it otherwise; close the pipe."""
+    if p.process is not None:
+        if p.finished or p.error is not None:  # exiting: give it a moment to do so cleanly
+            p.process.join(timeout=2)
+        if p.process.is_alive():
+            p.process.kill()
+            p.process.join(timeout=5)
+    if p.conn is not None:
+        p.conn.close()
+        p.conn = None
+
+
+def _result(p: _Pair, threads: int | None, warmup: int, rewarm: int) -> BenchResult:
+    info = p.info or {}
     if p.error is not None or not p.times_ns:
-        info = p.info or {}
-        return BenchResult(p.artifact, p.backend, info.get("model"), threads, device, info.get("load_ms"),
-                           info.get("first_ms"), 0, warmup, None, None, None, None, None, None, 0.0,
-                           info.get("macs"), None, p.error or "no timed runs")
+        return BenchResult(p.artifact, p.backend, info.get("model"), threads, "cpu", info.get("load_ms"),
+                           info.get("first_ms"), 0, warmup, None, None, None, None, None, None, p.peak_rss_mb,
+                           info.get("macs"), None, p.error or "no timed runs", rewarm)
     t = np.asarray(p.times_ns, dtype=np.float64) / 1e6
     median = float(np.median(t))
-    macs = p.info["macs"]
-    return BenchResult(p.artifact, p.backend, p.info["model"], threads, device, p.info["load_ms"],
-                       p.info["first_ms"], len(t), warmup, median, float(t.mean()), float(np.percentile(t, 90)),
-                       float(t.min()), float(t.max()), float(t.std()), p.peak_rss_mb, macs,
-                       macs / (median / 1e3) / 1e9 if macs else None)
+    macs = info["macs"]
+    return BenchResult(
+        artifact=p.artifact, backend=p.backend, model=info["model"], threads=threads, device="cpu",
+        load_ms=info["load_ms"], first_ms=info["first_ms"], runs=len(t), warmup=warmup,
+        median_ms=median, mean_ms=float(t.mean()), p90_ms=float(np.percentile(t, 90)),
+        min_ms=float(t.min()), max_ms=float(t.max()), std_ms=float(t.std(ddof=0)),
+        peak_rss_mb=p.peak_rss_mb, macs=macs, gmacs_per_s=macs / (median / 1e3) / 1e9 if macs else None,
+        rewarm=rewarm)
 
 
 def write_json(results: list[BenchResult], path: str | Path) -> Path:
-    """Write the rows as a JSON list (atomic)."""
-    return atomic_write_text(path, json.dumps([dataclasses.asdict(r) for r in results], indent=2))
+    """Write the rows as a JSON list, atomically (temp file beside ``path`` + os.replace)."""
+    return atomic_write_text(path, json.dumps([dataclasses.asdict(r) for r in results], indent=2) + "\n")

@@ -108,10 +108,12 @@ def test_export_info_classify_bench(capsys, toy_name, tmp_path):
     lines = [l for l in capsys.readouterr().out.splitlines() if "class_" in l]
     assert len(lines) == 3
     rc = main(["bench", str(onnx_path), str(tmp_path / f"{toy_name}.tflite"), "--runs", "5", "--warmup", "1",
-               "--json", str(tmp_path / "b.json")])
+               "--rewarm", "2", "--json", str(tmp_path / "b.json")])
     assert rc == 0
     rows = json.loads((tmp_path / "b.json").read_text())
     assert {r["backend"] for r in rows} == {"ort", "litert"} and all(r["median_ms"] > 0 for r in rows)
+    assert all(r["rewarm"] == 2 and r["runs"] == 5 for r in rows)
+    _one_line_error(capsys, main(["bench", str(onnx_path), "--rewarm", "-1"]), "--rewarm")
 
 
 def test_export_failure_is_reported_and_exit_2(capsys, toy_name, tmp_path, monkeypatch):

@@ -1,137 +1,374 @@
-"""Benchmark runner: rows, statistics, interleaving, errors; parsers of the external tools."""
+"""Benchmark runner: rows, statistics, interleaving, errors, cleanup; parsers of the external tools.
+
+The artifacts are built here without the project's exporter (onnx.helper, litert_torch), so a
+broken exporter cannot break the runner's tests.
+"""
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
+import multiprocessing as mp
+import os
+import platform
+import subprocess
+import sys
+import textwrap
+import threading
 from pathlib import Path
 
+import numpy as np
+import psutil
 import pytest
 
-from mobilevision.errors import ArtifactError, BackendUnavailable
-from mobilevision.runtime.profile import BenchResult, benchmark, plan, write_json
+from mobilevision.errors import ArtifactError, BackendUnavailable, MobileVisionError
+from mobilevision.export.metadata import ModelMetadata, TensorSpec, sidecar_path
+from mobilevision.runtime.profile import BenchResult, _wait_until_idle, benchmark, plan, write_json
 
 ROOT = Path(__file__).resolve().parents[2]
+TINY_MACS = 16 * 16 * 8 * 3 * 3 * 3  # the conv; relu and pooling are not MACs
+RUNS = 6
+
+
+def _tiny_onnx(path: Path) -> Path:
+    """1x3x16x16 -> conv 3x3 (8 ch) -> relu -> global average pool -> 1x8."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w")
+    b = numpy_helper.from_array(np.zeros(8, np.float32), "b")
+    nodes = [helper.make_node("Conv", ["image", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+             helper.make_node("Flatten", ["p"], ["logits"])]
+    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 8])], [w, b])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    onnx.checker.check_model(model)
+    onnx.save(model, path)
+    return path
+
+
+def _tiny_tflite(path: Path) -> Path:
+    import litert_torch
+    import torch
+
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(),
+                                 torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    litert_torch.convert(module.eval(), (torch.randn(1, 3, 16, 16),)).export(str(path))
+    return path
 
 
 @pytest.fixture(scope="module")
-def rows(toy_exports):
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    """A tiny .onnx with a sidecar holding its MACs, and a tiny .tflite with no metadata at all."""
+    folder = tmp_path_factory.mktemp("tiny_artifacts")
+    onnx_path = _tiny_onnx(folder / "tiny.onnx")
+    md = ModelMetadata(task="classify", model="tiny_conv", target="onnx", precision="fp32",
+                       inputs=[TensorSpec("image", [1, 3, 16, 16], layout="NCHW")],
+                       outputs=[TensorSpec("logits", [1, 8])], macs=TINY_MACS)
+    sidecar_path(onnx_path).write_text(md.to_json())
+    return {"onnx": onnx_path, "tflite": _tiny_tflite(folder / "tiny.tflite")}
+
+
+@pytest.fixture(scope="module")
+def rows(tiny):
     order: list[tuple[str, str]] = []
-    paths = [toy_exports[t].path for t in ("onnx", "tflite")]
-    result = benchmark(paths, backends=["ort", "litert", "openvino"], threads=1, runs=6, warmup=1, order_log=order)
-    return result, order, paths
+    result = benchmark([tiny["onnx"], tiny["tflite"]], backends=["ort", "litert", "openvino"], threads=1,
+                       runs=RUNS, warmup=1, order_log=order)
+    return result, order
 
 
-def test_one_row_per_compatible_pair(rows):
-    result, _, paths = rows
-    assert [(Path(r.artifact).suffix, r.backend) for r in result] == [(".onnx", "ort"), (".onnx", "openvino"),
-                                                                      (".tflite", "litert")]
+def test_one_row_per_compatible_pair(rows, tiny):
+    result, _ = rows
+    assert [(r.artifact, r.backend) for r in result] == [(str(tiny["onnx"]), "ort"), (str(tiny["onnx"]), "openvino"),
+                                                         (str(tiny["tflite"]), "litert")]
 
 
 def test_statistics_are_consistent(rows):
     for r in rows[0]:
-        assert r.error is None and r.runs == 6 and r.warmup == 1 and r.threads == 1 and r.device == "cpu"
+        assert r.error is None, r.error
+        assert r.runs == RUNS and r.warmup == 1 and r.rewarm == 1 and r.threads == 1 and r.device == "cpu"
         assert 0 < r.min_ms <= r.median_ms <= r.p90_ms <= r.max_ms and r.min_ms <= r.mean_ms <= r.max_ms
         assert r.std_ms >= 0 and r.load_ms > 0 and r.first_ms > 0 and 10 < r.peak_rss_mb < 1000
-        assert r.model == "toy_test_classifier" and r.macs > 0
-        assert r.gmacs_per_s == pytest.approx(r.macs / (r.median_ms / 1e3) / 1e9)
+
+
+def test_gmacs_come_from_the_metadata_macs(rows):
+    by_backend = {r.backend: r for r in rows[0]}
+    for name in ("ort", "openvino"):  # both read the .onnx sidecar
+        r = by_backend[name]
+        assert r.model == "tiny_conv" and r.macs == TINY_MACS
+        assert r.gmacs_per_s == pytest.approx(TINY_MACS / (r.median_ms / 1e3) / 1e9)
+    lite = by_backend["litert"]  # no embedded metadata, no sidecar
+    assert lite.model is None and lite.macs is None and lite.gmacs_per_s is None
 
 
 def test_timed_runs_are_interleaved_round_robin(rows):
-    result, order, _ = rows
+    result, order = rows
     pairs = [(r.artifact, r.backend) for r in result]
-    assert len(order) == 6 * len(pairs)
-    for k in range(6):  # every round runs each pair once, the starting pair rotates
+    assert len(order) == RUNS * len(pairs)
+    for k in range(RUNS):  # every round runs each pair once; the starting pair rotates
         round_ = order[k * len(pairs):(k + 1) * len(pairs)]
-        assert sorted(round_) == sorted(pairs) and round_[0] == pairs[k % len(pairs)]
+        assert round_ == [pairs[(k + j) % len(pairs)] for j in range(len(pairs))]
 
 
-def test_peak_rss_is_the_workers_own(toy_exports):
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+def test_worker_waits_for_spinning_threads():
+    """A runtime thread still spinning after a run must finish before the next pair gets the CPU."""
+    data = b"\0" * 40_000_000
+    worker = threading.Thread(target=lambda: hashlib.sha256(data).digest())  # busy in C, GIL released
+    worker.start()
+    _wait_until_idle(timeout_s=5.0)
+    assert not worker.is_alive()
+
+
+def test_default_backends_and_load_failure_row(tiny, tmp_path):
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not onnx")
+    result = benchmark([junk, tiny["onnx"], tiny["tflite"]], runs=2, warmup=0, rewarm=0)
+    assert [r.backend for r in result] == ["ort", "ort", "litert"] and all(r.rewarm == 0 for r in result)
+    bad = result[0]
+    assert "cannot load" in bad.error and bad.median_ms is None and bad.runs == 0 and bad.gmacs_per_s is None
+    assert all(r.error is None and r.runs == 2 for r in result[1:])
+
+
+@pytest.mark.skipif(platform.system() == "Darwin", reason="Core ML runs on macOS")
+def test_unavailable_backend_is_an_error_row(tiny, tmp_path):
+    package = tmp_path / "fake.mlpackage"
+    package.mkdir()
+    (core, onnx_row) = benchmark([package, tiny["onnx"]], runs=1, warmup=0)
+    assert core.backend == "coreml" and "macOS" in core.error and core.median_ms is None
+    assert onnx_row.error is None
+
+
+def test_bad_requests_raise(tiny, tmp_path):
+    with pytest.raises(ArtifactError, match="not found"):
+        benchmark([tmp_path / "none.onnx"])
+    with pytest.raises(ArtifactError, match="unknown artifact type"):
+        plan([tmp_path / "model.pt"])
+    with pytest.raises(BackendUnavailable, match="unknown backend"):
+        benchmark([tiny["onnx"]], backends=["tensorrt"])
+    with pytest.raises(BackendUnavailable, match="can open") as e:
+        plan([tiny["tflite"]], ["ort"])
+    assert "\n" not in str(e.value)
+    with pytest.raises(BackendUnavailable, match="can open"):
+        benchmark([], pairs=[(tiny["tflite"], "openvino")])
+    with pytest.raises(MobileVisionError, match="runs must be"):
+        benchmark([tiny["onnx"]], runs=0)
+    with pytest.raises(MobileVisionError, match="rewarm"):
+        benchmark([tiny["onnx"]], rewarm=-1)
+    # incompatible combinations are skipped as long as one artifact can be opened
+    assert plan([tiny["onnx"], tiny["tflite"]], ["ort"]) == [(str(tiny["onnx"]), "ort")]
+
+
+def test_peak_rss_is_the_workers_own(tiny):
     """A parent that once held a lot of memory must not leak its peak into the workers' rows."""
     ballast = bytearray(1_500_000_000)  # 1.5 GB touched in the parent
     ballast[::4096] = b"x" * len(ballast[::4096])
-    (row,) = benchmark([toy_exports["onnx"].path], runs=1, warmup=0)
+    (row,) = benchmark([tiny["onnx"]], runs=1, warmup=0)
     del ballast
     assert 10 < row.peak_rss_mb < 1000, row.peak_rss_mb
 
 
-def test_load_failure_becomes_error_row(toy_exports, tmp_path):
-    junk = tmp_path / "junk.onnx"
-    junk.write_bytes(b"not onnx")
-    result = benchmark([junk, toy_exports["onnx"].path], runs=2, warmup=0)
-    assert "cannot load" in result[0].error and result[0].median_ms is None
-    assert result[1].error is None and result[1].runs == 2
+def _workers() -> list[psutil.Process]:
+    """Live spawned workers of this process (not multiprocessing's resource tracker)."""
+    live = []
+    for c in psutil.Process().children(recursive=True):
+        try:
+            if c.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(c.cmdline()):
+                live.append(c)
+        except psutil.NoSuchProcess:
+            pass
+    return live
 
 
-def test_coreml_off_macos_is_an_error_row(toy_exports):
-    (row,) = benchmark([toy_exports["coreml"].path], runs=1, warmup=0)
-    assert row.error and "macOS" in row.error
+def test_interrupt_kills_the_workers(tiny):
+    def interrupt(msg: str) -> None:
+        if msg.startswith("timed run 2/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        benchmark([tiny["onnx"], tiny["tflite"]], runs=5, warmup=0, on_progress=interrupt)
+    assert not mp.active_children() and not _workers()
 
 
-def test_bad_requests_raise(toy_exports, tmp_path):
-    with pytest.raises(ArtifactError, match="not found"):
-        plan([tmp_path / "none.onnx"])
-    with pytest.raises(BackendUnavailable, match="unknown backend"):
-        plan([toy_exports["onnx"].path], ["tensorrt"])
-    with pytest.raises(BackendUnavailable, match="can open"):
-        plan([toy_exports["tflite"].path], ["ort"])
-    with pytest.raises(BackendUnavailable, match="can open"):
-        benchmark([], pairs=[(toy_exports["tflite"].path, "openvino")])
+def test_workers_exit_after_a_run(rows):
+    assert not mp.active_children() and not _workers()
 
 
-def test_json_round_trip(rows, tmp_path):
+def test_json_is_atomic_and_round_trips(rows, tmp_path, monkeypatch):
     path = write_json(rows[0], tmp_path / "sub" / "rows.json")
-    data = json.loads(path.read_text())
-    assert [BenchResult(**d) for d in data] == rows[0]
-    assert not list((tmp_path / "sub").glob(".*tmp"))
+    assert [BenchResult(**d) for d in json.loads(path.read_text())] == rows[0]
+    before = path.read_bytes()
 
+    def fail(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError):
+        write_json(rows[0][:1], path)
+    assert path.read_bytes() == before  # the old file is untouched ...
+    assert [p.name for p in path.parent.iterdir()] == ["rows.json"]  # ... and no temp file is left
+
+
+def test_importing_the_runner_does_not_import_torch(tiny):
+    code = textwrap.dedent(f"""
+        import sys
+
+        class NoTorch:
+            def find_spec(self, name, path=None, target=None):
+                if name == "torch" or name.startswith("torch."):
+                    raise ImportError("torch imported by " + name)
+                return None
+
+        sys.meta_path.insert(0, NoTorch())
+        import mobilevision.runtime.profile as profile
+        (row,) = profile.benchmark([{str(tiny["onnx"])!r}], runs=1, warmup=0)
+        assert row.error is None, row.error
+        assert "torch" not in sys.modules
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+# ------------------------------------------------------------------ benchmarks/crosscheck_latency.py
 
 def _script(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
 
-LITERT_OUTPUT = """========================================
+@pytest.fixture(scope="module")
+def crosscheck():
+    return _script("crosscheck_latency")
+
+
+# Captured from litert-benchmark (ai-edge-litert 2.3.0): results on stdout, logging on stderr.
+LITERT_OUTPUT = """
+========================================
  BENCHMARK RESULTS
 ========================================
-Model initialization:  12.40 ms
-Warmup (first):        30.11 ms
-Warmup (avg):          22.91 ms (5 runs)
-Inference (avg):       22.53 ms (20 runs)
-Inference (min):       15.24 ms
-Inference (max):       33.04 ms
-Inference (median):    22.79 ms
-Inference (std):       4.21 ms
+Model initialization:  6.97 ms
+Warmup (first):        11.45 ms
+Warmup (avg):          6.43 ms (10 runs)
+Inference (avg):       4.96 ms (100 runs)
+Inference (min):       4.76 ms
+Inference (max):       6.42 ms
+Inference (median):    4.94 ms
+Inference (std):       0.18 ms
+Inference (p5):        4.82 ms
+Inference (p95):       5.12 ms
+Throughput:            115.78 MB/s
+Fully accelerated:     True
+========================================
+2026-11-24 10:19:16 INFO benchmark_litert_model: Num threads:     2
+INFO: [cpu_registry.cc:75] XNNPACK CPU accelerator registered.
+INFO: Created TensorFlow Lite XNNPACK delegate for CPU.
 """
 
-BENCHMARK_APP_OUTPUT = """[ INFO ] First inference took 34.43 ms
+# Captured from benchmark_app (OpenVINO 2026.4.1), abridged.
+BENCHMARK_APP_OUTPUT = """[Step 8/11] Querying optimal runtime parameters
+[ INFO ] Model:
+[ INFO ]   NETWORK_NAME: onnx_Frontend_IR
+[ INFO ]   OPTIMAL_NUMBER_OF_INFER_REQUESTS: 1
+[ INFO ]   NUM_STREAMS: 1
+[ INFO ]   INFERENCE_NUM_THREADS: 2
+[ INFO ]   INFERENCE_PRECISION_HINT: <Type: 'float32'>
+[ INFO ]   PERFORMANCE_HINT: LATENCY
+[ INFO ]   ENABLE_CPU_PINNING: True
+[Step 9/11] Creating infer requests and preparing input tensors
+[ WARNING ] No input files were given for input 'image'!. This input will be filled with random values!
+[Step 10/11] Measuring performance (Start inference synchronously, limits: 30 iterations)
+[ INFO ] Benchmarking in inference only mode (inputs filling are not included in measurement loop).
+[ INFO ] First inference took 10.31 ms
 [Step 11/11] Dumping statistics report
 [ INFO ] Execution Devices:['CPU']
-[ INFO ] Count:            20 iterations
-[ INFO ] Duration:         612.07 ms
+[ INFO ] Count:            30 iterations
+[ INFO ] Duration:         155.64 ms
 [ INFO ] Latency:
-[ INFO ]    Median:        21.97 ms
-[ INFO ]    Average:       30.46 ms
-[ INFO ]    Min:           11.63 ms
+[ INFO ]    Median:        5.07 ms
+[ INFO ]    Average:       5.12 ms
+[ INFO ]    Min:           4.98 ms
+[ INFO ]    Max:           5.76 ms
+[ INFO ] Throughput:   192.76 FPS
 """
 
 
-def test_external_tool_parsers():
-    cc = _script("crosscheck_latency")
-    assert cc.parse_litert_benchmark(LITERT_OUTPUT) == 22.79
-    assert cc.parse_benchmark_app(BENCHMARK_APP_OUTPUT) == 21.97
-    with pytest.raises(ValueError):
-        cc.parse_litert_benchmark("Inference (avg): 3 ms")
-    with pytest.raises(ValueError):
-        cc.parse_benchmark_app("[ INFO ] Median: 3 ms")  # a median outside the latency block
+def test_litert_benchmark_parser(crosscheck):
+    got = crosscheck.parse_litert_benchmark(LITERT_OUTPUT)
+    assert (got.median_ms, got.mean_ms) == (4.94, 4.96)
+    assert crosscheck.parse_litert_accelerated(LITERT_OUTPUT) is True
+    assert crosscheck.parse_litert_accelerated("") is None
+    with pytest.raises(ValueError, match="median"):
+        crosscheck.parse_litert_benchmark("Inference (avg):       3.00 ms (10 runs)")
 
 
-def test_external_tool_commands_match_our_settings():
-    cc = _script("crosscheck_latency")
-    lite = cc.litert_benchmark_cmd(Path("m.tflite"), 2, 100, 10)
+def test_benchmark_app_parser(crosscheck):
+    got = crosscheck.parse_benchmark_app(BENCHMARK_APP_OUTPUT)
+    assert (got.median_ms, got.mean_ms) == (5.07, 5.12)
+    props = crosscheck.parse_benchmark_app_config(BENCHMARK_APP_OUTPUT)
+    assert props["PERFORMANCE_HINT"] == "LATENCY" and props["INFERENCE_NUM_THREADS"] == "2"
+    crosscheck.check_benchmark_app_config(props, threads=2)
+    with pytest.raises(RuntimeError, match="INFERENCE_NUM_THREADS"):
+        crosscheck.check_benchmark_app_config(props, threads=1)
+    micro = crosscheck.parse_benchmark_app(BENCHMARK_APP_OUTPUT.replace("5.07 ms", "8.73 us").replace("5.12 ms", "13.58 us"))
+    assert (micro.median_ms, micro.mean_ms) == (pytest.approx(0.00873), pytest.approx(0.01358))  # < 1 ms: in us
+    with pytest.raises(ValueError, match="Latency"):
+        crosscheck.parse_benchmark_app("[ INFO ]    Median:        3.00 ms")  # a median outside the block
+    with pytest.raises(ValueError, match="Median"):
+        crosscheck.parse_benchmark_app(BENCHMARK_APP_OUTPUT.replace("Median", "90 percentile"))
+
+
+def test_external_tool_commands_match_our_settings(crosscheck, tmp_path):
+    lite = crosscheck.litert_benchmark_cmd(Path("m.tflite"), 2, 100, 10)
     assert lite[1:] == ["--model", "m.tflite", "--num_threads", "2", "--num_runs", "100", "--warmup_runs", "10"]
-    app = cc.benchmark_app_cmd(Path("m.xml"), 2, 100)
-    for flag, value in (("-hint", "none"), ("-nstreams", "1"), ("-api", "sync"), ("-nireq", "1"),
-                        ("-nthreads", "2"), ("-infer_precision", "f32"), ("-niter", "100")):
+    app = crosscheck.benchmark_app_cmd(Path("m.xml"), tmp_path / "c.json", 100)
+    for flag, value in (("-api", "sync"), ("-nireq", "1"), ("-niter", "100"), ("-d", "CPU"),
+                        ("-load_config", str(tmp_path / "c.json"))):
         assert app[app.index(flag) + 1] == value
+    assert "-hint" not in app and "-nthreads" not in app  # both come from the config file
+    assert crosscheck.openvino_backend_config(3) == {"CPU": {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": "3",
+                                                             "INFERENCE_PRECISION_HINT": "f32"}}
+
+
+def test_benchmark_app_config_is_our_backends(crosscheck, tiny):
+    """The config handed to benchmark_app must compile the model exactly as our openvino backend does."""
+    import openvino as ov
+
+    from mobilevision.runtime.backends import open_backend
+
+    ours = open_backend(tiny["onnx"], "openvino", threads=1).compiled
+    theirs = ov.Core().compile_model(str(tiny["onnx"]), "CPU", crosscheck.openvino_backend_config(1)["CPU"])
+    for key in ("PERFORMANCE_HINT", "INFERENCE_NUM_THREADS", "NUM_STREAMS", "INFERENCE_PRECISION_HINT",
+                "ENABLE_CPU_PINNING"):
+        assert str(ours.get_property(key)) == str(theirs.get_property(key)), key
+
+
+def test_crosscheck_runs_the_real_tools(crosscheck, tiny, tmp_path):
+    """End to end against the installed litert-benchmark and benchmark_app (tiny models, 1 round):
+    their flags are accepted and their output still parses. The ±25 % band is not asserted here:
+    a ~0.05 ms model measures overheads, not the runtime."""
+    import openvino as ov
+
+    xml = tmp_path / "tiny.xml"
+    ov.save_model(ov.convert_model(str(tiny["onnx"])), str(xml))
+    code = crosscheck.main([str(tiny["tflite"]), str(xml), "--threads", "1", "--runs", "5", "--warmup", "1",
+                            "--rounds", "1", "--out", str(tmp_path / "out")])
+    report = json.loads((tmp_path / "out" / "crosscheck.json").read_text())
+    lite, app = report["pairs"]
+    assert (lite["tool"], app["tool"]) == ("litert-benchmark", "benchmark_app")
+    if lite["error"]:  # litert-benchmark prints 2 decimals of ms; a fast machine may print 0.00
+        assert "resolution" in lite["error"] and code == 2
+        pairs = [app]
+    else:
+        assert code in (0, 1)
+        pairs = [lite, app]
+    for pair in pairs:
+        assert pair["error"] is None and pair["tool_median_ms"] > 0 and pair["ours_median_ms"] > 0
+        assert pair["within_band"] == (abs(pair["ratio"] - 1) <= 0.25)
+    assert "| tiny.tflite | litert-benchmark | median |" in (tmp_path / "out" / "crosscheck.md").read_text()
