@@ -117,9 +117,7 @@ def prepare(model_or_name: str | torch.nn.Module, weights: str | None = None, im
         example = torch.randn(1, *size, generator=torch.Generator().manual_seed(seed))
         out = module(example)
     outs = list(out) if isinstance(out, (tuple, list)) else [out]
-    pre = Preprocessing(resize=int(size[1] / card.crop_pct), crop=[size[1], size[2]],
-                        interpolation=card.interpolation, mean=list(card.mean), std=list(card.std),
-                        layout=card.layout)
+    pre = Preprocessing.for_card(card, size[1], size[2])
     labels = list(card.labels) if card.labels else None
     base = ModelMetadata(
         task=card.task, model=card.name, target="", precision="",

@@ -43,6 +43,14 @@ class Preprocessing:
     color: str = "RGB"
     layout: str = "NCHW"
 
+    @classmethod
+    def for_card(cls, card: Any, height: int, width: int) -> "Preprocessing":
+        """The evaluation preprocessing of a model card (registry.ModelCard) at height x width:
+        resize the shorter side to height / crop_pct, centre-crop. Training's validation uses it
+        too, so what a model is evaluated on is exactly what apps feed it."""
+        return cls(resize=int(height / card.crop_pct), crop=[height, width], interpolation=card.interpolation,
+                   mean=list(card.mean), std=list(card.std), layout=card.layout)
+
 
 @dataclass
 class ModelMetadata:

@@ -109,3 +109,31 @@ def load_into(model: torch.nn.Module, path: str | os.PathLike,
         raise IncompatibleWeights(f"{p} does not fit {name}: " + "; ".join(parts)
                                   + " (is it a checkpoint of this model variant?)")
     model.load_state_dict(sd, strict=False)
+
+
+RUN_CARD_FORMAT = "mobilevision-checkpoint"
+
+
+def run_card_path(weights: str | os.PathLike) -> Path:
+    """The JSON that a training run writes beside its weights (``best.safetensors`` -> ``best.json``)."""
+    return Path(weights).with_suffix(".json")
+
+
+def read_run_card(weights: str | os.PathLike) -> dict[str, Any] | None:
+    """The run card of a checkpoint written by ``mobilevision train`` (model, task, labels, input
+    size, normalisation, epoch, metrics), or None for any other checkpoint."""
+    import json
+
+    card = run_card_path(weights)
+    if str(weights).startswith(("http://", "https://")) or not card.is_file():
+        return None
+    try:
+        data = json.loads(card.read_text())
+    except (OSError, ValueError) as e:
+        raise WeightsError(f"cannot read the run card {card}: {e}") from e
+    if not isinstance(data, dict) or data.get("format") != RUN_CARD_FORMAT:
+        return None
+    missing = [k for k in ("model", "task", "num_classes", "input_size") if k not in data]
+    if missing:
+        raise WeightsError(f"run card {card} lacks {', '.join(missing)}: it was edited or truncated")
+    return data

@@ -5,6 +5,7 @@ traceback instead. Heavy imports (torch, converters, runtimes) happen inside com
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Optional
@@ -60,6 +61,21 @@ def list_cmd(task: Optional[str] = typer.Option(None, help="Only models of this 
     out.print(table)
 
 
+def _trained_model_name(path: Path, weights: Optional[Path]) -> str:
+    from mobilevision.checkpoints import read_run_card
+    from mobilevision.errors import WeightsError
+
+    if weights is not None:
+        raise MobileVisionError(f"give either a checkpoint ({path}) or --weights, not both")
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    run = read_run_card(path)
+    if run is None:
+        raise WeightsError(f"{path} has no run card ({path.with_suffix('.json').name}): pass the model name "
+                           f"and --weights {path}")
+    return run["model"]
+
+
 def _export_table(results) -> Table:
     from mobilevision.export.api import ExportFailure
 
@@ -80,7 +96,8 @@ def _export_table(results) -> Table:
 
 @app.command("export")
 def export_cmd(
-    model: str = typer.Argument(..., help="Zoo model name (see `mobilevision list`)."),
+    model: str = typer.Argument(..., help="Zoo model name (see `mobilevision list`), or a training run's "
+                                          "weights (RUN_DIR/best.safetensors: classes travel into the metadata)."),
     target: list[str] = typer.Option(..., "--target", "-t", help="onnx, tflite, coreml, openvino or all (repeatable)."),
     weights: Optional[Path] = typer.Option(None, help="Local checkpoint (.pth/.pt/.safetensors); default: random init."),
     imgsz: Optional[int] = typer.Option(None, help="Square input size in pixels (default: the model's)."),
@@ -97,6 +114,8 @@ def export_cmd(
 
     import mobilevision
 
+    if Path(model).suffix in (".safetensors", ".pt", ".pth"):  # a training run's weights
+        model, weights = _trained_model_name(Path(model), weights), Path(model)
     mobilevision.get_model_card(model)  # unknown names fail before anything is built
     targets = [t for name in target for t in resolve_targets(name)]
     for p in precision:
@@ -206,6 +225,136 @@ def classify_cmd(artifact: Path = typer.Argument(..., help="An exported classifi
     with load(artifact, backend=backend) as model:
         for c in model.classify(image, top_k=top_k):
             out.print(f"{c.score:7.4f}  {c.index:5d}  {c.label}")
+
+
+train_app = typer.Typer(no_args_is_help=True, help="Train a model (one engine for every task).")
+eval_app = typer.Typer(no_args_is_help=True, help="Evaluate trained weights.")
+app.add_typer(train_app, name="train")
+app.add_typer(eval_app, name="eval")
+
+
+def _run_dir(out_dir: Optional[Path], model: str, resume: bool) -> Path:
+    """--out, or runs/classify/<model>[-N]: a new run never lands in a folder holding another run;
+    --resume without --out continues the newest of them."""
+    from mobilevision.train.checkpoint import has_state
+
+    if out_dir is not None:
+        return out_dir
+    base = Path("runs") / "classify" / model
+    runs = [p for p in [base, *base.parent.glob(f"{model}-*")] if has_state(p)]
+    if resume:
+        if not runs:
+            raise MobileVisionError(f"nothing to resume: no run of {model} under {base.parent} (pass --out RUN_DIR)")
+        return max(runs, key=lambda p: (p / "last.state.pt").stat().st_mtime)
+    n = 1
+    while has_state(base if n == 1 else base.with_name(f"{model}-{n}")):
+        n += 1
+    return base if n == 1 else base.with_name(f"{model}-{n}")
+
+
+@train_app.command("classify")
+def train_classify_cmd(
+    model: Optional[str] = typer.Option(None, help="Zoo classifier, e.g. skipnet_m or emo_1m (see `mobilevision list`)."),
+    loss: str = typer.Option("ce", help="ce (cross-entropy) or bias (Bias Loss, ICCV 2021)."),
+    data: Optional[Path] = typer.Option(None, help="Image folder (train/<class>/..., val/<class>/...) or CIFAR python "
+                                                   "folder; default: the built-in digits."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs in total (default 10; with --resume: extend the run)."),
+    batch_size: int = typer.Option(64, help="Global batch size (split over torchrun processes)."),
+    imgsz: Optional[int] = typer.Option(None, help="Square input size (default: 64 for digits, 32 for CIFAR, else the model's)."),
+    optimizer: str = typer.Option("adamw", help="adamw or sgd."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: AdamW 1e-3, SGD 0.1)."),
+    weight_decay: Optional[float] = typer.Option(None, help="Default: AdamW 0.05, SGD 1e-4 (not on biases/norms)."),
+    schedule: str = typer.Option("cosine", help="cosine, step (x0.1 at 50 % and 75 %) or constant, after warm-up."),
+    warmup_epochs: float = typer.Option(1.0, help="Linear warm-up length in epochs."),
+    label_smoothing: float = typer.Option(0.0, help="Cross-entropy label smoothing (--loss ce only)."),
+    ema_decay: Optional[float] = typer.Option(None, help="Keep an EMA of the weights with this decay (e.g. 0.999); "
+                                                         "the EMA is evaluated and saved."),
+    clip_grad: Optional[float] = typer.Option(None, help="Clip the global gradient norm to this."),
+    amp: bool = typer.Option(False, "--amp", help="Mixed precision (fp16 on CUDA, bf16 on CPU)."),
+    bias_alpha: float = typer.Option(0.3, help="Bias Loss alpha."),
+    bias_beta: float = typer.Option(0.3, help="Bias Loss beta."),
+    bias_norm: str = typer.Option("global", help="Bias Loss variance normalisation: global or local."),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="Random-resized crop (+ flip where it keeps the class)."),
+    weights: Optional[Path] = typer.Option(None, help="Start from this local checkpoint (classifier replaced if the class count differs)."),
+    seed: int = typer.Option(0, help="Seed for initialisation, shuffling and augmentation."),
+    workers: Optional[int] = typer.Option(None, help="Data-loader processes (default: 0 for in-memory data, else up to 4)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    sync_bn: bool = typer.Option(False, "--sync-bn", help="With torchrun: BatchNorm statistics over the global batch."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/classify/<model>[-N])."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch."),
+) -> None:
+    """Train a classifier; writes RUN_DIR/{best,last}.safetensors + .json, metrics.csv."""
+    from mobilevision.tasks.classify import ClassifyOptions, ClassifyTask
+    from mobilevision.train import TrainConfig, fit
+    from mobilevision.train.checkpoint import load_state
+
+    if resume:
+        if model is None and out_dir is None:
+            raise MobileVisionError("--resume needs --out RUN_DIR (or --model to continue its newest run)")
+        run_dir = _run_dir(out_dir, model or "", True)
+        state = load_state(run_dir)
+        options = ClassifyOptions(**state["task"]["options"])
+        config = TrainConfig.from_dict({**state["config"], **({"epochs": epochs} if epochs else {})})
+        if model is not None and model != options.model:
+            raise MobileVisionError(f"{run_dir} trains {options.model}, not {model}: drop --model or pick another --out")
+    else:
+        if model is None:
+            raise MobileVisionError("--model is required: e.g. --model skipnet_m (see `mobilevision list --task classify`)")
+        options = ClassifyOptions(model=model, data=str(data) if data else None, loss=loss, imgsz=imgsz,
+                                  label_smoothing=label_smoothing, bias_alpha=bias_alpha, bias_beta=bias_beta,
+                                  bias_normalisation=bias_norm, augment=augment, weights=str(weights) if weights else None)
+        config = TrainConfig(epochs=epochs or 10, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                             weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
+                             ema_decay=ema_decay, clip_grad=clip_grad, amp=amp, seed=seed, workers=workers,
+                             device=device, sync_bn=sync_bn)
+        run_dir = _run_dir(out_dir, model, False)
+    if workers is not None:
+        config.workers = workers
+    with err.status("reading the dataset"):
+        task = ClassifyTask(options)
+    is_main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 talks
+    if is_main:
+        err.print(f"training {options.model} ({options.loss}) on {task.data.name}: {len(task.data.classes)} classes, "
+                  f"{len(task.data.train)} train / {len(task.data.val)} val images at {task.card.input_size[1]} px "
+                  f"-> {run_dir}", markup=False, highlight=False)
+    try:
+        result = fit(task, config, run_dir, resume=resume, console=err)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: the finished epochs are in {run_dir}; continue with "
+                  f"`mobilevision train classify --resume --out {run_dir}`", markup=False, highlight=False)
+        raise typer.Exit(130)
+    best = result.best_metric
+    if is_main:
+        out.print(f"best val top-1 {best * 100:.2f} % at epoch {result.best_epoch}: {result.best}" if best is not None
+                  else f"done: {result.last}", markup=False, highlight=False)
+
+
+@eval_app.command("classify")
+def eval_classify_cmd(
+    weights: Path = typer.Option(..., help="Trained weights, e.g. RUN_DIR/best.safetensors."),
+    data: Optional[Path] = typer.Option(None, help="Dataset whose validation split is used (default: the run's)."),
+    model: Optional[str] = typer.Option(None, help="Model name, for checkpoints without a run card."),
+    batch_size: int = typer.Option(64, help="Batch size."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    confusion: Optional[Path] = typer.Option(None, help="Confusion-matrix PNG (default: beside the weights)."),
+) -> None:
+    """Top-1 / top-5 and a confusion-matrix PNG of trained weights on a validation split."""
+    from mobilevision.tasks.classify import evaluate_checkpoint, save_confusion_png
+
+    if batch_size < 1:
+        raise MobileVisionError("--batch-size must be >= 1")
+    with err.status("evaluating"):
+        report = evaluate_checkpoint(str(weights), data=str(data) if data else None, model=model,
+                                     batch_size=batch_size, device=device)
+    table = Table(title=f"{report.model} on {report.data} ({int(report.confusion.sum())} images)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in report.metrics.items():
+        table.add_row(k, f"{v * 100:.2f} %" if k.startswith("top") else f"{v:.4f}")
+    out.print(table)
+    png = confusion or weights.with_name(f"{weights.stem}_confusion.png")
+    save_confusion_png(report, str(png))
+    err.print(f"wrote {png}", markup=False, highlight=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,3 +43,11 @@ class BackendUnavailable(MobileVisionError):
 
 class InputMismatch(MobileVisionError):
     """An input array whose shape, dtype or rank is not what the model expects."""
+
+
+class DataError(MobileVisionError):
+    """A dataset folder or file that cannot be used (missing, empty classes, one class, bad layout)."""
+
+
+class TrainingError(MobileVisionError):
+    """A training run that cannot start or continue (bad options, nothing to resume, loss diverged)."""

@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import ModelNotFound
+from .errors import IncompatibleWeights, ModelNotFound
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -98,22 +98,44 @@ def get_model_card(name: str) -> ModelCard:
     return _entry(name).card
 
 
+def card_of_trained(card: ModelCard, run: dict[str, Any]) -> ModelCard:
+    """The zoo card updated with what a training run recorded (classes, input size, preprocessing)."""
+    labels = run.get("labels")
+    return dataclasses.replace(
+        card, num_classes=int(run["num_classes"]), labels=tuple(labels) if labels else None,
+        label_set=run.get("label_set") if labels else None, input_size=tuple(run["input_size"]),
+        mean=tuple(run.get("mean", card.mean)), std=tuple(run.get("std", card.std)),
+        interpolation=run.get("interpolation", card.interpolation), crop_pct=run.get("crop_pct", card.crop_pct))
+
+
 def create_model(name: str, weights: str | None = None, num_classes: int | None = None,
                  checkpoint_key: str | None = None, **kwargs: Any):
     """Build ``name`` in eval mode; load ``weights`` (a local file) strictly if given.
 
     ``checkpoint_key`` picks an entry of a checkpoint container (EMO: 'net' or 'net_E').
-    A checkpoint with another class count loads everything but the classifier.
+    A checkpoint with another class count loads everything but the classifier. Weights written
+    by ``mobilevision train`` bring their run card: class names, input size and normalisation
+    replace the zoo's in ``model.model_card`` (and so travel into exported artifacts).
     """
     entry = _entry(name)
-    n_cls = entry.card.num_classes if num_classes is None else int(num_classes)
+    card = entry.card
+    trained = None
+    if weights is not None:
+        from .checkpoints import read_run_card
+
+        trained = read_run_card(weights)
+    if trained is not None:  # written by `mobilevision train`: its classes, input size and normalisation
+        if trained["model"] != name:
+            raise IncompatibleWeights(f"{weights} was trained as {trained['model']!r}, not {name!r}: "
+                                      f"use the model name {trained['model']!r}")
+        card = card_of_trained(card, trained)
+    n_cls = card.num_classes if num_classes is None else int(num_classes)
     model = entry.builder(num_classes=n_cls, **kwargs)
     if weights is not None:
         from .checkpoints import load_into
 
         load_into(model, weights, extractor=entry.checkpoint_extractor, key=checkpoint_key,
-                  drop_prefixes=entry.card.classifier_prefixes)
-    card = entry.card
+                  drop_prefixes=card.classifier_prefixes)
     if n_cls != card.num_classes:  # a fine-tuned head: the zoo's label names no longer apply
         card = dataclasses.replace(card, num_classes=n_cls, labels=None, label_set=None)
     model.model_card = card

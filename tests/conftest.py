@@ -55,3 +55,24 @@ def toy_exports(tmp_path_factory, toy_name):
     failures = [r for r in results if not hasattr(r, "path")]
     assert not failures, failures
     return by_target
+
+
+def make_image_folder(root, classes=("cat", "dog"), per_class=4, val=True, size=(20, 24)):
+    """root/train/<class>/*.png (+ root/val/<class>/*.png), random pixels; returns root."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in (["train", "val"] if val else [""]):
+        for c in classes:
+            d = root / split / c
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 255, (*size, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="session")
+def image_folder():
+    """The ``make_image_folder`` factory."""
+    return make_image_folder

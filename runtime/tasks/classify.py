@@ -10,7 +10,7 @@ from PIL import Image
 from mobilevision.errors import InputMismatch
 from mobilevision.export.metadata import Preprocessing
 
-_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
+RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
              "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
 
 
@@ -44,7 +44,7 @@ def preprocess(image: np.ndarray | Image.Image | str | Path, pre: Preprocessing)
     w, h = im.size
     s = pre.resize / min(w, h)
     nw, nh = max(pre.crop[1], round(w * s)), max(pre.crop[0], round(h * s))
-    im = im.resize((nw, nh), _RESAMPLE.get(pre.interpolation, Image.Resampling.BICUBIC))
+    im = im.resize((nw, nh), RESAMPLE.get(pre.interpolation, Image.Resampling.BICUBIC))
     left, top = (nw - pre.crop[1]) // 2, (nh - pre.crop[0]) // 2
     im = im.crop((left, top, left + pre.crop[1], top + pre.crop[0]))
     x = np.asarray(im, dtype=np.float32) * np.float32(pre.scale)

@@ -22,7 +22,8 @@ def _one_line_error(capsys, rc, *words):
     return lines[0]
 
 
-@pytest.mark.parametrize("command", [[], ["list"], ["export"], ["bench"], ["info"], ["classify"]])
+@pytest.mark.parametrize("command", [[], ["list"], ["export"], ["bench"], ["info"], ["classify"], ["train"],
+                                     ["train", "classify"], ["eval"], ["eval", "classify"]])
 def test_help_for_every_command(capsys, command):
     assert main([*command, "--help"]) == 0
     assert "Usage" in capsys.readouterr().out

@@ -1,0 +1,295 @@
+"""The one training loop: every task trains through ``fit``.
+
+What it does for any ``TrainTask``: seeding, data loading (DistributedSampler, also in a single
+process, so one process and N processes see the same global batches), AdamW/SGD with weight
+decay on weights only, per-step warm-up + cosine/step schedule, optional EMA of the weights
+(torch.optim.swa_utils), gradient clipping, autocast, DDP under ``torchrun``, a progress bar,
+per-epoch validation, atomic checkpoints and exact resume.
+
+Resume is exact because nothing random depends on history: every epoch reseeds torch from
+(seed, epoch, rank), the sampler shuffles from (seed, epoch) and augmentation draws from
+(seed, epoch, sample). A run killed at any point and resumed from its last finished epoch ends
+with the same weights as an uninterrupted run (CPU; same seed and thread count).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from mobilevision.errors import TrainingError
+
+from . import checkpoint
+from .config import TrainConfig
+from .distributed import World, init_world, pick_device, shutdown
+from .task import TrainTask
+
+
+@dataclass(frozen=True)
+class StepInfo:
+    epoch: int            # 0-based
+    step: int             # 0-based within the epoch
+    global_step: int      # optimizer steps so far, including this one
+    loss: float
+
+
+class Callback:
+    """Hooks into the loop (e.g. logging, early stopping, tests that kill a run mid-epoch)."""
+
+    def on_step_end(self, info: StepInfo) -> None: ...
+
+    def on_epoch_end(self, row: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    history: list[dict[str, Any]]
+    best_epoch: int | None
+    best_metric: float | None
+    best: Path = field(init=False)
+    last: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.best = self.run_dir / "best.safetensors"
+        self.last = self.run_dir / "last.safetensors"
+
+
+class WarmupSchedule:
+    """LR multiplier per optimizer step: linear warm-up, then cosine / step decay / flat.
+
+    A class rather than a lambda so LambdaLR's state (this object's fields) is saved and resumed.
+    """
+
+    def __init__(self, kind: str, total_steps: int, warmup_steps: int, min_ratio: float):
+        self.kind, self.total, self.warmup, self.min_ratio = kind, total_steps, warmup_steps, min_ratio
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / (self.warmup + 1)
+        progress = (step - self.warmup) / max(1, self.total - self.warmup)
+        if self.kind == "cosine":
+            return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        if self.kind == "step":
+            return 0.1 ** ((progress >= 0.5) + (progress >= 0.75))
+        return 1.0
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Weight decay on weight matrices/kernels only: biases and norm scales (1-D) are not decayed."""
+    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": cfg.decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.base_lr, momentum=cfg.momentum)
+    return torch.optim.AdamW(groups, lr=cfg.base_lr)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    return (seed * 1_000_003 + epoch * 7_919 + rank) % (2**63)
+
+
+def fit(task: TrainTask, cfg: TrainConfig, run_dir: str | os.PathLike, *, resume: bool = False,
+        callbacks: Sequence[Callback] = (), show_progress: bool = True,
+        console: Console | None = None) -> TrainResult:
+    """Train ``task`` with ``cfg`` into ``run_dir`` (created), or continue it with ``resume=True``.
+
+    A folder that already holds a run is never overwritten: continue it with ``resume=True`` or
+    pick another folder. Under ``torchrun`` every process calls ``fit``; rank 0 evaluates and writes.
+    """
+    world = init_world()
+    try:
+        return _Run(task, cfg, Path(run_dir), world, callbacks, show_progress,
+                    console or Console(stderr=True)).run(resume)
+    finally:
+        shutdown(world)
+
+
+class _Run:
+    def __init__(self, task: TrainTask, cfg: TrainConfig, run_dir: Path, world: World,
+                 callbacks: Sequence[Callback], show_progress: bool, console: Console):
+        self.task, self.cfg, self.run_dir, self.world = task, cfg, run_dir, world
+        self.callbacks, self.console = list(callbacks), console
+        self.show_progress = show_progress and world.is_main
+        self.device = pick_device(cfg.device, world)
+        if cfg.batch_size % world.size:
+            raise TrainingError(f"--batch-size {cfg.batch_size} is the global batch: it must divide by the "
+                                f"{world.size} processes")
+        self.amp_dtype = (torch.float16 if self.device.type == "cuda" else torch.bfloat16) if cfg.amp else None
+
+    # ------------------------------------------------------------ setup
+    def _build(self) -> None:
+        cfg, world = self.cfg, self.world
+        torch.manual_seed(cfg.seed)  # model initialisation
+        self.model = self.task.build_model().to(self.device)
+        self.criterion = self.task.criterion().to(self.device)
+        module = self.task.training_module(self.model)
+        if world.distributed and cfg.sync_bn:
+            module = nn.SyncBatchNorm.convert_sync_batchnorm(module)  # replaces the BNs inside self.model too
+        self.ddp = (DistributedDataParallel(module, device_ids=[self.device.index] if self.device.type == "cuda"
+                                            else None) if world.distributed else module)
+        self.train_set, self.val_set = self.task.datasets(cfg.seed)
+        per_process = cfg.batch_size // world.size
+        workers = cfg.workers if cfg.workers is not None else (0 if self.task.in_memory else min(4, os.cpu_count() or 1))
+        self.sampler = DistributedSampler(self.train_set, num_replicas=world.size, rank=world.rank, shuffle=True,
+                                          seed=cfg.seed, drop_last=True)
+        pin = self.device.type == "cuda"
+        self.loader = DataLoader(self.train_set, batch_size=per_process, sampler=self.sampler, drop_last=True,
+                                 num_workers=workers, pin_memory=pin)
+        if len(self.loader) == 0:
+            raise TrainingError(f"the training set has {len(self.train_set)} images, fewer than one batch of "
+                                f"{cfg.batch_size}: lower --batch-size")
+        self.val_loader = DataLoader(self.val_set, batch_size=per_process, shuffle=False, num_workers=workers,
+                                     pin_memory=pin)
+        self.optimizer = build_optimizer(self.model, cfg)
+        steps = len(self.loader)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, WarmupSchedule(cfg.schedule, cfg.epochs * steps, round(cfg.warmup_epochs * steps),
+                                           cfg.min_lr_ratio))
+        self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+                    if cfg.ema_decay else None)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and self.device.type == "cuda")
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        saved = state["task"]
+        if saved["name"] != self.task.name or saved["options"].get("model") != self.task.options().get("model"):
+            raise TrainingError(f"{self.run_dir} holds a {saved['name']} run of {saved['options'].get('model')}: "
+                                "resume it with the same task and model, or choose another --out")
+        self.model.load_state_dict(state["model"])
+        if self.ema is not None:
+            if state.get("ema") is None:
+                raise TrainingError(f"{self.run_dir} was trained without EMA: resume without --ema-decay")
+            self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.criterion.load_state_dict(state["criterion"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.start_epoch = int(state["epoch"])
+        self.history = list(state["history"])
+        self.best_epoch, self.best_metric = state["best_epoch"], state["best_metric"]
+
+    # ------------------------------------------------------------ loop
+    def run(self, resume: bool) -> TrainResult:
+        if resume:
+            state = checkpoint.load_state(self.run_dir)
+        elif checkpoint.has_state(self.run_dir):
+            raise TrainingError(f"{self.run_dir} already holds a run: continue it with --resume, or choose "
+                                "another --out")
+        self._build()
+        self.start_epoch, self.history, self.best_epoch, self.best_metric = 0, [], None, None
+        if resume:
+            self._restore(state)
+            if self.world.is_main:
+                checkpoint.write_metrics(self.run_dir, self.history)
+                self.console.print(f"resuming {self.run_dir} after epoch {self.start_epoch}/{self.cfg.epochs}")
+        for epoch in range(self.start_epoch, self.cfg.epochs):
+            row = self._train_epoch(epoch)
+            if self.world.is_main:
+                row.update({f"val_{k}": v for k, v in self._evaluate().items()})
+                self._save(epoch, row)
+                self.console.print(_epoch_line(row, self.cfg.epochs), markup=False, highlight=False, soft_wrap=True)
+            self.world.barrier()
+            for cb in self.callbacks:
+                cb.on_epoch_end(row)
+        return TrainResult(self.run_dir, self.history, self.best_epoch, self.best_metric)
+
+    def _train_epoch(self, epoch: int) -> dict[str, Any]:
+        cfg, task = self.cfg, self.task
+        self.ddp.train()
+        self.sampler.set_epoch(epoch)
+        if hasattr(self.train_set, "set_epoch"):
+            self.train_set.set_epoch(epoch)
+        torch.manual_seed(epoch_seed(cfg.seed, epoch, self.world.rank))  # dropout, drop-path, loader workers
+        sums: dict[str, float] = defaultdict(float)
+        steps = len(self.loader)
+        t0 = time.perf_counter()
+        with _progress(self.show_progress, self.console) as bar:
+            job = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps, stats="")
+            for step, batch in enumerate(self.loader):
+                with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                    enabled=self.amp_dtype is not None):
+                    loss, stats = task.training_step(self.ddp, self.criterion, batch, self.device)
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise TrainingError(f"the loss became {value} at epoch {epoch + 1}, step {step + 1}: lower --lr "
+                                        f"or set --clip-grad (finished epochs are saved in {self.run_dir})")
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scaler.scale(loss).backward()
+                if cfg.clip_grad:
+                    self.scaler.unscale_(self.optimizer)
+                    nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.scheduler.step()
+                if self.ema is not None:
+                    self.ema.update_parameters(self.model)
+                sums["loss"] += value
+                for k, v in stats.items():
+                    sums[k] += float(v)
+                bar.update(job, advance=1, stats="  ".join(f"{k} {v / (step + 1):.4f}" for k, v in sums.items()))
+                info = StepInfo(epoch, step, epoch * steps + step + 1, value)
+                for cb in self.callbacks:
+                    cb.on_step_end(info)
+        seconds = time.perf_counter() - t0
+        means = self.world.mean([v / steps for v in sums.values()])
+        row: dict[str, Any] = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
+        row.update({f"train_{k}": v for k, v in zip(sums, means)})
+        row["train_s"] = seconds
+        row["images_per_s"] = steps * self.cfg.batch_size / seconds
+        return row
+
+    def _evaluate(self) -> dict[str, float]:
+        model = self.ema.module if self.ema is not None else self.model
+        model.eval()
+        with torch.no_grad(), torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                                             enabled=self.amp_dtype is not None):
+            return self.task.evaluate(model, self.val_loader, self.device, self.criterion)
+
+    def _save(self, epoch: int, row: dict[str, Any]) -> None:
+        """Weights first, the resumable state last: the state file is the commit point of an epoch."""
+        self.history.append(row)
+        metric = row.get(f"val_{self.task.main_metric}")
+        better = metric is not None and (self.best_metric is None or (
+            metric > self.best_metric if self.task.higher_is_better else metric < self.best_metric))
+        if better:
+            self.best_epoch, self.best_metric = epoch + 1, float(metric)
+        weights = (self.ema.module if self.ema is not None else self.model).state_dict()
+        card = {**self.task.run_card(), "epoch": epoch + 1, "metrics": row, "ema": self.ema is not None,
+                "world_size": self.world.size, "train": self.cfg.to_dict(), "task_options": self.task.options()}
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint.save_weights(self.run_dir / "last.safetensors", weights, card)
+        if better:
+            checkpoint.save_weights(self.run_dir / "best.safetensors", weights, card)
+        checkpoint.save_state(self.run_dir, {
+            "task": {"name": self.task.name, "options": self.task.options()}, "config": self.cfg.to_dict(),
+            "epoch": epoch + 1, "history": self.history, "best_epoch": self.best_epoch,
+            "best_metric": self.best_metric, "model": self.model.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "criterion": self.criterion.state_dict(), "scaler": self.scaler.state_dict()})
+        checkpoint.write_metrics(self.run_dir, self.history)
+
+
+def _progress(enabled: bool, console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), TextColumn("{task.fields[stats]}"), console=console,
+                    disable=not enabled, transient=True)
+
+
+def _epoch_line(row: dict[str, Any], epochs: int) -> str:
+    shown = [f"{k} {v:.4g}" for k, v in row.items() if k not in ("epoch", "train_s", "images_per_s")
+             and isinstance(v, float)]
+    return (f"epoch {row['epoch']}/{epochs}  " + "  ".join(shown)
+            + f"  {row['train_s']:.1f} s  {row['images_per_s']:.0f} img/s")
