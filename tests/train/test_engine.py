@@ -135,3 +135,30 @@ def test_loss_divergence_is_a_clear_error(toy_name, tmp_path):
     with pytest.raises(TrainingError, match="the loss became"):
         fit(task, TrainConfig(epochs=1, batch_size=64, optimizer="sgd", lr=1e12, warmup_epochs=0), tmp_path / "r",
             show_progress=False)
+
+
+def test_amp_on_cpu_trains_in_bfloat16(toy_name, tmp_path):
+    from mobilevision.tasks.classify import ClassifyOptions, ClassifyTask
+    from mobilevision.train import fit
+
+    task = ClassifyTask(ClassifyOptions(model=toy_name, imgsz=16))
+    result = fit(task, TrainConfig(epochs=1, batch_size=64, amp=True), tmp_path / "amp", show_progress=False)
+    row = result.history[0]
+    assert row["train_loss"] > 0 and 0 <= row["val_top1"] <= 1
+    weights = load_file(str(result.last))
+    assert all(t.dtype == torch.float32 for t in weights.values())  # autocast never changes the stored weights
+
+
+def test_run_card_drives_create_model(toy_name, tmp_path):
+    import mobilevision
+    from mobilevision.errors import IncompatibleWeights
+    from mobilevision.tasks.classify import ClassifyOptions, ClassifyTask
+    from mobilevision.train import fit
+
+    result = fit(ClassifyTask(ClassifyOptions(model=toy_name, imgsz=16)), TrainConfig(epochs=1, batch_size=128),
+                 tmp_path / "r", show_progress=False)
+    model = mobilevision.create_model(toy_name, weights=str(result.best))
+    card = model.model_card
+    assert card.labels == tuple(str(i) for i in range(10)) and card.input_size == (3, 16, 16) and card.crop_pct == 1.0
+    with pytest.raises(IncompatibleWeights, match="was trained as 'toy_test_classifier'"):
+        mobilevision.create_model("emo_1m", weights=str(result.best))
