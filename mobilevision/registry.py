@@ -52,7 +52,7 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
-_MODEL_MODULES = ("mobilevision.models.emo",)
+_MODEL_MODULES = ("mobilevision.models.emo", "mobilevision.models.skipnet")
 _loaded = False
 
 
