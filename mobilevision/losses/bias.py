@@ -46,7 +46,7 @@ class BiasLoss(nn.Module):
     def __init__(self, alpha: float = 0.3, beta: float = 0.3, normalisation: str = "global",
                  legacy_2021: bool = False, eps: float | None = None):
         super().__init__()
-        _check_options(alpha, beta, normalisation, legacy_2021, eps)
+        check_options(alpha, beta, normalisation, legacy_2021, eps)
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.normalisation = normalisation
@@ -112,7 +112,8 @@ def feature_variance(features: torch.Tensor) -> torch.Tensor:
     return torch.var(flat, dim=1)
 
 
-def _check_options(alpha: float, beta: float, normalisation: str, legacy_2021: bool, eps: float | None) -> None:
+def check_options(alpha: float, beta: float, normalisation: str = "global", legacy_2021: bool = False,
+                  eps: float | None = None) -> None:
     """Reject options under which some weight is non-positive or falls as the variance rises
     (v_hat >= 0 in both modes, so z(0) > 0 and a non-negative rate keep every weight positive)."""
     if normalisation not in NORMALISATIONS:

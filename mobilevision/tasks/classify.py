@@ -48,6 +48,13 @@ class ClassifyOptions:
         if self.loss == "bias" and self.label_smoothing:
             raise TrainingError("--label-smoothing applies to --loss ce: Bias Loss weights plain cross-entropy, "
                                 "as published")
+        if self.loss == "bias":
+            from mobilevision.losses.bias import check_options
+
+            try:
+                check_options(self.bias_alpha, self.bias_beta, self.bias_normalisation)
+            except ValueError as e:  # checked here so a bad option fails before any data or model is built
+                raise TrainingError(f"{e} (--bias-alpha / --bias-beta / --bias-norm)") from None
         if self.imgsz is not None and not 16 <= self.imgsz <= 2048:
             raise TrainingError(f"--imgsz {self.imgsz} is out of range: use 16..2048 pixels")
         if not 0 < self.min_scale <= 1:

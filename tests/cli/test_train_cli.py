@@ -83,6 +83,10 @@ def test_train_bad_input(capsys, tmp_path, image_folder, toy_name):
     _one_line_error(capsys, main([*base, "--data", str(one)]), "at least 2 class")
     _one_line_error(capsys, main([*base, "--loss", "focal"]), "unknown loss")
     _one_line_error(capsys, main([*base, "--loss", "bias", "--label-smoothing", "0.1"]), "label-smoothing")
+    _one_line_error(capsys, main([*base, "--loss", "bias", "--bias-beta", "1.5"]), "beta < 1", "--bias-beta")
+    _one_line_error(capsys, main([*base, "--loss", "bias", "--bias-norm", "batch"]), "unknown Bias Loss normalisation")
+    _one_line_error(capsys, main([*base, "--loss", "bias", "--bias-alpha", "-1"]), "must be >= 0")
+    _one_line_error(capsys, main([*base, "--loss", "bias"]), "forward_features")
     _one_line_error(capsys, main([*base, "--data", str(tmp_path / "missing")]), "dataset folder not found")
     _one_line_error(capsys, main(["train", "classify", "--model", "emo_9m"]), "unknown model")
 
@@ -103,3 +107,23 @@ def test_eval_and_export_bad_input(trained_run, capsys, tmp_path):
     _one_line_error(capsys, main(["export", str(plain), "-t", "onnx"]), "no run card")
     _one_line_error(capsys, main(["eval", "classify", "--weights", str(run / "best.safetensors"), "--data",
                                   str(tmp_path / "x")]), "dataset folder not found")
+
+
+def test_bias_loss_trains_skipnet_and_resumes_its_running_minimum(tmp_path, image_folder, capsys):
+    """SkipNet's last feature map feeds Bias Loss; the 'global' running minimum is part of the saved state."""
+    import torch
+
+    data = image_folder(tmp_path / "data", classes=("ant", "bee"), per_class=6)
+    run = tmp_path / "run"
+    base = ["train", "classify", "--data", str(data), "--batch-size", "4", "--out", str(run)]
+    assert main([*base, "--model", "skipnet_050", "--imgsz", "32", "--loss", "bias", "--epochs", "1"]) == 0
+    card = json.loads((run / "last.json").read_text())
+    assert card["model"] == "skipnet_050" and card["task_options"]["loss"] == "bias"
+    state = torch.load(run / "last.state.pt", weights_only=True)
+    g1 = state["criterion"]["global_min"].item()
+    assert 0 <= g1 < 100000  # it saw batches: the minimum feature variance so far
+    assert main(["train", "classify", "--resume", "--out", str(run), "--epochs", "2"]) == 0
+    assert "resuming" in capsys.readouterr().err
+    g2 = torch.load(run / "last.state.pt", weights_only=True)["criterion"]["global_min"].item()
+    assert g2 <= g1  # resumed from g1, never restarted at 100000
+    assert len((run / "metrics.csv").read_text().splitlines()) == 3

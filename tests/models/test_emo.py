@@ -53,11 +53,11 @@ def test_parameter_count_exact(name):
 
 
 @pytest.mark.parametrize("name", list(OFFICIAL))
-def test_macs_within_3_percent(name):
-    # torch's FlopCounterMode counts conv/matmul/linear only; fvcore also counts one MAC per
-    # BN/LN element, which is the whole 1.1-2.2 % gap.
+def test_macs_match_the_papers_fvcore_count(name):
+    # mobilevision.complexity follows fvcore's convention (conv/matmul/linear + BN/LN + pooling); it
+    # also counts EMO's two x.mean((2, 3)) global pools, which fvcore skips: +0.03 to +0.12 %.
     macs = count_macs(mobilevision.create_model(name), (3, 224, 224))
-    assert abs(macs / OFFICIAL[name][1] - 1) < 0.03, macs
+    assert 0 <= macs / OFFICIAL[name][1] - 1 < 0.002, macs
 
 
 @pytest.mark.parametrize("name, entries", [("emo_1m", 217), ("emo_2m", 258), ("emo_5m", 258), ("emo_6m", 258)])
