@@ -31,32 +31,15 @@ import mobilevision
 from mobilevision import get_model_card, list_models
 from mobilevision.atomic_io import atomic_write_text
 from mobilevision.export.api import ExportFailure, export_all
+from mobilevision.testing import calibrate_random_weights
 
 DEFAULT_FAMILY = "emo"
 
 
-@torch.no_grad()
-def calibrated(name: str, seed: int = 0, batches: int = 4, batch_size: int = 8) -> nn.Module:
+def calibrated(name: str, seed: int = 0) -> nn.Module:
     """``name`` with random weights whose activations and logits have a trained network's scale (O(1))."""
     torch.manual_seed(seed)
-    model = mobilevision.create_model(name)
-    g = torch.Generator().manual_seed(seed)
-    norms = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-    for m in model.modules():
-        if isinstance(m, nn.Linear):
-            m.weight.normal_(0.0, m.in_features ** -0.5, generator=g)
-            m.bias.normal_(0.0, 0.1, generator=g)
-    for m in norms:
-        m.weight.copy_(1 + 0.1 * torch.randn(m.weight.shape, generator=g))
-        m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
-        m.reset_running_stats()
-        m.momentum = None                     # cumulative average over the calibration batches
-        m.train()
-    for _ in range(batches):
-        model(torch.randn(batch_size, *model.model_card.input_size, generator=g))
-    for m in norms:
-        m.momentum = 0.1
-    return model.eval()
+    return calibrate_random_weights(mobilevision.create_model(name), seed=seed)
 
 
 def main() -> int:

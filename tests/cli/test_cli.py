@@ -13,13 +13,6 @@ from mobilevision.cli import main
 from mobilevision.errors import ModelNotFound
 
 
-def _one_line_error(capsys, rc, *words):
-    captured = capsys.readouterr()
-    lines = [l for l in captured.err.strip().splitlines() if l.startswith("error:")]
-    assert rc == 2, captured
-    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
-    assert all(w in lines[0] for w in words), lines[0]
-    return lines[0]
 
 
 @pytest.mark.parametrize("command", [[], ["list"], ["export"], ["bench"], ["info"], ["classify"], ["train"],
@@ -34,42 +27,42 @@ def test_version(capsys):
     assert "mobilevision 0.1.0" in capsys.readouterr().out
 
 
-def test_unknown_model(capsys):
-    _one_line_error(capsys, main(["export", "emo_7m", "--target", "onnx"]), "unknown model 'emo_7m'",
+def test_unknown_model(capsys, one_line_error):
+    one_line_error(main(["export", "emo_7m", "--target", "onnx"]), "unknown model 'emo_7m'",
                     "did you mean", "mobilevision list")
 
 
-def test_unknown_target(capsys, toy_name):
-    _one_line_error(capsys, main(["export", toy_name, "--target", "caffe"]), "unknown target 'caffe'")
+def test_unknown_target(capsys, toy_name, one_line_error):
+    one_line_error(main(["export", toy_name, "--target", "caffe"]), "unknown target 'caffe'")
 
 
-def test_unknown_precision(capsys, toy_name):
-    _one_line_error(capsys, main(["export", toy_name, "-t", "onnx", "-p", "int3"]), "unknown precision")
+def test_unknown_precision(capsys, toy_name, one_line_error):
+    one_line_error(main(["export", toy_name, "-t", "onnx", "-p", "int3"]), "unknown precision")
 
 
-def test_missing_weights(capsys, toy_name, tmp_path):
-    _one_line_error(capsys, main(["export", toy_name, "-t", "onnx", "--weights", str(tmp_path / "no.pth")]),
+def test_missing_weights(capsys, toy_name, tmp_path, one_line_error):
+    one_line_error(main(["export", toy_name, "-t", "onnx", "--weights", str(tmp_path / "no.pth")]),
                     "weights file not found")
 
 
-def test_corrupt_weights(capsys, toy_name, tmp_path):
+def test_corrupt_weights(capsys, toy_name, tmp_path, one_line_error):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"\x00garbage" * 10)
-    _one_line_error(capsys, main(["export", toy_name, "-t", "onnx", "--weights", str(bad), "--out", str(tmp_path)]),
+    one_line_error(main(["export", toy_name, "-t", "onnx", "--weights", str(bad), "--out", str(tmp_path)]),
                     "cannot read checkpoint")
 
 
-def test_wrong_architecture_weights(capsys, toy_name, tmp_path):
+def test_wrong_architecture_weights(capsys, toy_name, tmp_path, one_line_error):
     other = tmp_path / "other.pth"
     torch.save(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3)).state_dict(), other)
-    _one_line_error(capsys, main(["export", toy_name, "-t", "onnx", "--weights", str(other), "--out", str(tmp_path)]),
+    one_line_error(main(["export", toy_name, "-t", "onnx", "--weights", str(other), "--out", str(tmp_path)]),
                     "does not fit", "missing keys", "conv.weight", "unexpected keys", "0.weight")
 
 
-def test_unsafe_pickle_refused(capsys, toy_name, tmp_path):
+def test_unsafe_pickle_refused(capsys, toy_name, tmp_path, one_line_error):
     evil = tmp_path / "evil.pth"
     torch.save({"state": {"obj": ModelNotFound("x")}}, evil)
-    _one_line_error(capsys, main(["export", toy_name, "-t", "onnx", "--weights", str(evil), "--out", str(tmp_path)]),
+    one_line_error(main(["export", toy_name, "-t", "onnx", "--weights", str(evil), "--out", str(tmp_path)]),
                     "not loaded for safety")
 
 
@@ -78,12 +71,12 @@ def test_debug_shows_traceback():
         main(["--debug", "export", "nope", "--target", "onnx"])
 
 
-def test_unreadable_artifact(capsys, tmp_path):
+def test_unreadable_artifact(capsys, tmp_path, one_line_error):
     junk = tmp_path / "junk.onnx"
     junk.write_text("not a model")
-    _one_line_error(capsys, main(["info", str(junk)]), "cannot load")
-    _one_line_error(capsys, main(["bench", str(tmp_path / "missing.tflite")]), "not found")
-    _one_line_error(capsys, main(["classify", str(tmp_path / "m.pb"), str(junk)]), "unknown artifact type")
+    one_line_error(main(["info", str(junk)]), "cannot load")
+    one_line_error(main(["bench", str(tmp_path / "missing.tflite")]), "not found")
+    one_line_error(main(["classify", str(tmp_path / "m.pb"), str(junk)]), "unknown artifact type")
 
 
 def test_real_process_exit_code_and_no_traceback():
@@ -93,7 +86,7 @@ def test_real_process_exit_code_and_no_traceback():
     assert proc.stderr.strip().startswith("error: unknown model 'nope'") and "Traceback" not in proc.stderr
 
 
-def test_export_info_classify_bench(capsys, toy_name, tmp_path):
+def test_export_info_classify_bench(capsys, toy_name, tmp_path, one_line_error):
     from PIL import Image
 
     rc = main(["export", toy_name, "-t", "onnx", "-t", "tflite", "--out", str(tmp_path)])
@@ -114,7 +107,7 @@ def test_export_info_classify_bench(capsys, toy_name, tmp_path):
     rows = json.loads((tmp_path / "b.json").read_text())
     assert {r["backend"] for r in rows} == {"ort", "litert"} and all(r["median_ms"] > 0 for r in rows)
     assert all(r["rewarm"] == 2 and r["runs"] == 5 for r in rows)
-    _one_line_error(capsys, main(["bench", str(onnx_path), "--rewarm", "-1"]), "--rewarm")
+    one_line_error(main(["bench", str(onnx_path), "--rewarm", "-1"]), "--rewarm")
 
 
 def test_export_failure_is_reported_and_exit_2(capsys, toy_name, tmp_path, monkeypatch):

@@ -9,12 +9,6 @@ import pytest
 from mobilevision.cli import main
 
 
-def _one_line_error(capsys, rc, *words):
-    captured = capsys.readouterr()
-    lines = [l for l in captured.err.strip().splitlines() if l.startswith("error:")]
-    assert rc == 2, captured
-    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err
-    assert all(w in lines[0] for w in words), lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -71,41 +65,41 @@ def test_export_a_run_carries_its_labels(trained_run, tmp_path, capsys):
         assert {c.label for c in top} == {"ant", "bee", "cow"}
 
 
-def test_train_bad_input(capsys, tmp_path, image_folder, toy_name):
+def test_train_bad_input(capsys, tmp_path, image_folder, toy_name, one_line_error):
     base = ["train", "classify", "--model", toy_name, "--imgsz", "16", "--epochs", "1"]
-    _one_line_error(capsys, main(["train", "classify", "--resume", "--out", str(tmp_path / "none")]),
+    one_line_error(main(["train", "classify", "--resume", "--out", str(tmp_path / "none")]),
                     "nothing to resume")
-    _one_line_error(capsys, main(["train", "classify", "--data", str(tmp_path)]), "--model is required")
+    one_line_error(main(["train", "classify", "--data", str(tmp_path)]), "--model is required")
     empty = image_folder(tmp_path / "empty")
     (empty / "train" / "zzz").mkdir()
-    _one_line_error(capsys, main([*base, "--data", str(empty)]), "has no images")
+    one_line_error(main([*base, "--data", str(empty)]), "has no images")
     one = image_folder(tmp_path / "one", classes=("solo",))
-    _one_line_error(capsys, main([*base, "--data", str(one)]), "at least 2 class")
-    _one_line_error(capsys, main([*base, "--loss", "focal"]), "unknown loss")
-    _one_line_error(capsys, main([*base, "--loss", "bias", "--label-smoothing", "0.1"]), "label-smoothing")
-    _one_line_error(capsys, main([*base, "--loss", "bias", "--bias-beta", "1.5"]), "beta < 1", "--bias-beta")
-    _one_line_error(capsys, main([*base, "--loss", "bias", "--bias-norm", "batch"]), "unknown Bias Loss normalisation")
-    _one_line_error(capsys, main([*base, "--loss", "bias", "--bias-alpha", "-1"]), "must be >= 0")
-    _one_line_error(capsys, main([*base, "--loss", "bias"]), "forward_features")
-    _one_line_error(capsys, main([*base, "--data", str(tmp_path / "missing")]), "dataset folder not found")
-    _one_line_error(capsys, main(["train", "classify", "--model", "emo_9m"]), "unknown model")
+    one_line_error(main([*base, "--data", str(one)]), "at least 2 class")
+    one_line_error(main([*base, "--loss", "focal"]), "unknown loss")
+    one_line_error(main([*base, "--loss", "bias", "--label-smoothing", "0.1"]), "label-smoothing")
+    one_line_error(main([*base, "--loss", "bias", "--bias-beta", "1.5"]), "beta < 1", "--bias-beta")
+    one_line_error(main([*base, "--loss", "bias", "--bias-norm", "batch"]), "unknown Bias Loss normalisation")
+    one_line_error(main([*base, "--loss", "bias", "--bias-alpha", "-1"]), "must be >= 0")
+    one_line_error(main([*base, "--loss", "bias"]), "forward_features")
+    one_line_error(main([*base, "--data", str(tmp_path / "missing")]), "dataset folder not found")
+    one_line_error(main(["train", "classify", "--model", "emo_9m"]), "unknown model")
 
 
-def test_existing_run_is_not_overwritten(trained_run, capsys, toy_name):
+def test_existing_run_is_not_overwritten(trained_run, capsys, toy_name, one_line_error):
     run, data = trained_run
-    _one_line_error(capsys, main(["train", "classify", "--model", toy_name, "--data", str(data), "--out", str(run)]),
+    one_line_error(main(["train", "classify", "--model", toy_name, "--data", str(data), "--out", str(run)]),
                     "already holds a run", "--resume")
 
 
-def test_eval_and_export_bad_input(trained_run, capsys, tmp_path):
+def test_eval_and_export_bad_input(trained_run, capsys, tmp_path, one_line_error):
     run, _ = trained_run
-    _one_line_error(capsys, main(["eval", "classify", "--weights", str(tmp_path / "nope.safetensors"),
+    one_line_error(main(["eval", "classify", "--weights", str(tmp_path / "nope.safetensors"),
                                   "--model", "toy_test_classifier"]), "not found")
     plain = tmp_path / "plain.safetensors"
     plain.write_bytes((run / "best.safetensors").read_bytes())
-    _one_line_error(capsys, main(["eval", "classify", "--weights", str(plain)]), "no run card", "--model")
-    _one_line_error(capsys, main(["export", str(plain), "-t", "onnx"]), "no run card")
-    _one_line_error(capsys, main(["eval", "classify", "--weights", str(run / "best.safetensors"), "--data",
+    one_line_error(main(["eval", "classify", "--weights", str(plain)]), "no run card", "--model")
+    one_line_error(main(["export", str(plain), "-t", "onnx"]), "no run card")
+    one_line_error(main(["eval", "classify", "--weights", str(run / "best.safetensors"), "--data",
                                   str(tmp_path / "x")]), "dataset folder not found")
 
 
