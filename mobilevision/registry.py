@@ -52,7 +52,7 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
-_MODEL_MODULES = ("mobilevision.models.emo", "mobilevision.models.skipnet")
+_MODEL_MODULES = ("mobilevision.models.emo", "mobilevision.models.skipnet", "mobilevision.models.efficientad")
 _loaded = False
 
 

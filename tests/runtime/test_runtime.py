@@ -183,3 +183,24 @@ def test_runtime_never_imports_torch(toy_exports):
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
+
+
+def test_openvino_models_released_out_of_order_keep_signal_handling_alive(toy_exports):
+    """OpenVINO's CPU plugin, released out of order, leaves a freed alternate signal stack on the
+    thread; the next Python signal handler (here SIGCHLD, as a torch DataLoader installs) then
+    segfaulted. In a child process, so a regression is a failed test, not a dead test run."""
+    xml = str(toy_exports["openvino"].path)
+    code = textwrap.dedent(f"""
+        import faulthandler, signal, subprocess
+        import numpy as np
+        from mobilevision.runtime import load
+        faulthandler.enable()                    # Python's own alternate stack, as under pytest
+        a, b = load({xml!r}, backend="openvino"), load({xml!r}, backend="openvino")
+        a.close()
+        del b                                    # dropped without close(): released by the GC
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        subprocess.run(["true"], check=True)     # the child's exit delivers SIGCHLD
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), (proc.returncode, proc.stderr[-2000:])
