@@ -16,7 +16,7 @@ from typing import Any
 
 from mobilevision.errors import ArtifactError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: Preprocessing.resize_mode
 METADATA_KEY = "mobilevision"
 
 
@@ -42,14 +42,20 @@ class Preprocessing:
     std: list[float] = field(default_factory=lambda: [0.229, 0.224, 0.225])
     color: str = "RGB"
     layout: str = "NCHW"
+    # "shorter_side": resize the shorter side to ``resize`` then centre-crop ``crop``;
+    # "stretch": resize straight to ``crop`` (H, W), aspect ratio not kept (EfficientAD's references).
+    # Schema 1 files have no field and mean "shorter_side".
+    resize_mode: str = "shorter_side"
 
     @classmethod
     def for_card(cls, card: Any, height: int, width: int) -> "Preprocessing":
         """The evaluation preprocessing of a model card (registry.ModelCard) at height x width:
-        resize the shorter side to height / crop_pct, centre-crop. Training's validation uses it
-        too, so what a model is evaluated on is exactly what apps feed it."""
-        return cls(resize=int(height / card.crop_pct), crop=[height, width], interpolation=card.interpolation,
-                   mean=list(card.mean), std=list(card.std), layout=card.layout)
+        resize the shorter side to height / crop_pct, centre-crop (or stretch to height x width).
+        Training's validation uses it too, so what a model is evaluated on is what apps feed it."""
+        mode = getattr(card, "resize_mode", "shorter_side")
+        return cls(resize=int(height / card.crop_pct) if mode == "shorter_side" else min(height, width),
+                   crop=[height, width], interpolation=card.interpolation, mean=list(card.mean),
+                   std=list(card.std), layout=card.layout, resize_mode=mode)
 
 
 @dataclass

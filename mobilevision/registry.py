@@ -31,6 +31,7 @@ class ModelCard:
     std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bicubic"
     crop_pct: float = 0.875                    # resize shorter side to size / crop_pct, centre-crop
+    resize_mode: str = "shorter_side"          # or "stretch": straight to the input size, aspect not kept
     layout: str = "NCHW"
     num_classes: int = 1000
     labels: tuple[str, ...] | None = None      # None: class indices (ImageNet-1k order)
@@ -52,7 +53,8 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
-_MODEL_MODULES = ("mobilevision.models.emo", "mobilevision.models.skipnet", "mobilevision.models.efficientad")
+_MODEL_MODULES = ("mobilevision.models.emo", "mobilevision.models.skipnet", "mobilevision.models.efficientad",
+                  "mobilevision.models.wide_resnet")
 _loaded = False
 
 

@@ -10,6 +10,7 @@ from mobilevision.errors import ArtifactError, InputMismatch, MobileVisionError
 from mobilevision.export.metadata import ModelMetadata, TensorSpec, read_sidecar
 
 from .backends import Backend, open_backend
+from .tasks import anomaly as anomaly_task
 from .tasks import classify as classify_task
 
 
@@ -76,6 +77,19 @@ class Model:
         x = classify_task.preprocess(image, md.preprocessing)
         logits = next(iter(self.predict(x).values()))
         return classify_task.top_k(logits, top_k, md.labels)
+
+    def detect_anomaly(self, image, threshold: float | None = None) -> anomaly_task.AnomalyResult:
+        """Anomaly map (at the image's own size) and score of one image (uint8 HWC RGB array, PIL image
+        or file path). The detector normalises its maps so ~0.1 is the validation images' 99.5th
+        percentile; pick ``threshold`` on your own data."""
+        md = self._require_task("anomaly")
+        if md.preprocessing is None:
+            raise ArtifactError(f"{self.path} has no preprocessing in its metadata; re-export it")
+        im = classify_task.as_rgb_image(image)
+        out = self.predict(classify_task.preprocess(im, md.preprocessing))
+        amap, score = out["anomaly_map"], out["score"]
+        return anomaly_task.AnomalyResult(float(np.asarray(score).reshape(-1)[0]),
+                                          anomaly_task.to_image_size(amap, *im.size), threshold)
 
     def _require_task(self, task: str) -> ModelMetadata:
         if self.metadata is None:

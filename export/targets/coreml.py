@@ -6,6 +6,8 @@ needs a Mac; on macOS parity runs numerically like every other target.
 """
 from __future__ import annotations
 
+import copy
+
 import platform
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,9 @@ class CoreMLTarget:
         pipeline.remove_passes(["common::reduce_transposes"])
         try:
             with quiet_converters(), torch.no_grad():
-                traced = torch.jit.trace(module, example)
+                # A trace shares the module's tensors, and coremltools' passes edit constants in
+                # place (it shifted EfficientAD's teacher_mean buffer): convert a copy.
+                traced = torch.jit.trace(copy.deepcopy(module), example)
                 return ct.convert(
                     traced, convert_to="mlprogram", compute_precision=precision,
                     minimum_deployment_target=ct.target.iOS16, pass_pipeline=pipeline,

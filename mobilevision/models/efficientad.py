@@ -270,3 +270,97 @@ def pdn_m_student(num_classes: int = 0, padding: bool = False, **kwargs: Any) ->
 def efficientad_autoencoder(num_classes: int = 0, padding: bool = False, **kwargs: Any) -> Autoencoder:
     """EfficientAD autoencoder; ``num_classes`` is ignored, ``padding`` sets the last resize (56 or 64 at 256)."""
     return Autoencoder(TEACHER_CHANNELS, padding=padding, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- detector
+
+Q_A, Q_B = 0.9, 0.995  # map normalisation quantiles (paper §3.4): q_a -> 0, q_b -> 0.1
+MAP_BORDER = 4         # zero border added to unpadded maps: ~16 px of a 33 px patch / stride 4
+
+
+class EfficientADDetector(nn.Module):
+    """The whole EfficientAD inference graph: an RGB image in [0, 1] (B, 3, H, W) in, the anomaly map
+    (B, 1, H, W) and the image score (B,) out.
+
+    ImageNet normalisation, teacher channel normalisation, student and autoencoder maps, quantile
+    normalisation (q_a -> 0, q_b -> 0.1, no clipping), the 0.5/0.5 combination, the zero border
+    and the bilinear resize to the input size all live in this one graph, in nelson1425's order
+    (quantiles on the raw maps, then normalise, pad, resize, max), so an exported detector needs
+    only a resized image. Its statistics are buffers: fitted by training, saved with the weights.
+    """
+
+    def __init__(self, size: str = "s", padding: bool = False):
+        super().__init__()
+        self.size, self.padding = size, padding
+        self.teacher = PDN(size, TEACHER_CHANNELS, padding=padding)
+        self.student = PDN(size, STUDENT_CHANNELS, padding=padding)
+        self.autoencoder = Autoencoder(TEACHER_CHANNELS, padding=padding)
+        self.register_buffer("image_mean", torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1))
+        self.register_buffer("image_std", torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1))
+        self.register_buffer("teacher_mean", torch.zeros(1, TEACHER_CHANNELS, 1, 1))
+        self.register_buffer("teacher_std", torch.ones(1, TEACHER_CHANNELS, 1, 1))
+        # (q_a, q_b) of the student-teacher and the autoencoder maps; identity-like until fitted
+        self.register_buffer("quantiles_st", torch.tensor([0.0, 10.0]))
+        self.register_buffer("quantiles_ae", torch.tensor([0.0, 10.0]))
+
+    def normalize_image(self, image: torch.Tensor) -> torch.Tensor:
+        return (image - self.image_mean) / self.image_std
+
+    def teacher_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Channel-normalised teacher output T^(x) of an ImageNet-normalised batch."""
+        return (self.teacher(x) - self.teacher_mean) / self.teacher_std
+
+    def raw_maps(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """M_ST and M_AE before quantile normalisation, (B, 1, h, w) at the PDN output size."""
+        x = self.normalize_image(image)
+        t, s, a = self.teacher_features(x), self.student(x), self.autoencoder(x)
+        m_st = (t - s[:, :TEACHER_CHANNELS]).pow(2).mean(dim=1, keepdim=True)
+        m_ae = (a - s[:, TEACHER_CHANNELS:]).pow(2).mean(dim=1, keepdim=True)
+        return m_st, m_ae
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        m_st, m_ae = self.raw_maps(image)
+        q_st, q_ae = self.quantiles_st, self.quantiles_ae
+        m = 0.5 * 0.1 * (m_st - q_st[0]) / (q_st[1] - q_st[0]) + 0.5 * 0.1 * (m_ae - q_ae[0]) / (q_ae[1] - q_ae[0])
+        if not self.padding:
+            m = F.pad(m, (MAP_BORDER,) * 4)
+        m = F.interpolate(m, size=(image.shape[-2], image.shape[-1]), mode="bilinear", align_corners=False)
+        return m, m.amax(dim=(1, 2, 3))
+
+    @torch.no_grad()
+    def fit_quantiles(self, maps_st: torch.Tensor, maps_ae: torch.Tensor) -> None:
+        """Set (q_a, q_b) from raw validation maps (all pixels of all held-out normal images)."""
+        q = torch.tensor([Q_A, Q_B], dtype=torch.float64)
+        for buf, maps in ((self.quantiles_st, maps_st), (self.quantiles_ae, maps_ae)):
+            values = maps.detach().double().flatten()
+            if values.numel() > 2 ** 24:  # torch.quantile's input limit: numpy has none
+                import numpy as np
+
+                fitted = torch.from_numpy(np.quantile(values.numpy(), q.numpy()))
+            else:
+                fitted = torch.quantile(values, q)
+            buf.copy_(fitted.to(buf.dtype))
+
+
+def _detector_card(name: str, size: str) -> ModelCard:
+    params = {"s": (2_694_144 + 4_267_392 + 1_096_320), "m": (8_026_624 + 11_615_488 + 1_096_320)}[size]
+    label = {"s": "EfficientAD-S", "m": "EfficientAD-M"}[size]
+    return ModelCard(
+        name=name, task="anomaly", input_size=(3, 256, 256), family="efficientad", paper=PAPER,
+        mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), interpolation="bilinear", crop_pct=1.0,
+        resize_mode="stretch", num_classes=0, labels=None, label_set=None,
+        output_names=("anomaly_map", "score"), classifier_prefixes=(),
+        description=(f"{label} detector (teacher + student + autoencoder, {params / 1e6:.2f}M params): image in "
+                     "[0, 1] -> anomaly map + score in one graph; train with `mobilevision train anomaly`"))
+
+
+@register_model(_detector_card("efficientad_s", "s"))
+def efficientad_s(num_classes: int = 0, padding: bool = False, **kwargs: Any) -> EfficientADDetector:
+    """EfficientAD-S detector; ``num_classes`` is ignored."""
+    return EfficientADDetector("s", padding=padding, **kwargs)
+
+
+@register_model(_detector_card("efficientad_m", "m"))
+def efficientad_m(num_classes: int = 0, padding: bool = False, **kwargs: Any) -> EfficientADDetector:
+    """EfficientAD-M detector; ``num_classes`` is ignored."""
+    return EfficientADDetector("m", padding=padding, **kwargs)

@@ -39,14 +39,21 @@ def as_rgb_image(image: np.ndarray | Image.Image | str | Path) -> Image.Image:
 
 
 def preprocess(image: np.ndarray | Image.Image | str | Path, pre: Preprocessing) -> np.ndarray:
-    """Resize the shorter side to ``pre.resize``, centre-crop ``pre.crop``, scale, normalise -> 1xCxHxW float32."""
+    """Resize the shorter side to ``pre.resize`` and centre-crop ``pre.crop`` (or stretch to ``pre.crop``),
+    scale, normalise -> 1xCxHxW float32."""
     im = as_rgb_image(image)
-    w, h = im.size
-    s = pre.resize / min(w, h)
-    nw, nh = max(pre.crop[1], round(w * s)), max(pre.crop[0], round(h * s))
-    im = im.resize((nw, nh), RESAMPLE.get(pre.interpolation, Image.Resampling.BICUBIC))
-    left, top = (nw - pre.crop[1]) // 2, (nh - pre.crop[0]) // 2
-    im = im.crop((left, top, left + pre.crop[1], top + pre.crop[0]))
+    resample = RESAMPLE.get(pre.interpolation, Image.Resampling.BICUBIC)
+    if pre.resize_mode == "stretch":
+        im = im.resize((pre.crop[1], pre.crop[0]), resample)
+    elif pre.resize_mode == "shorter_side":
+        w, h = im.size
+        s = pre.resize / min(w, h)
+        nw, nh = max(pre.crop[1], round(w * s)), max(pre.crop[0], round(h * s))
+        im = im.resize((nw, nh), resample)
+        left, top = (nw - pre.crop[1]) // 2, (nh - pre.crop[0]) // 2
+        im = im.crop((left, top, left + pre.crop[1], top + pre.crop[0]))
+    else:
+        raise InputMismatch(f"unknown resize_mode {pre.resize_mode!r} in the metadata; upgrade mobilevision")
     x = np.asarray(im, dtype=np.float32) * np.float32(pre.scale)
     x = (x - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
     if pre.layout == "NCHW":

@@ -204,3 +204,23 @@ def test_openvino_models_released_out_of_order_keep_signal_handling_alive(toy_ex
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), (proc.returncode, proc.stderr[-2000:])
+
+
+def test_stretch_preprocessing_and_schema_1_files():
+    from mobilevision.export.metadata import Preprocessing
+    from mobilevision.runtime.tasks.classify import preprocess
+
+    image = np.full((40, 80, 3), 255, np.uint8)
+    image[:, :20] = 0                                      # the left quarter is black
+    pre = Preprocessing(resize=32, crop=[32, 32], interpolation="bilinear", mean=[0, 0, 0], std=[1, 1, 1],
+                        resize_mode="stretch")
+    x = preprocess(image, pre)[0, 0]
+    assert x.shape == (32, 32) and x[:, :7].max() < 0.01 and x[:, 9:].min() > 0.99   # whole width, squeezed
+    cropped = preprocess(image, Preprocessing(**{**pre.__dict__, "resize_mode": "shorter_side"}))[0, 0]
+    assert cropped.shape == (32, 32) and cropped[:, 2:].min() > 0.99   # the centre crop misses the black quarter
+    old = ModelMetadata.from_dict({"schema_version": 1, "task": "classify", "model": "m", "target": "onnx",
+                                   "precision": "fp32", "inputs": [], "outputs": [],
+                                   "preprocessing": {"resize": 36, "crop": [32, 32]}})
+    assert old.preprocessing.resize_mode == "shorter_side"
+    with pytest.raises(InputMismatch, match="unknown resize_mode"):
+        preprocess(image, Preprocessing(**{**pre.__dict__, "resize_mode": "zoom"}))
