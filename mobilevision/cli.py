@@ -233,14 +233,14 @@ app.add_typer(train_app, name="train")
 app.add_typer(eval_app, name="eval")
 
 
-def _run_dir(out_dir: Optional[Path], model: str, resume: bool) -> Path:
-    """--out, or runs/classify/<model>[-N]: a new run never lands in a folder holding another run;
+def _run_dir(out_dir: Optional[Path], model: str, resume: bool, task: str = "classify") -> Path:
+    """--out, or runs/<task>/<model>[-N]: a new run never lands in a folder holding another run;
     --resume without --out continues the newest of them."""
     from mobilevision.train.checkpoint import has_state
 
     if out_dir is not None:
         return out_dir
-    base = Path("runs") / "classify" / model
+    base = Path("runs") / task / model
     runs = [p for p in [base, *base.parent.glob(f"{model}-*")] if has_state(p)]
     if resume:
         if not runs:
@@ -261,7 +261,7 @@ def train_classify_cmd(
     epochs: Optional[int] = typer.Option(None, help="Epochs in total (default 10; with --resume: extend the run)."),
     batch_size: int = typer.Option(64, help="Global batch size (split over torchrun processes)."),
     imgsz: Optional[int] = typer.Option(None, help="Square input size (default: 64 for digits, 32 for CIFAR, else the model's)."),
-    optimizer: str = typer.Option("adamw", help="adamw or sgd."),
+    optimizer: str = typer.Option("adamw", help="adamw, sgd or adam."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: AdamW 1e-3, SGD 0.1)."),
     weight_decay: Optional[float] = typer.Option(None, help="Default: AdamW 0.05, SGD 1e-4 (not on biases/norms)."),
     schedule: str = typer.Option("cosine", help="cosine, step (x0.1 at 50 % and 75 %) or constant, after warm-up."),
@@ -307,6 +307,8 @@ def train_classify_cmd(
                              weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
                              ema_decay=ema_decay, clip_grad=clip_grad, amp=amp, seed=seed, workers=workers,
                              device=device, sync_bn=sync_bn)
+        if loss == "bias" and batch_size < 2:
+            raise MobileVisionError("Bias Loss needs --batch-size >= 2 (it normalises by the batch's variance range)")
         run_dir = _run_dir(out_dir, model, False)
     if workers is not None:
         config.workers = workers
@@ -355,6 +357,89 @@ def eval_classify_cmd(
     png = confusion or weights.with_name(f"{weights.stem}_confusion.png")
     save_confusion_png(report, str(png))
     err.print(f"wrote {png}", markup=False, highlight=False)
+
+
+@train_app.command("anomaly")
+def train_anomaly_cmd(
+    model: str = typer.Option("efficientad_s", help="efficientad_s or efficientad_m."),
+    data: Optional[Path] = typer.Option(None, help="MVTec AD-style folder (train/good, test/<defect>, ground_truth/); "
+                                                   "default: a built-in category."),
+    category: Optional[str] = typer.Option(None, help="Built-in category (brick, grass, gravel, tissue, stars), "
+                                                      "or a category sub-folder of --data."),
+    teacher: Optional[Path] = typer.Option(None, help="Pretrained teacher weights (nelson1425 or anomalib format). "
+                                                      "Without it the teacher keeps random weights."),
+    penalty_data: Optional[Path] = typer.Option(None, help="Folder of unrelated images for the penalty loss "
+                                                           "(the paper: ImageNet). Without it the penalty is off."),
+    steps: int = typer.Option(70_000, help="Training steps of one image each (paper: 70,000)."),
+    imgsz: int = typer.Option(256, help="Square input size (multiple of 4, >= 256)."),
+    lr: Optional[float] = typer.Option(None, help="Adam learning rate (default 1e-4; x0.1 for the last 5 %)."),
+    seed: int = typer.Option(0, help="Seed for initialisation and augmentation."),
+    workers: Optional[int] = typer.Option(None, help="Data-loader processes (default up to 4)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/anomaly/<model>[-N])."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+) -> None:
+    """Train an EfficientAD detector on normal images; writes RUN_DIR/{best,last}.safetensors + .json."""
+    from mobilevision.tasks.anomaly import AnomalyOptions, AnomalyTask, recipe
+    from mobilevision.train import TrainConfig, fit
+    from mobilevision.train.checkpoint import load_state
+
+    if resume:
+        run_dir = _run_dir(out_dir, model, True, "anomaly")
+        state = load_state(run_dir)
+        options = AnomalyOptions(**state["task"]["options"])
+        config = TrainConfig.from_dict(state["config"])
+    else:
+        options = AnomalyOptions(model=model, data=str(data) if data else None, category=category,
+                                 teacher=str(teacher) if teacher else None,
+                                 penalty_data=str(penalty_data) if penalty_data else None, steps=steps, imgsz=imgsz)
+        config = recipe(steps, lr=lr, seed=seed, workers=workers, device=device)
+        run_dir = _run_dir(out_dir, model, False, "anomaly")
+    with err.status("reading the dataset"):
+        task = AnomalyTask(options)
+    err.print(f"training {options.model} on {task.data.name}: {len(task.train_paths)} train / {len(task.val_paths)} "
+              f"validation normals at {options.imgsz} px, {config.epochs * task.steps_per_epoch} steps"
+              f"{'' if options.teacher else ' (random teacher: pass --teacher for the paper setting)'}"
+              f"{'' if options.penalty_data else ', no penalty images'} -> {run_dir}", markup=False, highlight=False)
+    try:
+        result = fit(task, config, run_dir, resume=resume, console=err)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: finished epochs are in {run_dir}; continue with "
+                  f"`mobilevision train anomaly --resume --out {run_dir}`", markup=False, highlight=False)
+        raise typer.Exit(130)
+    out.print(f"done: {result.last} (evaluate with `mobilevision eval anomaly --weights {result.last}`)",
+              markup=False, highlight=False)
+
+
+@eval_app.command("anomaly")
+def eval_anomaly_cmd(
+    weights: Path = typer.Option(..., help="Trained detector, e.g. RUN_DIR/last.safetensors."),
+    data: Optional[Path] = typer.Option(None, help="MVTec AD-style folder with test/ (default: the run's data)."),
+    category: Optional[str] = typer.Option(None, help="Built-in category or category sub-folder of --data."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for overlays and summary.json "
+                                                               "(default: <weights stem>_eval beside the weights)."),
+    overlays: bool = typer.Option(True, "--overlays/--no-overlays", help="Write a heat-map PNG per test image."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+) -> None:
+    """Image AU-ROC, pixel AU-ROC and AU-PRO (30 % FPR) on a test set, heat-map overlays, summary JSON."""
+    from mobilevision.tasks.anomaly import evaluate_detector
+
+    with err.status("evaluating"):
+        result = evaluate_detector(str(weights), data=str(data) if data else None, category=category,
+                                   out_dir=str(out_dir) if out_dir else None, device=device, overlays=overlays)
+    r = result.report
+    table = Table(title=f"{result.model} on {result.data} ({r.n_good} good / {r.n_anomalous} anomalous)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_row("image AU-ROC", f"{r.image_auroc * 100:.2f} %")
+    if r.pixel_auroc is not None:
+        table.add_row("pixel AU-ROC", f"{r.pixel_auroc * 100:.2f} %")
+        table.add_row(f"AU-PRO (FPR <= {r.max_fpr:g})", f"{r.au_pro * 100:.2f} %")
+    for defect, v in r.per_defect.items():
+        table.add_row(f"  {defect} image AU-ROC", f"{v * 100:.2f} %")
+    out.print(table)
+    err.print(f"wrote {result.summary}" + (f" and {len(result.overlays)} overlays" if result.overlays else ""),
+              markup=False, highlight=False)
 
 
 def main(argv: list[str] | None = None) -> int:

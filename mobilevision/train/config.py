@@ -7,19 +7,20 @@ from typing import Any
 
 from mobilevision.errors import TrainingError
 
-OPTIMIZERS = ("adamw", "sgd")
+OPTIMIZERS = ("adamw", "sgd", "adam")
 SCHEDULES = ("cosine", "step", "constant")
-DEFAULT_LR = {"adamw": 1e-3, "sgd": 0.1}
-DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "sgd": 1e-4}
+DEFAULT_LR = {"adamw": 1e-3, "sgd": 0.1, "adam": 1e-4}
+DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "sgd": 1e-4, "adam": 1e-5}
 
 
 @dataclass
 class TrainConfig:
     """One run's recipe. ``batch_size`` is the global batch: with N processes each takes batch_size / N.
 
-    lr / weight_decay ``None`` take the optimizer's default (AdamW 1e-3 / 0.05, SGD 0.1 / 1e-4).
+    lr / weight_decay ``None`` take the optimizer's default (AdamW 1e-3 / 0.05, SGD 0.1 / 1e-4,
+    Adam 1e-4 / 1e-5; Adam's decay is coupled L2 on every parameter, as EfficientAD's references).
     ``schedule``: per-step linear warm-up over ``warmup_epochs`` then cosine to ``min_lr_ratio``
-    x lr ("cosine"), x0.1 at 50 % and 75 % of the epochs ("step"), or flat ("constant").
+    x lr ("cosine"), x0.1 at each of ``milestones`` (fractions of the steps; "step"), or flat.
     ``ema_decay``: keep an exponential moving average of the weights (evaluated and saved).
     ``clip_grad``: max global gradient norm. ``amp``: autocast (fp16 + loss scaling on CUDA,
     bf16 on CPU). Epochs drop the last incomplete batch (Bias Loss needs a full batch).
@@ -34,6 +35,7 @@ class TrainConfig:
     schedule: str = "cosine"
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.01
+    milestones: tuple[float, ...] = (0.5, 0.75)
     ema_decay: float | None = None
     clip_grad: float | None = None
     amp: bool = False
@@ -47,7 +49,8 @@ class TrainConfig:
             raise TrainingError(f"unknown optimizer {self.optimizer!r}: choose {' or '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise TrainingError(f"unknown schedule {self.schedule!r}: choose one of {', '.join(SCHEDULES)}")
-        checks = {"--epochs must be >= 1": self.epochs >= 1, "--batch-size must be >= 2": self.batch_size >= 2,
+        checks = {"--epochs must be >= 1": self.epochs >= 1, "--batch-size must be >= 1": self.batch_size >= 1,
+                  "milestones must be fractions in (0, 1)": all(0 < m < 1 for m in self.milestones),
                   "--lr must be > 0": self.lr is None or self.lr > 0,
                   "--weight-decay must be >= 0": self.weight_decay is None or self.weight_decay >= 0,
                   "--warmup-epochs must be >= 0": self.warmup_epochs >= 0,
@@ -72,4 +75,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        kw = {k: v for k, v in d.items() if k in known}
+        if "milestones" in kw:
+            kw["milestones"] = tuple(kw["milestones"])
+        return cls(**kw)

@@ -73,8 +73,10 @@ class WarmupSchedule:
     A class rather than a lambda so LambdaLR's state (this object's fields) is saved and resumed.
     """
 
-    def __init__(self, kind: str, total_steps: int, warmup_steps: int, min_ratio: float):
+    def __init__(self, kind: str, total_steps: int, warmup_steps: int, min_ratio: float,
+                 milestones: tuple[float, ...] = (0.5, 0.75)):
         self.kind, self.total, self.warmup, self.min_ratio = kind, total_steps, warmup_steps, min_ratio
+        self.milestones = tuple(milestones)
 
     def __call__(self, step: int) -> float:
         if step < self.warmup:
@@ -83,7 +85,7 @@ class WarmupSchedule:
         if self.kind == "cosine":
             return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
         if self.kind == "step":
-            return 0.1 ** ((progress >= 0.5) + (progress >= 0.75))
+            return 0.1 ** sum(progress >= m for m in getattr(self, "milestones", (0.5, 0.75)))
         return 1.0
 
 
@@ -94,6 +96,9 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     groups = [{"params": decay, "weight_decay": cfg.decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.base_lr, momentum=cfg.momentum)
+    if cfg.optimizer == "adam":  # coupled L2 on every trainable parameter, as EfficientAD's references
+        return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.base_lr,
+                                weight_decay=cfg.decay)
     return torch.optim.AdamW(groups, lr=cfg.base_lr)
 
 
@@ -157,7 +162,7 @@ class _Run:
         steps = len(self.loader)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, WarmupSchedule(cfg.schedule, cfg.epochs * steps, round(cfg.warmup_epochs * steps),
-                                           cfg.min_lr_ratio))
+                                           cfg.min_lr_ratio, cfg.milestones))
         self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
                     if cfg.ema_decay else None)
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and self.device.type == "cuda")
@@ -189,6 +194,8 @@ class _Run:
                                 "another --out")
         self._build()
         self.start_epoch, self.history, self.best_epoch, self.best_metric = 0, [], None, None
+        if not resume and hasattr(self.task, "on_fit_start"):
+            self.task.on_fit_start(self.model, self.device)  # e.g. statistics the model needs before step 1
         if resume:
             self._restore(state)
             if self.world.is_main:

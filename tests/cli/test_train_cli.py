@@ -79,6 +79,7 @@ def test_train_bad_input(capsys, tmp_path, image_folder, toy_name, one_line_erro
     one_line_error(main([*base, "--loss", "bias", "--label-smoothing", "0.1"]), "label-smoothing")
     one_line_error(main([*base, "--loss", "bias", "--bias-beta", "1.5"]), "beta < 1", "--bias-beta")
     one_line_error(main([*base, "--loss", "bias", "--bias-norm", "batch"]), "unknown Bias Loss normalisation")
+    one_line_error(main([*base, "--loss", "bias", "--batch-size", "1"]), "--batch-size >= 2")
     one_line_error(main([*base, "--loss", "bias", "--bias-alpha", "-1"]), "must be >= 0")
     one_line_error(main([*base, "--loss", "bias"]), "forward_features")
     one_line_error(main([*base, "--data", str(tmp_path / "missing")]), "dataset folder not found")

@@ -110,7 +110,8 @@ def test_existing_run_is_never_overwritten_and_resume_needs_a_run(toy_name, tmp_
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"optimizer": "lamb"}, "unknown optimizer"), ({"schedule": "poly"}, "unknown schedule"),
-    ({"epochs": 0}, "--epochs"), ({"batch_size": 1}, "--batch-size"), ({"lr": -1.0}, "--lr"),
+    ({"epochs": 0}, "--epochs"), ({"batch_size": 0}, "--batch-size"), ({"lr": -1.0}, "--lr"),
+    ({"milestones": (0.5, 1.0)}, "milestones"),
     ({"ema_decay": 1.0}, "--ema-decay"), ({"clip_grad": 0.0}, "--clip-grad"),
 ])
 def test_bad_config(kwargs, message):

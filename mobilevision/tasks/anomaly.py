@@ -1,0 +1,290 @@
+"""EfficientAD training on the shared engine, and evaluation on an MVTec-style test set.
+
+Per step (spec §3, batch 1 as the paper): hard-feature loss on the student-teacher distance (only
+elements above its 0.999 quantile), penalty on a separate image (keeps the student from matching
+the teacher outside normal images), autoencoder loss on a colour-augmented copy and the
+student-autoencoder loss; Adam 1e-4 with coupled weight decay 1e-5, x0.1 for the last 5 % of
+the steps. Before step 1 the teacher's per-channel statistics are fitted on the training images;
+after every epoch the map quantiles are fitted on a held-out 10 % of the *training* normals
+(never the test set) and saved with the weights, so the saved detector is complete.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+import mobilevision
+from mobilevision.data.anomaly import AnomalyData, AnomalyImages, load_rgb, resolve_anomaly_data, split_validation
+from mobilevision.data.classification import IMAGE_SUFFIXES
+from mobilevision.errors import DataError, TrainingError
+from mobilevision.models.efficientad import TEACHER_CHANNELS, EfficientADDetector
+from mobilevision.train.config import TrainConfig
+
+MODELS = ("efficientad_s", "efficientad_m")
+P_HARD = 0.999
+STEPS_PER_EPOCH = 500          # an "epoch" here is this many steps: checkpoints + quantile fit after each
+QUANTILE_LIMIT = 2 ** 24       # torch.quantile's input limit
+
+
+@dataclass
+class AnomalyOptions:
+    model: str = "efficientad_s"
+    data: str | None = None              # MVTec-style folder; None: the built-in ``category``
+    category: str | None = None
+    teacher: str | None = None           # pretrained teacher weights (pdn_s / pdn_m formats)
+    penalty_data: str | None = None      # folder of unrelated images (ImageNet in the paper)
+    steps: int = 70_000
+    imgsz: int = 256
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise TrainingError(f"unknown anomaly model {self.model!r}: choose {' or '.join(MODELS)}")
+        if self.steps < 1:
+            raise TrainingError("--steps must be >= 1")
+        if self.imgsz < 256 or self.imgsz % 4:
+            raise TrainingError(f"--imgsz {self.imgsz}: EfficientAD needs a multiple of 4, at least 256")
+
+
+def recipe(steps: int, **overrides: Any) -> TrainConfig:
+    """The paper's optimiser and schedule for ``steps`` single-image steps, as engine epochs."""
+    epochs = math.ceil(steps / STEPS_PER_EPOCH)
+    cfg = dict(epochs=epochs, batch_size=1, optimizer="adam", schedule="step", milestones=(0.95,),
+               warmup_epochs=0.0)
+    cfg.update(overrides)
+    return TrainConfig(**cfg)
+
+
+def augment_for_autoencoder(image: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """One of brightness / contrast / saturation, factor ~ U(0.8, 1.2) (torchvision adjust_* semantics)."""
+    kind, factor = int(rng.integers(3)), float(rng.uniform(0.8, 1.2))
+    gray = (0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]).unsqueeze(0)
+    if kind == 0:
+        out = image * factor
+    elif kind == 1:
+        out = (image - gray.mean()) * factor + gray.mean()
+    else:
+        out = (image - gray) * factor + gray
+    return out.clamp(0.0, 1.0)
+
+
+def penalty_image(path: Path, size: int, rng: np.random.Generator) -> torch.Tensor:
+    """Spec §3: resize to 2x the training size, grayscale with p = 0.3, centre-crop ``size``."""
+    arr = load_rgb(path, (2 * size, 2 * size))
+    if rng.random() < 0.3:
+        arr = np.repeat(np.asarray(Image.fromarray(arr).convert("L"))[..., None], 3, axis=2)
+    o = size // 2
+    arr = arr[o:o + size, o:o + size]
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float().div_(255.0)
+
+
+class EfficientADTrainSet(torch.utils.data.Dataset):
+    """``length`` steps over the training images: image, its autoencoder-augmented copy, and a penalty
+    image when a penalty folder is given. Randomness comes from (seed, epoch, index): resumable."""
+
+    def __init__(self, paths: list[Path], size: int, length: int, penalty: list[Path] | None, seed: int):
+        self.images = AnomalyImages(paths, size)
+        self.size, self.length, self.penalty, self.seed, self.epoch = size, length, penalty, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        image = self.images[index % len(self.images)]["image"]
+        item = {"image": image, "image_aug": augment_for_autoencoder(image, rng)}
+        if self.penalty:
+            item["penalty"] = penalty_image(self.penalty[int(rng.integers(len(self.penalty)))], self.size, rng)
+        return item
+
+
+class EfficientADTrainingGraph(nn.Module):
+    """What the engine runs (and DDP wraps): the detector's networks -> the four losses of one batch."""
+
+    def __init__(self, detector: EfficientADDetector, p_hard: float = P_HARD):
+        super().__init__()
+        self.detector, self.p_hard = detector, p_hard
+
+    def forward(self, image: torch.Tensor, image_aug: torch.Tensor,
+                penalty: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        d = self.detector
+        x = d.normalize_image(image)
+        with torch.no_grad():
+            t = d.teacher_features(x)
+        dist = (t - d.student(x)[:, :TEACHER_CHANNELS]).pow(2)
+        flat = dist.flatten()
+        sample = flat[:: math.ceil(flat.numel() / QUANTILE_LIMIT)] if flat.numel() > QUANTILE_LIMIT else flat
+        d_hard = torch.quantile(sample.detach().float(), self.p_hard)
+        losses = {"hard": dist[dist >= d_hard].mean()}
+        if penalty is not None:
+            losses["penalty"] = d.student(d.normalize_image(penalty))[:, :TEACHER_CHANNELS].pow(2).mean()
+        xa = d.normalize_image(image_aug)
+        with torch.no_grad():
+            ta = d.teacher_features(xa)
+        a = d.autoencoder(xa)
+        losses["ae"] = (ta - a).pow(2).mean()
+        losses["stae"] = (a - d.student(xa)[:, TEACHER_CHANNELS:]).pow(2).mean()
+        return losses
+
+
+def _penalty_paths(folder: str | None) -> list[Path] | None:
+    if folder is None:
+        return None
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"penalty image folder not found: {root}")
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise DataError(f"{root} holds no images for the penalty loss: point --penalty-data at a folder of "
+                        "unrelated photos (the paper uses ImageNet)")
+    return paths
+
+
+class AnomalyTask:
+    """EfficientAD-S/M on one MVTec-style category (the engine's TrainTask)."""
+
+    name = "anomaly"
+    main_metric = "st_map"          # mean raw student-teacher map on held-out normals: lower is better
+    higher_is_better = False
+    in_memory = False
+
+    def __init__(self, options: AnomalyOptions, data: AnomalyData | None = None):
+        self.opts = options
+        self.data = data if data is not None else resolve_anomaly_data(options.data, options.category)
+        self.train_paths, self.val_paths = split_validation(self.data.train)
+        self.penalty = _penalty_paths(options.penalty_data)
+        epochs = math.ceil(options.steps / STEPS_PER_EPOCH)
+        self.steps_per_epoch = math.ceil(options.steps / epochs)
+
+    def options(self) -> dict[str, Any]:
+        return asdict(self.opts)
+
+    def build_model(self) -> EfficientADDetector:
+        model = mobilevision.create_model(self.opts.model)
+        if self.opts.teacher:
+            teacher = mobilevision.create_model(self.opts.model.replace("efficientad_", "pdn_"), weights=self.opts.teacher)
+            model.teacher.load_state_dict(teacher.state_dict())
+        model.teacher.requires_grad_(False)  # frozen: pretrained once, never trained per category
+        return model.train()
+
+    def training_module(self, model: nn.Module) -> nn.Module:
+        return EfficientADTrainingGraph(model)
+
+    def criterion(self) -> nn.Module:
+        return nn.Identity()  # the losses live in the training graph; nothing to keep between steps
+
+    def datasets(self, seed: int) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
+        train = EfficientADTrainSet(self.train_paths, self.opts.imgsz, self.steps_per_epoch, self.penalty, seed)
+        return train, AnomalyImages(self.val_paths, self.opts.imgsz)
+
+    @torch.no_grad()
+    def on_fit_start(self, model: EfficientADDetector, device: torch.device) -> None:
+        """Teacher channel statistics over the (non-augmented) training images, two passes (spec §3)."""
+        from mobilevision.models.patch_target import fit_channel_normalisation
+
+        images = AnomalyImages(self.train_paths, self.opts.imgsz)
+        loader = torch.utils.data.DataLoader(images, batch_size=1)
+        mean, std = fit_channel_normalisation(
+            lambda b: model.teacher(model.normalize_image(b["image"].to(device))), loader)
+        model.teacher_mean.copy_(mean.view(1, -1, 1, 1))
+        model.teacher_std.copy_(std.view(1, -1, 1, 1))
+
+    def training_step(self, module: nn.Module, criterion: nn.Module, batch: dict[str, torch.Tensor],
+                      device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+        b = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+        losses = module(b["image"], b["image_aug"], b.get("penalty"))
+        return sum(losses.values()), {k: float(v.detach()) for k, v in losses.items()}
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, loader: torch.utils.data.DataLoader, device: torch.device,
+                 criterion: nn.Module) -> dict[str, float]:
+        """Fit the map quantiles on the held-out normals (saved with the weights) and report their raw maps."""
+        sts, aes = [], []
+        for batch in loader:
+            st, ae = model.raw_maps(batch["image"].to(device))
+            sts.append(st.cpu())
+            aes.append(ae.cpu())
+        st, ae = torch.cat(sts), torch.cat(aes)
+        model.fit_quantiles(st, ae)
+        return {"st_map": float(st.mean()), "ae_map": float(ae.mean()),
+                "q_st": float(model.quantiles_st[1]), "q_ae": float(model.quantiles_ae[1])}
+
+    def run_card(self) -> dict[str, Any]:
+        card = mobilevision.get_model_card(self.opts.model)
+        return {"task": self.name, "model": self.opts.model, "num_classes": 0, "labels": None,
+                "label_set": None, "input_size": [3, self.opts.imgsz, self.opts.imgsz], "mean": list(card.mean),
+                "std": list(card.std), "interpolation": card.interpolation, "crop_pct": card.crop_pct,
+                "data": self.data.name, "train_images": len(self.train_paths), "val_images": len(self.val_paths)}
+
+
+@dataclass
+class AnomalyEvaluation:
+    model: str
+    data: str
+    report: Any                     # anomaly_metrics.AnomalyReport
+    overlays: list[Path]
+    summary: Path
+
+
+@torch.no_grad()
+def evaluate_detector(weights: str, data: str | None = None, category: str | None = None, out_dir: str | None = None,
+                      device: str = "cpu", overlays: bool = True) -> AnomalyEvaluation:
+    """Image AU-ROC, pixel AU-ROC and AU-PRO of a trained detector on a test set, plus heat-map overlays
+    and a summary JSON in ``out_dir`` (default: ``<weights stem>_eval`` beside the weights)."""
+    import json
+
+    from mobilevision.atomic_io import atomic_write_text
+    from mobilevision.checkpoints import read_run_card
+    from mobilevision.errors import WeightsError
+
+    from .anomaly_metrics import evaluate_anomaly, save_overlay
+
+    card = read_run_card(weights)
+    if card is None or card.get("task") != "anomaly":
+        raise WeightsError(f"{weights} has no anomaly run card beside it: evaluate the best.safetensors or "
+                           "last.safetensors of a `mobilevision train anomaly` run")
+    trained_on = card.get("task_options", {})
+    if data is None and category is None:
+        data, category = trained_on.get("data"), trained_on.get("category")
+    dataset = resolve_anomaly_data(data, category)
+    if not dataset.test:
+        raise DataError(f"{dataset.root} has no test/ folder to evaluate on")
+    model = mobilevision.create_model(card["model"], weights=weights).eval().to(device)
+    size = int(card["input_size"][1])
+    images = AnomalyImages.from_samples(dataset.test, size)
+    maps, scores = [], []
+    for item in torch.utils.data.DataLoader(images, batch_size=4):
+        amap, score = model(item["image"].to(device))
+        maps.append(amap[:, 0].cpu().numpy())
+        scores.append(score.cpu().numpy())
+    amaps, all_scores = np.concatenate(maps), np.concatenate(scores)
+    masks = np.stack([images[i]["mask"][0].numpy() > 0.5 for i in range(len(images))])
+    try:
+        report = evaluate_anomaly(all_scores, [s.label for s in dataset.test], amaps, masks,
+                                  [s.defect for s in dataset.test])
+    except ValueError as e:  # e.g. a test set without anomalous (or without good) images
+        raise DataError(f"{dataset.root}: {e}") from e
+    out = Path(out_dir) if out_dir else Path(weights).with_name(f"{Path(weights).stem}_eval")
+    written = []
+    if overlays:
+        vmax = float(np.quantile(amaps, 0.999))
+        for s, amap, mask, score in zip(dataset.test, amaps, masks, all_scores):
+            path = out / s.defect / f"{s.path.stem}.png"
+            save_overlay(load_rgb(s.path, size), amap, path, vmin=0.0, vmax=max(vmax, 1e-6), mask=mask if s.label else None,
+                         title=f"{s.defect} score {score:.3f}")
+            written.append(path)
+    summary = out / "summary.json"
+    atomic_write_text(summary, json.dumps({"model": card["model"], "weights": str(weights), "data": str(dataset.root),
+                                           **report.to_dict(),
+                                           "scores": [{"image": str(s.path), "defect": s.defect, "score": float(v)}
+                                                      for s, v in zip(dataset.test, all_scores)]}, indent=2) + "\n")
+    return AnomalyEvaluation(card["model"], dataset.name, report, written, summary)
