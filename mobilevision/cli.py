@@ -44,7 +44,6 @@ def list_cmd(task: Optional[str] = typer.Option(None, help="Only models of this 
              ) -> None:
     """List the model zoo: task, parameters (M), MACs (M) at the default input size."""
     import mobilevision
-    from mobilevision.complexity import count_macs, count_params
 
     table = Table(title="mobilevision model zoo")
     for col in ("model", "task", "params (M)", "MACs (M)", "input"):
@@ -55,10 +54,26 @@ def list_cmd(task: Optional[str] = typer.Option(None, help="Only models of this 
             status.update(f"counting {name}")
             card = mobilevision.get_model_card(name)
             size = (card.input_size[0], imgsz, imgsz) if imgsz else card.input_size
-            model = mobilevision.create_model(name)
-            table.add_row(name, card.task, f"{count_params(model) / 1e6:.3f}",
-                          f"{count_macs(model, size) / 1e6:.1f}", "x".join(map(str, size)))
+            params, macs = _count(name, size)
+            table.add_row(name, card.task, f"{params / 1e6:.3f}", f"{macs / 1e6:.1f}", "x".join(map(str, size)))
     out.print(table)
+
+
+def _count(name: str, size: tuple[int, ...]) -> tuple[int, int]:
+    """Params and MACs, counted on the meta device where the model builds there (shapes only: instant,
+    same numbers), otherwise on the CPU."""
+    import torch
+
+    import mobilevision
+    from mobilevision.complexity import count_macs, count_params
+
+    try:
+        with torch.device("meta"):
+            model = mobilevision.create_model(name)
+            return count_params(model), count_macs(model, size)
+    except (NotImplementedError, RuntimeError):  # a builder that reads tensor values (e.g. EMO's drop-path rates)
+        model = mobilevision.create_model(name)
+        return count_params(model), count_macs(model, size)
 
 
 def _trained_model_name(path: Path, weights: Optional[Path]) -> str:
