@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import json
 import platform
 import statistics
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from mobilevision.atomic_io import atomic_write_bytes, atomic_write_text
+from mobilevision.atomic_io import atomic_save_figure, atomic_write_text
 from mobilevision.tasks.classify import ClassifyOptions, ClassifyTask
 from mobilevision.train import TrainConfig, fit
 
@@ -88,10 +87,7 @@ def chart(rows: list[dict], path: Path, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,6 @@ with a pretrained teacher, so these numbers are not comparable with MVTec AD.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import platform
 import sys
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from mobilevision.atomic_io import atomic_write_bytes, atomic_write_text
+from mobilevision.atomic_io import atomic_save_figure, atomic_write_text
 from mobilevision.checkpoints import read_run_card
 from mobilevision.data.anomaly import BUILTIN_CATEGORIES
 from mobilevision.export import export_all
@@ -87,10 +86,7 @@ def chart(rows: list[dict], path: Path, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> int:

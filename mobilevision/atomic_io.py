@@ -53,3 +53,17 @@ def move_into_place(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     else:
         os.replace(s, d)
     return d
+
+
+def atomic_save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> Path:
+    """Render a matplotlib figure to PNG in memory, write it atomically, and close the figure."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", **savefig_kwargs)
+    finally:
+        plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())

@@ -225,7 +225,6 @@ def evaluate_checkpoint(weights: str, data: str | None = None, model: str | None
 
 def save_confusion_png(report: EvalReport, path: str) -> None:
     """The confusion matrix as a PNG (scikit-learn's display, matplotlib's Agg backend), written atomically."""
-    import io
 
     import matplotlib
 
@@ -233,7 +232,7 @@ def save_confusion_png(report: EvalReport, path: str) -> None:
     import matplotlib.pyplot as plt
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    from mobilevision.atomic_io import atomic_write_bytes
+    from mobilevision.atomic_io import atomic_save_figure
 
     n = len(report.classes)
     fig, ax = plt.subplots(figsize=(min(4 + 0.45 * n, 20), min(3.5 + 0.45 * n, 20)), dpi=100)
@@ -241,7 +240,4 @@ def save_confusion_png(report: EvalReport, path: str) -> None:
         ax=ax, cmap="Blues", colorbar=False, include_values=n <= 30, xticks_rotation="vertical" if n > 10 else "horizontal")
     ax.set_title(f"{report.model}: top-1 {report.metrics['top1'] * 100:.2f} % on {report.data}", fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_save_figure(fig, path)
