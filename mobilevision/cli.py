@@ -267,6 +267,18 @@ def _run_dir(out_dir: Optional[Path], model: str, resume: bool, task: str = "cla
     return base if n == 1 else base.with_name(f"{model}-{n}")
 
 
+def _fit(task, config, run_dir: Path, resume: bool, command: str):
+    """The engine's fit; Ctrl-C says where the finished epochs are and how to continue (exit 130)."""
+    from mobilevision.train import fit
+
+    try:
+        return fit(task, config, run_dir, resume=resume, console=err)
+    except KeyboardInterrupt:
+        err.print(f"interrupted: the finished epochs are in {run_dir}; continue with "
+                  f"`mobilevision train {command} --resume --out {run_dir}`", markup=False, highlight=False)
+        raise typer.Exit(130)
+
+
 @train_app.command("classify")
 def train_classify_cmd(
     model: Optional[str] = typer.Option(None, help="Zoo classifier, e.g. skipnet_m or emo_1m (see `mobilevision list`)."),
@@ -300,7 +312,7 @@ def train_classify_cmd(
 ) -> None:
     """Train a classifier; writes RUN_DIR/{best,last}.safetensors + .json, metrics.csv."""
     from mobilevision.tasks.classify import ClassifyOptions, ClassifyTask
-    from mobilevision.train import TrainConfig, fit
+    from mobilevision.train import TrainConfig
     from mobilevision.train.checkpoint import load_state
 
     if resume:
@@ -334,12 +346,7 @@ def train_classify_cmd(
         err.print(f"training {options.model} ({options.loss}) on {task.data.name}: {len(task.data.classes)} classes, "
                   f"{len(task.data.train)} train / {len(task.data.val)} val images at {task.card.input_size[1]} px "
                   f"-> {run_dir}", markup=False, highlight=False)
-    try:
-        result = fit(task, config, run_dir, resume=resume, console=err)
-    except KeyboardInterrupt:
-        err.print(f"interrupted: the finished epochs are in {run_dir}; continue with "
-                  f"`mobilevision train classify --resume --out {run_dir}`", markup=False, highlight=False)
-        raise typer.Exit(130)
+    result = _fit(task, config, run_dir, resume, "classify")
     best = result.best_metric
     if is_main:
         out.print(f"best val top-1 {best * 100:.2f} % at epoch {result.best_epoch}: {result.best}" if best is not None
@@ -396,7 +403,7 @@ def train_anomaly_cmd(
 ) -> None:
     """Train an EfficientAD detector on normal images; writes RUN_DIR/{best,last}.safetensors + .json."""
     from mobilevision.tasks.anomaly import AnomalyOptions, AnomalyTask, recipe
-    from mobilevision.train import TrainConfig, fit
+    from mobilevision.train import TrainConfig
     from mobilevision.train.checkpoint import load_state
 
     if resume:
@@ -416,12 +423,7 @@ def train_anomaly_cmd(
               f"validation normals at {options.imgsz} px, {config.epochs * task.steps_per_epoch} steps"
               f"{'' if options.teacher else ' (random teacher: pass --teacher for the paper setting)'}"
               f"{'' if options.penalty_data else ', no penalty images'} -> {run_dir}", markup=False, highlight=False)
-    try:
-        result = fit(task, config, run_dir, resume=resume, console=err)
-    except KeyboardInterrupt:
-        err.print(f"interrupted: finished epochs are in {run_dir}; continue with "
-                  f"`mobilevision train anomaly --resume --out {run_dir}`", markup=False, highlight=False)
-        raise typer.Exit(130)
+    result = _fit(task, config, run_dir, resume, "anomaly")
     out.print(f"done: {result.last} (evaluate with `mobilevision eval anomaly --weights {result.last}`)",
               markup=False, highlight=False)
 

@@ -32,3 +32,20 @@ def calibrate_random_weights(model: nn.Module, seed: int = 0, batches: int = 4, 
     for m in norms:
         m.momentum = 0.1
     return model.eval()
+
+
+@torch.no_grad()
+def randomise_batchnorm(model: nn.Module, seed: int = 0, linear_std: float | None = None) -> nn.Module:
+    """Random BN affine and running statistics (and, with ``linear_std``, Linear weights N(0, std²) and
+    biases N(0, 0.01)), so that wrong wiring or wrong weight loading shows in the outputs. Eval mode."""
+    g = torch.Generator().manual_seed(seed)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.weight.data = 1 + 0.2 * torch.randn(m.weight.shape, generator=g)
+            m.bias.data = 0.2 * torch.randn(m.bias.shape, generator=g)
+            m.running_mean = 0.2 * torch.randn(m.running_mean.shape, generator=g)
+            m.running_var = 0.5 + torch.rand(m.running_var.shape, generator=g)
+        elif linear_std is not None and isinstance(m, nn.Linear):
+            m.weight.data = linear_std * torch.randn(m.weight.shape, generator=g)
+            m.bias.data = 0.1 * torch.randn(m.bias.shape, generator=g)
+    return model.eval()

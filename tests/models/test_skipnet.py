@@ -11,6 +11,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 import mobilevision
+from mobilevision.testing import randomise_batchnorm
 from mobilevision.complexity import count_macs, count_params
 from mobilevision.errors import IncompatibleWeights
 from mobilevision.models.skipnet import MEASURED, SkipBlock, SqueezeExcite, make_divisible, pool_to
@@ -34,18 +35,7 @@ SPEC_GROUPS = {"first_layer": (464, 5.82), "base_block": (752, 9.43), "blocks.0"
 
 
 def _randomise(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random BN affine/statistics and larger Linear weights: O(1) logits, so wrong wiring shows."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.weight.data = 1 + 0.2 * torch.randn(m.weight.shape, generator=g)
-            m.bias.data = 0.2 * torch.randn(m.bias.shape, generator=g)
-            m.running_mean = 0.2 * torch.randn(m.running_mean.shape, generator=g)
-            m.running_var = 0.5 + torch.rand(m.running_var.shape, generator=g)
-        elif isinstance(m, nn.Linear):
-            m.weight.data = 0.05 * torch.randn(m.weight.shape, generator=g)
-            m.bias.data = 0.1 * torch.randn(m.bias.shape, generator=g)
-    return model.eval()
+    return randomise_batchnorm(model, seed, linear_std=0.05)
 
 
 @pytest.fixture(scope="module")

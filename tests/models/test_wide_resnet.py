@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mobilevision
+from mobilevision.testing import randomise_batchnorm
 from mobilevision.complexity import count_macs, count_params
 from mobilevision.errors import IncompatibleWeights, WeightsError
 from mobilevision.models.patch_target import (PatchDescriptorTarget, adaptive_pool_matrix,
@@ -48,15 +49,7 @@ def _meta_model(name: str) -> nn.Module:
 
 
 def _randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random BN affine/statistics so that wrong wiring or wrong loading shows in the outputs."""
-    g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.weight.data = 1 + 0.2 * torch.randn(m.weight.shape, generator=g)
-            m.bias.data = 0.2 * torch.randn(m.bias.shape, generator=g)
-            m.running_mean = 0.2 * torch.randn(m.running_mean.shape, generator=g)
-            m.running_var = 0.5 + torch.rand(m.running_var.shape, generator=g)
-    return model.eval()
+    return randomise_batchnorm(model, seed)
 
 
 @pytest.fixture(scope="module")
