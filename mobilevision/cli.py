@@ -428,6 +428,61 @@ def train_anomaly_cmd(
               markup=False, highlight=False)
 
 
+@train_app.command("anomaly-teacher")
+def train_anomaly_teacher_cmd(
+    model: str = typer.Option("pdn_s", help="Teacher to pretrain: pdn_s (EfficientAD-S) or pdn_m (EfficientAD-M)."),
+    data: Optional[Path] = typer.Option(None, help="Folder of generic photos, searched recursively (the paper: "
+                                                   "ImageNet train)."),
+    extractor: str = typer.Option("wide_resnet101_2", help="Feature extractor to distil: wide_resnet101_2 (the "
+                                                           "paper's) or wide_resnet50_2."),
+    extractor_weights: Optional[Path] = typer.Option(None, help="Local torchvision-format state dict of the "
+                                                                "extractor (IMAGENET1K_V1)."),
+    steps: int = typer.Option(60_000, help="Training steps (paper: 60,000)."),
+    batch_size: int = typer.Option(16, help="Global batch size (paper: 16; split over torchrun processes)."),
+    imgsz: int = typer.Option(256, help="PDN input size (paper: 256)."),
+    target_size: int = typer.Option(512, help="Extractor input size (paper: 512; twice --imgsz)."),
+    norm_images: int = typer.Option(10_000, help="Images for the target's channel mean/std (paper: about 10,000)."),
+    lr: Optional[float] = typer.Option(None, help="Adam learning rate (default 1e-4, constant)."),
+    seed: int = typer.Option(0, help="Seed for initialisation and image sampling."),
+    workers: Optional[int] = typer.Option(None, help="Data-loader processes (default up to 4)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    amp: bool = typer.Option(False, "--amp", help="Mixed precision (fp16 on CUDA, bf16 on CPU)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/anomaly_teacher/<model>[-N])."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+) -> None:
+    """Pretrain an EfficientAD teacher by distilling a WideResNet's features (done once; then
+    `mobilevision train anomaly --teacher RUN_DIR/last.safetensors`)."""
+    from mobilevision.tasks.anomaly_teacher import TeacherOptions, TeacherPretrainTask, recipe
+    from mobilevision.train import TrainConfig
+    from mobilevision.train.checkpoint import load_state
+
+    if resume:
+        run_dir = _run_dir(out_dir, model, True, "anomaly_teacher")
+        state = load_state(run_dir)
+        options = TeacherOptions(**state["task"]["options"])
+        config = TrainConfig.from_dict(state["config"])
+    else:
+        options = TeacherOptions(model=model, data=str(data) if data else "", extractor=extractor,
+                                 extractor_weights=str(extractor_weights) if extractor_weights else None, steps=steps,
+                                 imgsz=imgsz, target_size=target_size, norm_images=norm_images, workers=workers)
+        config = recipe(steps, batch_size=batch_size, lr=lr, seed=seed, workers=workers, device=device, amp=amp)
+        run_dir = _run_dir(out_dir, model, False, "anomaly_teacher")
+    with err.status("loading the extractor and listing the images"):
+        task = TeacherPretrainTask(options, batch_size=config.batch_size)
+    is_main = os.environ.get("RANK", "0") == "0"
+    if is_main:
+        err.print(f"distilling {options.extractor} ({'+'.join(options.layers)} at {options.target_size} px) into a "
+                  f"padded {options.model} at {options.imgsz} px: {len(task.train_paths)} train / "
+                  f"{len(task.val_paths)} held-out images, {config.epochs * task.steps_per_epoch} steps x "
+                  f"{config.batch_size}; target statistics on {options.norm_images} images first -> {run_dir}",
+                  markup=False, highlight=False)
+    result = _fit(task, config, run_dir, resume, "anomaly-teacher")
+    if is_main:
+        out.print(f"done: {result.last} (use it with `mobilevision train anomaly --model "
+                  f"{options.model.replace('pdn_', 'efficientad_')} --teacher {result.last}`)",
+                  markup=False, highlight=False)
+
+
 @eval_app.command("anomaly")
 def eval_anomaly_cmd(
     weights: Path = typer.Option(..., help="Trained detector, e.g. RUN_DIR/last.safetensors."),

@@ -1,6 +1,8 @@
 """Helpers for parity tests and benchmarks that have no trained weights to hand."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -49,3 +51,30 @@ def randomise_batchnorm(model: nn.Module, seed: int = 0, linear_std: float | Non
             m.weight.data = linear_std * torch.randn(m.weight.shape, generator=g)
             m.bias.data = 0.1 * torch.randn(m.bias.shape, generator=g)
     return model.eval()
+
+
+def write_tiny_mvtec(root: Path, n_train: int = 10, size: int = 256) -> Path:
+    """A tiny MVTec AD-style folder under ``root``: smooth-noise normals (train/good, test/good) and a
+    bright square as the one defect (test/square + ground_truth/square/*_mask.png). Returns ``root``."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+
+    def normal() -> np.ndarray:
+        base = rng.normal(128, 20, (size // 8, size // 8, 3)).clip(0, 255).astype(np.uint8)
+        return np.asarray(Image.fromarray(base).resize((size, size), Image.Resampling.BILINEAR))
+
+    for i in range(n_train):
+        (root / "train" / "good").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(normal()).save(root / "train" / "good" / f"{i:03d}.png")
+    for i in range(2):
+        (root / "test" / "good").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(normal()).save(root / "test" / "good" / f"{i:03d}.png")
+        img, mask = normal().copy(), np.zeros((size, size), np.uint8)
+        img[100:140, 60:100], mask[100:140, 60:100] = 255, 255
+        for d in ("test/square", "ground_truth/square"):
+            (root / d).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(img).save(root / "test" / "square" / f"{i:03d}.png")
+        Image.fromarray(mask).save(root / "ground_truth" / "square" / f"{i:03d}_mask.png")
+    return root

@@ -195,8 +195,17 @@ def load_rgb(path: str | Path, size: int | tuple[int, int] | None = None) -> np.
             arr = _to_rgb8(im, path)
     except _READ_ERRORS as e:
         raise DataError(f"cannot read image {path}: {e} (replace or remove the file)") from e
-    if size is None:
-        return arr
+    return arr if size is None else resize_rgb(arr, size, path)
+
+
+def grayscale_rgb(arr: np.ndarray) -> np.ndarray:
+    """uint8 H x W x 3 -> its PIL "L" luma (ITU-R 601-2, torchvision's Grayscale) repeated to 3 channels."""
+    return np.repeat(np.asarray(Image.fromarray(arr).convert("L"))[..., None], 3, axis=2)
+
+
+def resize_rgb(arr: np.ndarray, size: int | tuple[int, int], path: str | Path = "image") -> np.ndarray:
+    """uint8 H x W x C resized to ``size`` (height, width) by PIL's antialiased bilinear (torchvision's
+    Resize on PIL images); refuses to upsample more than 4x (``path`` names the file in the error)."""
     h, w = _hw(size)
     ih, iw = arr.shape[:2]
     if iw < w / 4 or ih < h / 4:

@@ -17,12 +17,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 import mobilevision
-from mobilevision.data.anomaly import AnomalyData, AnomalyImages, load_rgb, resolve_anomaly_data, split_validation
+from mobilevision.data.anomaly import (AnomalyData, AnomalyImages, grayscale_rgb, load_rgb, resolve_anomaly_data,
+                                       split_validation)
 from mobilevision.data.classification import IMAGE_SUFFIXES
+from mobilevision.data.seeded import SeededDraws
 from mobilevision.errors import DataError, TrainingError
 from mobilevision.models.efficientad import TEACHER_CHANNELS, EfficientADDetector
 from mobilevision.train.config import TrainConfig
@@ -78,28 +79,23 @@ def penalty_image(path: Path, size: int, rng: np.random.Generator) -> torch.Tens
     """Spec §3: resize to 2x the training size, grayscale with p = 0.3, centre-crop ``size``."""
     arr = load_rgb(path, (2 * size, 2 * size))
     if rng.random() < 0.3:
-        arr = np.repeat(np.asarray(Image.fromarray(arr).convert("L"))[..., None], 3, axis=2)
+        arr = grayscale_rgb(arr)
     o = size // 2
     arr = arr[o:o + size, o:o + size]
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float().div_(255.0)
 
 
-class EfficientADTrainSet(torch.utils.data.Dataset):
+class EfficientADTrainSet(SeededDraws):
     """``length`` steps over the training images: image, its autoencoder-augmented copy, and a penalty
     image when a penalty folder is given. Randomness comes from (seed, epoch, index): resumable."""
 
     def __init__(self, paths: list[Path], size: int, length: int, penalty: list[Path] | None, seed: int):
+        super().__init__(length, seed)
         self.images = AnomalyImages(paths, size)
-        self.size, self.length, self.penalty, self.seed, self.epoch = size, length, penalty, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
+        self.size, self.penalty = size, penalty
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, self.epoch, index])
+        rng = self.rng(index)
         image = self.images[index % len(self.images)]["image"]
         item = {"image": image, "image_aug": augment_for_autoencoder(image, rng)}
         if self.penalty:
@@ -136,17 +132,22 @@ class EfficientADTrainingGraph(nn.Module):
         return losses
 
 
+def image_files(folder: str | Path, option: str, fix: str) -> list[Path]:
+    """Every image under ``folder`` (recursive, sorted); a clear error naming ``option`` when there is none."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise DataError(f"{option} folder not found: {root}")
+    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise DataError(f"{option} {root} holds no images: {fix}")
+    return paths
+
+
 def _penalty_paths(folder: str | None) -> list[Path] | None:
     if folder is None:
         return None
-    root = Path(folder)
-    if not root.is_dir():
-        raise DataError(f"penalty image folder not found: {root}")
-    paths = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise DataError(f"{root} holds no images for the penalty loss: point --penalty-data at a folder of "
-                        "unrelated photos (the paper uses ImageNet)")
-    return paths
+    return image_files(folder, "--penalty-data", "point it at a folder of unrelated photos for the penalty "
+                       "loss (the paper uses ImageNet)")
 
 
 class AnomalyTask:

@@ -13,36 +13,14 @@ from mobilevision.cli import main
 from mobilevision.errors import DataError, TrainingError
 from mobilevision.tasks.anomaly import (AnomalyOptions, AnomalyTask, EfficientADTrainingGraph,
                                         augment_for_autoencoder, penalty_image, recipe)
+from mobilevision.testing import write_tiny_mvtec
 from mobilevision.train.engine import WarmupSchedule
-
-
-def _mvtec(root, n_train=10, size=256):
-    """A tiny MVTec-style folder: smooth noise normals, a bright square as the defect."""
-    rng = np.random.default_rng(0)
-
-    def normal():
-        base = rng.normal(128, 20, (size // 8, size // 8, 3)).clip(0, 255).astype(np.uint8)
-        return np.asarray(Image.fromarray(base).resize((size, size), Image.Resampling.BILINEAR))
-
-    for i in range(n_train):
-        (root / "train" / "good").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(normal()).save(root / "train" / "good" / f"{i:03d}.png")
-    for i in range(2):
-        (root / "test" / "good").mkdir(parents=True, exist_ok=True)
-        Image.fromarray(normal()).save(root / "test" / "good" / f"{i:03d}.png")
-        img, mask = normal().copy(), np.zeros((size, size), np.uint8)
-        img[100:140, 60:100], mask[100:140, 60:100] = 255, 255
-        for d in ("test/square", "ground_truth/square"):
-            (root / d).mkdir(parents=True, exist_ok=True)
-        Image.fromarray(img).save(root / "test" / "square" / f"{i:03d}.png")
-        Image.fromarray(mask).save(root / "ground_truth" / "square" / f"{i:03d}_mask.png")
-    return root
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("anomaly")
-    data = _mvtec(root / "data")
+    data = write_tiny_mvtec(root / "data")
     run = root / "run"
     assert main(["train", "anomaly", "--data", str(data), "--steps", "2", "--workers", "0", "--out", str(run)]) == 0
     return data, run
@@ -105,7 +83,7 @@ def test_options_and_data_errors(tmp_path):
         AnomalyOptions(model="padim")
     with pytest.raises(TrainingError, match="multiple of 4"):
         AnomalyOptions(imgsz=250)
-    data = _mvtec(tmp_path / "d", n_train=3)
+    data = write_tiny_mvtec(tmp_path / "d", n_train=3)
     with pytest.raises(DataError, match="penalty"):
         AnomalyTask(AnomalyOptions(data=str(data), penalty_data=str(tmp_path / "nowhere")))
     (tmp_path / "empty").mkdir()
