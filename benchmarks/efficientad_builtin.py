@@ -57,9 +57,10 @@ def markdown(rows: list[dict], latency: list[dict], args: argparse.Namespace) ->
         per_step = f"{r['train_s'] / args.steps:.2f}" if r["train_s"] else "reused run"
         lines.append(f"| {r['category']} | {r['image_auroc'] * 100:.2f} | {r['pixel_auroc'] * 100:.2f} | "
                      f"{r['au_pro'] * 100:.2f} | {r['n_good']} / {r['n_anomalous']} | {per_step} |")
-    lines += ["", f"Fused detector latency ({latency[0]['model'] if latency else ''}, {args.threads} threads, "
-              f"{args.runs} interleaved runs, one run; MACs {latency[0]['macs'] / 1e9:.1f} G):" if latency else "", "",
-              "| artifact | backend | median ms | p90 ms | GMAC/s |", "|---|---|---|---|---|"]
+    if latency:
+        lines += ["", f"Fused detector latency ({latency[0]['model']}, {args.threads} threads, {args.runs} interleaved "
+                  f"runs, one run; MACs {latency[0]['macs'] / 1e9:.1f} G):", "",
+                  "| artifact | backend | median ms | p90 ms | GMAC/s |", "|---|---|---|---|---|"]
     for b in latency:
         lines.append(f"| {Path(b['artifact']).name} | {b['backend']} | {b['median_ms']:.1f} | {b['p90_ms']:.1f} | "
                      f"{b['gmacs_per_s']:.1f} |" if not b["error"] else f"| {Path(b['artifact']).name} | "
@@ -98,24 +99,28 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--work", type=Path, default=Path("runs") / "bench_efficientad")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / platform.node())
+    ap.add_argument("--name", default="efficientad_builtin", help="Stem of the result files.")
+    ap.add_argument("--no-latency", action="store_true", help="Skip exporting and timing the detector.")
     args = ap.parse_args(argv)
     rows = []
     for category in args.categories:
         weights, train_s = train(category, args.steps, args.seed, args.work)
-        ev = evaluate_detector(str(weights), out_dir=str(args.work / f"{category}_eval"), overlays=False)
+        ev = evaluate_detector(str(weights), out_dir=str(args.work / f"{category}_s{args.steps}_seed{args.seed}_eval"), overlays=False)
         rows.append({"category": category, "train_s": train_s, **ev.report.to_dict()})
         print(f"{category}: image AU-ROC {ev.report.image_auroc:.4f} pixel {ev.report.pixel_auroc:.4f} "
               f"AU-PRO {ev.report.au_pro:.4f}", flush=True)
-    exports = [r for r in export_all("efficientad_s", ["onnx", "tflite", "openvino"], weights=str(weights),
-                                     out_dir=args.work / "exports") if hasattr(r, "path")]
-    latency = [vars(b) for b in benchmark([r.path for r in exports], threads=args.threads, runs=args.runs)]
+    exports = [] if args.no_latency else [
+        r for r in export_all("efficientad_s", ["onnx", "tflite", "openvino"], weights=str(weights),
+                              out_dir=args.work / "exports") if hasattr(r, "path")]
+    latency = [vars(b) for b in benchmark([r.path for r in exports], threads=args.threads, runs=args.runs)] \
+        if exports else []
     md = markdown(rows, latency, args)
-    atomic_write_text(args.out / "efficientad_builtin.json", json.dumps(
+    atomic_write_text(args.out / f"{args.name}.json", json.dumps(
         {"host": platform.node(), "torch": torch.__version__, "steps": args.steps, "seed": args.seed,
          "teacher": "random", "penalty": None, "categories": rows, "latency": latency,
          "parity": {r.target: r.parity.summary() for r in exports}, "paper": PAPER}, indent=2, default=str) + "\n")
-    atomic_write_text(args.out / "efficientad_builtin.md", md)
-    chart(rows, args.out / "efficientad_builtin.png",
+    atomic_write_text(args.out / f"{args.name}.md", md)
+    chart(rows, args.out / f"{args.name}.png",
           f"EfficientAD-S, built-in categories, {args.steps} steps, random teacher ({platform.node()})")
     print(md)
     return 0

@@ -16,7 +16,7 @@ from typing import Any
 
 from mobilevision.errors import ArtifactError
 
-SCHEMA_VERSION = 2  # 2: Preprocessing.resize_mode
+SCHEMA_VERSION = 3  # 2: Preprocessing.resize_mode; 3: ModelMetadata.raw (RAW-input models)
 METADATA_KEY = "mobilevision"
 
 
@@ -59,6 +59,23 @@ class Preprocessing:
 
 
 @dataclass
+class RawInput:
+    """How an app turns a Bayer mosaic (sensor integers) into the packed input of a RAW model (task "isp").
+
+    Pack the mosaic into half-resolution channels in ``packing`` order (B, G_R, R, G_B: G_R is the green
+    sharing a row with red; any 2x2 CFA pattern maps onto it), then per channel
+    x -> (x - black_level[c]) / (white_level - black_level[c]), clipped at 0 when ``clip`` is true. The
+    levels are the ones the weights were trained with; a camera RAW file brings its own (use those).
+    The output is RGB in [0, 1] at twice the packed size.
+    """
+
+    black_level: list[float]
+    white_level: float
+    clip: bool = False
+    packing: list[str] = field(default_factory=lambda: ["B", "G_R", "R", "G_B"])
+
+
+@dataclass
 class ModelMetadata:
     """Everything a runtime needs to use an artifact without the model's Python class."""
 
@@ -78,6 +95,7 @@ class ModelMetadata:
     weights_sha256: str | None = None
     tools: dict[str, str] = field(default_factory=dict)
     parity: dict[str, Any] | None = None
+    raw: RawInput | None = None               # RAW-input models only (schema 3)
     created: str = ""
     schema_version: int = SCHEMA_VERSION
 
@@ -97,6 +115,8 @@ class ModelMetadata:
             kw["outputs"] = [TensorSpec(**t) for t in d["outputs"]]
             if d.get("preprocessing") is not None:
                 kw["preprocessing"] = Preprocessing(**d["preprocessing"])
+            if d.get("raw") is not None:
+                kw["raw"] = RawInput(**d["raw"])
             return cls(**kw)
         except (KeyError, TypeError) as e:
             raise ArtifactError(f"malformed mobilevision metadata ({e}); re-export the artifact") from e

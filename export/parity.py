@@ -74,7 +74,9 @@ class ParityReport:
 
 def parity_inputs(metadata: ModelMetadata, n: int = 4, seed: int = 0) -> list[list[np.ndarray]]:
     """Fixed inputs: for image tasks, random photos-sized uint8 images run through the recorded
-    preprocessing (so parity sees the value range apps feed); otherwise standard normal."""
+    preprocessing (so parity sees the value range apps feed); for RAW models, normalised sensor values
+    (uniform in [-0.02, 1.02): black-level noise dips below 0, unclipped highlights pass 1);
+    otherwise standard normal."""
     rng = np.random.default_rng(seed)
     samples = []
     for i in range(n):
@@ -86,6 +88,8 @@ def parity_inputs(metadata: ModelMetadata, n: int = 4, seed: int = 0) -> list[li
                 h, w = spec.shape[2] + 37 * i, spec.shape[3] + 23 * (n - i)
                 image = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
                 arrays.append(preprocess(image, metadata.preprocessing))
+            elif metadata.raw is not None:
+                arrays.append(rng.uniform(-0.02, 1.02, spec.shape).astype(spec.dtype))
             else:
                 arrays.append(rng.standard_normal(spec.shape).astype(spec.dtype))
         samples.append(arrays)

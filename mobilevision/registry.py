@@ -40,6 +40,11 @@ class ModelCard:
     output_names: tuple[str, ...] = ("logits",)
     classifier_prefixes: tuple[str, ...] = ("head.",)   # dropped when num_classes changes
     description: str = ""
+    # RAW-input models (task "isp"): per packed channel (B, G_R, R, G_B), x -> (x - black) / (white - black),
+    # then clipped at 0 when raw_clip; the levels the zoo weights were trained with.
+    raw_black_level: tuple[float, ...] | None = None
+    raw_white_level: float | None = None
+    raw_clip: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -54,7 +59,7 @@ class _Entry:
 
 _REGISTRY: dict[str, _Entry] = {}
 _MODEL_MODULES = ("mobilevision.models.emo", "mobilevision.models.skipnet", "mobilevision.models.efficientad",
-                  "mobilevision.models.wide_resnet")
+                  "mobilevision.models.wide_resnet", "mobilevision.models.isp")
 _loaded = False
 
 
