@@ -242,6 +242,31 @@ def classify_cmd(artifact: Path = typer.Argument(..., help="An exported classifi
             out.print(f"{c.score:7.4f}  {c.index:5d}  {c.label}")
 
 
+@app.command("isp")
+def isp_cmd(
+    photo: Path = typer.Argument(..., help="Camera RAW file (.dng, .nef, .cr2, .arw, ...; 2x2 Bayer sensors)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output image (.png, .jpg or .tif)."),
+    model: str = typer.Option("efficientisp", help="ISP model: efficientisp, robustisp or rmfa_net_tiny."),
+    weights: Optional[Path] = typer.Option(None, help="Local generator weights (the paper's released .pth files "
+                                                      "or a `mobilevision train isp` run). Default: random init."),
+    tile: int = typer.Option(512, help="Tile side in packed pixels (memory bound); 0 = the whole image at once."),
+    clip: bool = typer.Option(False, "--clip", help="Clip normalised RAW values at 0 (below-black noise)."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+) -> None:
+    """Render a camera RAW photo to RGB with a learned ISP (mosaic, CFA pattern and levels read by LibRaw)."""
+    from mobilevision.tasks.isp import process_raw_file
+
+    if weights is None:
+        err.print(f"note: no --weights, {model} has random weights (the output shows the pipeline, not a "
+                  "trained ISP)", markup=False, highlight=False)
+    with err.status("rendering"):
+        r = process_raw_file(photo, output, model=model, weights=str(weights) if weights else None, tile=tile,
+                             clip=clip, device=device)
+    h, w = r.rgb.shape[:2]
+    out.print(f"wrote {output} ({w}x{h}, {r.pattern}, black {'/'.join(f'{b:g}' for b in r.black_level)}, "
+              f"white {r.white_level:g}, {r.tiles} tile{'s' if r.tiles != 1 else ''})", markup=False, highlight=False)
+
+
 train_app = typer.Typer(no_args_is_help=True, help="Train a model (one engine for every task).")
 eval_app = typer.Typer(no_args_is_help=True, help="Evaluate trained weights.")
 app.add_typer(train_app, name="train")

@@ -78,3 +78,35 @@ def write_tiny_mvtec(root: Path, n_train: int = 10, size: int = 256) -> Path:
         Image.fromarray(img).save(root / "test" / "square" / f"{i:03d}.png")
         Image.fromarray(mask).save(root / "ground_truth" / "square" / f"{i:03d}_mask.png")
     return root
+
+
+def write_dng(path: Path, mosaic, pattern: str = "RGGB", black_level: int = 64, white_level: int = 1023) -> Path:
+    """A minimal uncompressed Bayer DNG (16-bit samples) written with pidng, for RAW-reading tests."""
+    import numpy as np
+    from pidng.core import RAW2DNG, DNGTags, Tag
+    from pidng.defs import CalibrationIlluminant, CFAPattern, DNGVersion, Orientation, PhotometricInterpretation
+
+    m = np.ascontiguousarray(mosaic, dtype=np.uint16)
+    h, w = m.shape
+    t = DNGTags()
+    for tag, value in ((Tag.ImageWidth, w), (Tag.ImageLength, h), (Tag.TileWidth, w), (Tag.TileLength, h),
+                       (Tag.Orientation, Orientation.Horizontal),
+                       (Tag.PhotometricInterpretation, PhotometricInterpretation.Color_Filter_Array),
+                       (Tag.SamplesPerPixel, 1), (Tag.BitsPerSample, 16), (Tag.CFARepeatPatternDim, [2, 2]),
+                       (Tag.CFAPattern, getattr(CFAPattern, pattern)), (Tag.BlackLevel, black_level),
+                       (Tag.WhiteLevel, white_level),
+                       (Tag.ColorMatrix1, [[1, 1], [0, 1], [0, 1], [0, 1], [1, 1], [0, 1], [0, 1], [0, 1], [1, 1]]),
+                       (Tag.CalibrationIlluminant1, CalibrationIlluminant.D65),
+                       (Tag.AsShotNeutral, [[1, 1], [1, 1], [1, 1]]), (Tag.Make, "mobilevision"),
+                       (Tag.Model, "synthetic"), (Tag.DNGVersion, DNGVersion.V1_4),
+                       (Tag.DNGBackwardVersion, DNGVersion.V1_2)):
+        t.set(tag, value)
+    writer = RAW2DNG()
+    writer.options(t, path="", compress=False)
+    path = Path(path)
+    stem = path.with_suffix("")
+    writer.convert(m, filename=str(stem))
+    written = stem.with_suffix(".dng")
+    if written != path:
+        written.replace(path)
+    return path

@@ -12,6 +12,7 @@ from mobilevision.export.metadata import ModelMetadata, TensorSpec, read_sidecar
 from .backends import Backend, open_backend
 from .tasks import anomaly as anomaly_task
 from .tasks import classify as classify_task
+from .tasks import isp as isp_task
 
 
 def _check_input(spec: TensorSpec, a: np.ndarray) -> None:
@@ -90,6 +91,31 @@ class Model:
         amap, score = out["anomaly_map"], out["score"]
         return anomaly_task.AnomalyResult(float(np.asarray(score).reshape(-1)[0]),
                                           anomaly_task.to_image_size(amap, *im.size), threshold)
+
+    def process_raw(self, mosaic: np.ndarray, pattern: str = "RGGB", black_level: float | Sequence[float] | None = None,
+                    white_level: float | None = None, clip: bool | None = None) -> np.ndarray:
+        """RGB (H, W, 3) float32 in [0, 1] of a Bayer mosaic (H, W) of sensor values, through an ISP artifact.
+
+        The mosaic is packed in the metadata's order and normalised with ``black_level`` (one value, or
+        one per packed channel B, G_R, R, G_B) and ``white_level`` (default: the levels the weights were
+        trained with, from the metadata); then run in tiles of the artifact's input size with a 3-pixel
+        halo, which is exact for EfficientISP / RobustISP (RMFA-Net's global attention makes tiles
+        approximate). Odd sizes lose their last row/column."""
+        md = self._require_task("isp")
+        if md.raw is None:
+            raise ArtifactError(f"{self.path} has no RAW description in its metadata; re-export it")
+        mosaic, pattern = isp_task.crop_even(mosaic, pattern)
+        black = md.raw.black_level if black_level is None else black_level
+        white = md.raw.white_level if white_level is None else white_level
+        x = isp_task.normalize_raw(isp_task.pack_bayer(mosaic, pattern), black, white,
+                                   md.raw.clip if clip is None else clip)
+        th, tw = self.inputs[0].shape[2], self.inputs[0].shape[3]
+        if x.shape[1] < th or x.shape[2] < tw:
+            raise InputMismatch(f"the mosaic packs to {x.shape[2]}x{x.shape[1]}, smaller than the artifact's "
+                                f"{tw}x{th} tile: export the model with a smaller --imgsz")
+        name = self.output_names[0]
+        rgb = isp_task.run_tiled(x, lambda t: self.predict(np.ascontiguousarray(t[None]))[name][0], (th, tw))
+        return rgb.transpose(1, 2, 0)
 
     def _require_task(self, task: str) -> ModelMetadata:
         if self.metadata is None:
