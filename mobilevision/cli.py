@@ -539,6 +539,72 @@ def eval_anomaly_cmd(
               markup=False, highlight=False)
 
 
+@train_app.command("isp")
+def train_isp_cmd(
+    model: str = typer.Option("efficientisp", help="efficientisp, robustisp or rmfa_net_tiny."),
+    mode: str = typer.Option("paired", help="paired (L1 + SSIM on aligned pairs). unpaired: not in this version yet."),
+    data: Optional[Path] = typer.Option(None, help="Zurich RAW-to-RGB folder (train/huawei_raw + train/canon) or a "
+                                                   "built-in-style one; default: the built-in unprocessed photos."),
+    steps: int = typer.Option(2000, help="Generator steps (batches)."),
+    batch_size: int = typer.Option(32, help="Global batch size (paper: 32)."),
+    lr: Optional[float] = typer.Option(None, help="Adam learning rate (default 5e-4, betas 0.5/0.9, constant)."),
+    seed: int = typer.Option(0, help="Seed for initialisation and sampling."),
+    workers: Optional[int] = typer.Option(None, help="Data-loader processes (default up to 4)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/isp/<model>[-N])."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+) -> None:
+    """Train a learned ISP (RAW -> RGB); writes RUN_DIR/{best,last}.safetensors (best = validation PSNR)."""
+    from mobilevision.tasks.isp import IspOptions, IspTask, isp_recipe
+    from mobilevision.train import TrainConfig
+    from mobilevision.train.checkpoint import load_state
+
+    if resume:
+        run_dir = _run_dir(out_dir, model, True, "isp")
+        state = load_state(run_dir)
+        options = IspOptions(**state["task"]["options"])
+        config = TrainConfig.from_dict(state["config"])
+    else:
+        options = IspOptions(model=model, mode=mode, data=str(data) if data else None, steps=steps)
+        config = isp_recipe(steps, batch_size=batch_size, lr=lr, seed=seed, workers=workers, device=device)
+        run_dir = _run_dir(out_dir, model, False, "isp")
+    with err.status("reading the dataset"):
+        task = IspTask(options, batch_size=config.batch_size)
+    err.print(f"training {options.model} ({options.mode}) on {task.data.name}: {len(task.train_idx)} train / "
+              f"{len(task.val_idx)} validation pairs, {config.epochs * 100} steps x {config.batch_size} -> {run_dir}",
+              markup=False, highlight=False)
+    result = _fit(task, config, run_dir, resume, "isp")
+    out.print(f"best validation PSNR {result.best_metric:.2f} dB at epoch {result.best_epoch}: {result.best} "
+              f"(evaluate with `mobilevision eval isp --weights {result.best}`)", markup=False, highlight=False)
+
+
+@eval_app.command("isp")
+def eval_isp_cmd(
+    weights: list[Path] = typer.Option(..., help="Trained ISP weights (repeatable: e.g. an unpaired and a paired run)."),
+    data: Optional[Path] = typer.Option(None, help="Folder with test/ RAW + ground truth (default: the first run's)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for summary.json and grid.png "
+                                                               "(default: <first weights stem>_eval)."),
+    grid_rows: int = typer.Option(4, help="Test images in the side-by-side grid (0: no grid)."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+) -> None:
+    """PSNR / SSIM / MS-SSIM against ground truth, next to a naive demosaic; a side-by-side grid PNG."""
+    from mobilevision.tasks.isp import evaluate_isp
+
+    if grid_rows < 0:
+        raise MobileVisionError("--grid-rows must be >= 0")
+    with err.status("evaluating"):
+        reports, summary, grid = evaluate_isp([str(w) for w in weights], data=str(data) if data else None,
+                                              out_dir=str(out_dir) if out_dir else None, grid_rows=grid_rows,
+                                              device=device)
+    table = Table(title=f"RAW -> RGB on {reports[0].n_images} test images (8-bit outputs)")
+    for col in ("pipeline", "PSNR dB", "SSIM", "MS-SSIM"):
+        table.add_column(col, justify="left" if col == "pipeline" else "right")
+    for r in reports:
+        table.add_row(r.name, f"{r.psnr:.2f}", f"{r.ssim:.4f}", f"{r.ms_ssim:.4f}" if r.ms_ssim is not None else "-")
+    out.print(table)
+    err.print(f"wrote {summary}" + (f" and {grid}" if grid else ""), markup=False, highlight=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code (usage errors 2, MobileVisionError 2, interrupted 130)."""
     args = list(sys.argv[1:] if argv is None else argv)

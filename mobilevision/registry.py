@@ -112,7 +112,9 @@ def card_of_trained(card: ModelCard, run: dict[str, Any]) -> ModelCard:
         card, num_classes=int(run["num_classes"]), labels=tuple(labels) if labels else None,
         label_set=run.get("label_set") if labels else None, input_size=tuple(run["input_size"]),
         mean=tuple(run.get("mean", card.mean)), std=tuple(run.get("std", card.std)),
-        interpolation=run.get("interpolation", card.interpolation), crop_pct=run.get("crop_pct", card.crop_pct))
+        interpolation=run.get("interpolation", card.interpolation), crop_pct=run.get("crop_pct", card.crop_pct),
+        raw_black_level=tuple(run["raw_black_level"]) if run.get("raw_black_level") else card.raw_black_level,
+        raw_white_level=run.get("raw_white_level", card.raw_white_level), raw_clip=run.get("raw_clip", card.raw_clip))
 
 
 def create_model(name: str, weights: str | None = None, num_classes: int | None = None,

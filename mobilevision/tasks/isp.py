@@ -8,15 +8,20 @@ tiles (halo 16, or a quarter of a smaller tile) approximate a full-image pass (s
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 import mobilevision
+from mobilevision.data.isp import IspData, load_mosaic, load_srgb, resolve_isp_data
 from mobilevision.data.raw import RawMosaic, read_raw
-from mobilevision.errors import MobileVisionError
+from mobilevision.data.seeded import SeededDraws
+from mobilevision.errors import DataError, MobileVisionError, TrainingError
+from mobilevision.train.config import TrainConfig
 from mobilevision.runtime.tasks.isp import HALO, normalize_raw, pack_bayer, run_tiled, to_uint8
 
 MODELS = ("efficientisp", "robustisp", "rmfa_net_tiny")
@@ -83,3 +88,293 @@ def process_raw_file(path: str | Path, out: str | Path, model: str = "efficienti
     Image.fromarray(result.rgb).save(buf, format=fmt)
     atomic_write_bytes(out, buf.getvalue())
     return result
+
+
+# ---------------------------------------------------------------- reference rendering
+
+
+def packed_to_mosaic(packed: torch.Tensor) -> torch.Tensor:
+    """(N, 4, h, w) in (B, G_R, R, G_B) order -> the (N, 1, 2h, 2w) RGGB mosaic."""
+    b, g_r, r, g_b = packed.unbind(dim=1)
+    return torch.nn.functional.pixel_shuffle(torch.stack([r, g_r, g_b, b], dim=1), 2)
+
+
+def demosaic_bilinear(packed: torch.Tensor) -> torch.Tensor:
+    """Bilinear demosaic of the packed RGGB mosaic -> (N, 3, 2h, 2w): each colour's missing sites are the
+    kernel-weighted mean of its known neighbours (zero padding, renormalised at borders)."""
+    mosaic = packed_to_mosaic(packed)
+    n, _, h, w = mosaic.shape
+    masks = torch.zeros(3, h, w, dtype=mosaic.dtype, device=mosaic.device)
+    masks[0, 0::2, 0::2] = 1
+    masks[1, 0::2, 1::2] = 1
+    masks[1, 1::2, 0::2] = 1
+    masks[2, 1::2, 1::2] = 1
+    k = torch.tensor([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]], dtype=mosaic.dtype,
+                     device=mosaic.device).expand(3, 1, 3, 3)
+    sampled = mosaic * masks                                # (N, 3, H, W)
+    num = torch.nn.functional.conv2d(sampled, k, padding=1, groups=3)
+    den = torch.nn.functional.conv2d(masks.expand(1, 3, h, w), k, padding=1, groups=3)
+    return torch.where(masks.bool(), sampled, num / den)
+
+
+REFERENCE_WB = (1.6, 1.2, 1.4)  # REF's fixed white-balance gains for the content reference (spec §4.1)
+
+
+def naive_isp(packed: torch.Tensor, wb: tuple[float, float, float] = REFERENCE_WB) -> torch.Tensor:
+    """The hand-made rendering the paper calls X̂ (spec §4.1), with bilinear instead of Menon demosaicing:
+    demosaic, fixed white balance, per-image global min-max stretch, gamma 1/2.2. (The reference scales
+    10-bit integers by 1/65535 first, so its clip at 1 never acts; the stretch removes the scale.)"""
+    rgb = demosaic_bilinear(packed) * torch.tensor(wb, dtype=packed.dtype, device=packed.device).view(1, 3, 1, 1)
+    flat = rgb.flatten(1)
+    lo, hi = flat.amin(dim=1).view(-1, 1, 1, 1), flat.amax(dim=1).view(-1, 1, 1, 1)
+    stretched = torch.where(hi > lo, (rgb - lo) / (hi - lo).clamp_min(1e-12), rgb)
+    return stretched.clamp(0.0, 1.0).pow(1.0 / 2.2)
+
+
+# ---------------------------------------------------------------- training (paired baseline)
+
+MODES = ("paired", "unpaired")
+STEPS_PER_EPOCH = 100
+VAL_FRACTION = 0.05
+
+
+@dataclass
+class IspOptions:
+    model: str = "efficientisp"
+    mode: str = "paired"
+    data: str | None = None          # ZRR or built-in-style folder; None: the built-in set
+    steps: int = 2000
+    seed_data: int = 0               # which built-in set
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise TrainingError(f"unknown ISP model {self.model!r}: choose one of {', '.join(MODELS)}")
+        if self.mode not in MODES:
+            raise TrainingError(f"--mode {self.mode!r}: choose paired or unpaired")
+        if self.mode == "unpaired":
+            raise TrainingError("--mode unpaired (the paper's multi-discriminator objective) is not in this version "
+                                "yet: train --mode paired, or use the released unpaired weights with `mobilevision isp`")
+        if self.steps < 1:
+            raise TrainingError("--steps must be >= 1")
+
+
+def isp_recipe(steps: int, batch_size: int = 32, **overrides: Any) -> TrainConfig:
+    """Spec §6/§7: Adam 5e-4, betas (0.5, 0.9), no weight decay, no schedule, batch 32."""
+    cfg = dict(epochs=max(1, -(-steps // STEPS_PER_EPOCH)), batch_size=batch_size, optimizer="adam", lr=5e-4,
+               weight_decay=0.0, betas=(0.5, 0.9), schedule="constant", warmup_epochs=0.0)
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(**cfg)
+
+
+class PairedIspSet(SeededDraws):
+    """Random aligned (packed RAW, sRGB target) pairs: ``length`` per epoch, from (seed, epoch, index)."""
+
+    def __init__(self, raw: list[Path], rgb: list[Path], black: float, white: float, length: int, seed: int,
+                 shuffle: bool = True):
+        super().__init__(length, seed)
+        self.raw, self.rgb, self.black, self.white, self.shuffle = raw, rgb, black, white, shuffle
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        i = int(self.rng(index).integers(len(self.raw))) if self.shuffle else index
+        x = load_mosaic(self.raw[i], self.black, self.white)
+        return {"raw": x, "rgb": load_srgb(self.rgb[i], (2 * x.shape[1], 2 * x.shape[2]))}
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, reduce: bool = True) -> torch.Tensor:
+    """SSIM with TF's settings (Gaussian window 11, σ 1.5, K1 0.01, K2 0.03, data range 1, valid-window
+    filtering, mean over channels) from pytorch-msssim: per image, or their mean with ``reduce``."""
+    from pytorch_msssim import ssim as _ssim
+
+    return _ssim(pred, target, data_range=1.0, size_average=reduce, win_size=11, win_sigma=1.5, K=(0.01, 0.03))
+
+
+def ms_ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-image MS-SSIM, TF's 5 scales and weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333); sides > 160 px."""
+    from pytorch_msssim import ms_ssim as _ms_ssim
+
+    if min(pred.shape[-2:]) <= 160:
+        raise DataError(f"MS-SSIM with 5 scales needs images larger than 160 px, got {tuple(pred.shape[-2:])}")
+    return _ms_ssim(pred, target, data_range=1.0, size_average=False, win_size=11, win_sigma=1.5, K=(0.01, 0.03))
+
+
+class L1SSIMLoss(nn.Module):
+    """mean|Ŷ − Y| + (1 − SSIM(Ŷ, Y)) (spec §7, the paired baseline)."""
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return (pred - target).abs().mean() + (1.0 - ssim(pred, target))
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per image 20·log10(1 / RMSE) over all pixels and channels, images in [0, 1] (spec §8)."""
+    mse = (pred - target).pow(2).flatten(1).mean(dim=1)
+    return 10.0 * torch.log10(1.0 / mse.clamp_min(1e-12))
+
+
+class IspTask:
+    """Train an ISP generator on RAW -> RGB data (the engine's TrainTask). Paired: L1 + SSIM on aligned pairs."""
+
+    name = "isp"
+    main_metric = "psnr"
+    higher_is_better = True
+    in_memory = False
+
+    def __init__(self, options: IspOptions, batch_size: int = 32, data: IspData | None = None):
+        self.opts, self.batch_size = options, batch_size
+        self.data = data if data is not None else resolve_isp_data(options.data, options.seed_data)
+        if not self.data.train_aligned:
+            raise DataError(f"{self.data.root} has no RGB aligned with its training RAW files: --mode paired needs pairs")
+        n = len(self.data.train_raw)
+        if n < 2:
+            raise DataError(f"{self.data.root} has {n} training pair(s): paired training needs at least 2")
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(42)).tolist()
+        n_val = min(max(1, int(n * VAL_FRACTION)), 200)
+        self.val_idx, self.train_idx = sorted(perm[:n_val]), sorted(perm[n_val:])
+
+    def options(self) -> dict[str, Any]:
+        return asdict(self.opts)
+
+    def build_model(self) -> nn.Module:
+        return mobilevision.create_model(self.opts.model).train()
+
+    def training_module(self, model: nn.Module) -> nn.Module:
+        return model.generator  # train the unclamped generator (the clamp would stop gradients)
+
+    def criterion(self) -> nn.Module:
+        return L1SSIMLoss()
+
+    def datasets(self, seed: int) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
+        d = self.data
+        pick = lambda files, idx: [files[i] for i in idx]  # noqa: E731
+        train = PairedIspSet(pick(d.train_raw, self.train_idx), pick(d.train_aligned, self.train_idx),
+                             d.black_level, d.white_level, STEPS_PER_EPOCH * self.batch_size, seed)
+        val = PairedIspSet(pick(d.train_raw, self.val_idx), pick(d.train_aligned, self.val_idx), d.black_level,
+                           d.white_level, len(self.val_idx), seed, shuffle=False)
+        return train, val
+
+    def training_step(self, module: nn.Module, criterion: nn.Module, batch: dict[str, torch.Tensor],
+                      device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
+        raw, rgb = batch["raw"].to(device), batch["rgb"].to(device)
+        pred = module(raw)
+        loss = criterion(pred, rgb)
+        return loss, {"psnr": float(psnr(pred.detach().clamp(0, 1), rgb).mean())}
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, loader: torch.utils.data.DataLoader, device: torch.device,
+                 criterion: nn.Module) -> dict[str, float]:
+        """Mean per-image PSNR (float, clamped output) on the held-out training pairs (spec §6 selection)."""
+        values, losses = [], []
+        for batch in loader:
+            raw, rgb = batch["raw"].to(device), batch["rgb"].to(device)
+            pred = model(raw)
+            values.append(psnr(pred, rgb).cpu())
+            losses.append(float(criterion(pred, rgb)) * raw.shape[0])
+        v = torch.cat(values)
+        return {"psnr": float(v.mean()), "loss": sum(losses) / len(v)}
+
+    def run_card(self) -> dict[str, Any]:
+        raw = self.data
+        return {"task": self.name, "model": self.opts.model, "num_classes": 0, "labels": None, "label_set": None,
+                "input_size": list(mobilevision.get_model_card(self.opts.model).input_size),
+                "mode": self.opts.mode, "data": str(raw.root),
+                "raw_black_level": [raw.black_level] * 4, "raw_white_level": raw.white_level, "raw_clip": False,
+                "train_pairs": len(self.train_idx), "val_pairs": len(self.val_idx)}
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+@dataclass
+class IspReport:
+    name: str                        # "naive demosaic" or the weights' file / model
+    psnr: float
+    ssim: float
+    ms_ssim: float | None            # None when the test images are too small (<= 160 px)
+    n_images: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def quantise_8bit(x: torch.Tensor) -> torch.Tensor:
+    """As the reference scores saved PNGs: clamp, round to 8 bits, back to [0, 1]."""
+    return torch.round(x.clamp(0.0, 1.0) * 255.0) / 255.0
+
+
+def _report(name: str, preds: list[torch.Tensor], targets: list[torch.Tensor]) -> IspReport:
+    p, t = torch.cat(preds), torch.cat(targets)
+    ms = float(ms_ssim(p, t).mean()) if min(p.shape[-2:]) > 160 else None
+    return IspReport(name, float(psnr(p, t).mean()), float(ssim(p, t, reduce=False).mean()), ms, p.shape[0])
+
+
+@torch.no_grad()
+def evaluate_isp(weights: list[str], data: str | None = None, out_dir: str | None = None, grid_rows: int = 4,
+                 device: str = "cpu") -> tuple[list[IspReport], Path, Path | None]:
+    """PSNR / SSIM / MS-SSIM (8-bit outputs, per-image means) of the naive reference rendering and of each
+    trained ``weights`` on a test set, a summary JSON and a grid PNG (naive | models ... | ground truth)."""
+    import json
+
+    from mobilevision.atomic_io import atomic_write_text
+    from mobilevision.checkpoints import read_run_card
+
+    if not weights:
+        raise MobileVisionError("give at least one --weights file to evaluate")
+    models, names, cards = [], [], []
+    for w in weights:
+        card = read_run_card(w)
+        if card is None or card.get("task") != "isp":
+            raise MobileVisionError(f"{w} has no ISP run card beside it: evaluate a `mobilevision train isp` run's "
+                                    "best.safetensors / last.safetensors")
+        models.append(mobilevision.create_model(card["model"], weights=w).eval().to(device))
+        names.append(f"{card['model']} {card.get('mode', '')}".strip())
+        cards.append(card)
+    if data is None:  # the data the first run trained on (None there: the built-in set)
+        opts = cards[0].get("task_options", {})
+        dataset = resolve_isp_data(opts.get("data"), opts.get("seed_data", 0))
+    else:
+        dataset = resolve_isp_data(data)
+    if not dataset.test_raw:
+        raise DataError(f"{dataset.root} has no test RAW files to evaluate on")
+    preds: list[list[torch.Tensor]] = [[] for _ in range(len(models) + 1)]
+    targets = []
+    for raw_path, rgb_path in zip(dataset.test_raw, dataset.test_rgb):
+        x = load_mosaic(raw_path, dataset.black_level, dataset.white_level)[None].to(device)
+        y = load_srgb(rgb_path, (2 * x.shape[2], 2 * x.shape[3]))[None]
+        targets.append(y)
+        preds[0].append(quantise_8bit(naive_isp(x)).cpu())
+        for k, m in enumerate(models):
+            preds[k + 1].append(quantise_8bit(m(x)).cpu())
+    reports = [_report(n, p, targets) for n, p in zip(["naive demosaic", *names], preds)]
+    out = Path(out_dir) if out_dir else Path(weights[0]).with_name(f"{Path(weights[0]).stem}_eval")
+    summary = out / "summary.json"
+    atomic_write_text(summary, json.dumps({"data": str(dataset.root), "test_images": len(targets),
+                                           "metrics_on": "8-bit quantised outputs; SSIM/MS-SSIM from pytorch-msssim "
+                                                         "(valid-window, TF settings)",
+                                           "reports": [r.to_dict() for r in reports]}, indent=2) + "\n")
+    grid = None
+    if grid_rows:
+        grid = out / "grid.png"
+        _save_grid(grid, [[p[i] for p in preds] + [targets[i]] for i in range(min(grid_rows, len(targets)))],
+                   ["naive demosaic", *names, "ground truth"])
+    return reports, summary, grid
+
+
+def _save_grid(path: Path, rows: list[list[torch.Tensor]], titles: list[str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mobilevision.atomic_io import atomic_save_figure
+
+    fig, axes = plt.subplots(len(rows), len(titles), figsize=(2.2 * len(titles), 2.2 * len(rows)), dpi=110,
+                             squeeze=False)
+    for r, row in enumerate(rows):
+        for c, img in enumerate(row):
+            ax = axes[r][c]
+            ax.imshow(img[0].permute(1, 2, 0).clamp(0, 1).numpy())
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(titles[c], fontsize=8)
+    fig.tight_layout()
+    atomic_save_figure(fig, path)

@@ -32,6 +32,7 @@ class TrainConfig:
     lr: float | None = None
     weight_decay: float | None = None
     momentum: float = 0.9
+    betas: tuple[float, float] | None = None   # Adam/AdamW (None: torch's (0.9, 0.999))
     schedule: str = "cosine"
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.01
@@ -56,7 +57,9 @@ class TrainConfig:
                   "--warmup-epochs must be >= 0": self.warmup_epochs >= 0,
                   "--ema-decay must be in (0, 1)": self.ema_decay is None or 0 < self.ema_decay < 1,
                   "--clip-grad must be > 0": self.clip_grad is None or self.clip_grad > 0,
-                  "--workers must be >= 0": self.workers is None or self.workers >= 0}
+                  "--workers must be >= 0": self.workers is None or self.workers >= 0,
+                  "betas must be two numbers in [0, 1)": self.betas is None or (
+                      len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas))}
         for message, ok in checks.items():
             if not ok:
                 raise TrainingError(message)
@@ -78,4 +81,6 @@ class TrainConfig:
         kw = {k: v for k, v in d.items() if k in known}
         if "milestones" in kw:
             kw["milestones"] = tuple(kw["milestones"])
+        if kw.get("betas") is not None:
+            kw["betas"] = tuple(kw["betas"])
         return cls(**kw)

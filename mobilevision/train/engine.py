@@ -96,10 +96,11 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     groups = [{"params": decay, "weight_decay": cfg.decay}, {"params": no_decay, "weight_decay": 0.0}]
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.base_lr, momentum=cfg.momentum)
+    betas = {"betas": tuple(cfg.betas)} if cfg.betas is not None else {}
     if cfg.optimizer == "adam":  # coupled L2 on every trainable parameter, as EfficientAD's references
         return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.base_lr,
-                                weight_decay=cfg.decay)
-    return torch.optim.AdamW(groups, lr=cfg.base_lr)
+                                weight_decay=cfg.decay, **betas)
+    return torch.optim.AdamW(groups, lr=cfg.base_lr, **betas)
 
 
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:

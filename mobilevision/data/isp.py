@@ -1,0 +1,202 @@
+"""RAW -> RGB training data: the Zurich RAW-to-RGB layout, and a built-in set unprocessed from photos.
+
+**Zurich RAW-to-RGB (ZRR)** (spec §2.3): ``train/huawei_raw/{i}.png`` (one-channel 16-bit PNG holding
+10-bit RGGB values) and ``train/canon/{i}.jpg`` (its DSLR photo, not pixel-aligned), ``test/`` alike.
+Normalisation x / 1020, no black level (PyNET's convention).
+
+**Built-in** (no download): the real colour photographs shipped inside scikit-image, unprocessed into
+RAW with Brooks et al.'s inverse ISP (:mod:`mobilevision.data.unprocess`) and stored as ZRR-style
+16-bit mosaics (DN = round(x·1020)). The photos are split three ways: RAW patches come from one
+group (``train/raw``, with their aligned sRGB in ``train/raw_gt`` for the *paired* baseline only),
+the unpaired RGB targets from a second group (``train/rgb``), and the held-out group gives paired
+RAW + ground truth for evaluation only (``test/raw``, ``test/rgb``). Generated deterministically from
+a seed into ``~/.cache/mobilevision/isp/`` (atomic: a finished folder is moved into place).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from mobilevision.data.classification import IMAGE_SUFFIXES
+from mobilevision.errors import DataError
+from mobilevision.runtime.tasks.isp import normalize_raw, pack_bayer
+
+BUILTIN_VERSION = 1
+ZRR_WHITE = 1020.0   # PyNET: x / (4 · 255)
+# photo groups (scikit-image names): RAW source, unpaired RGB targets, held-out evaluation
+RAW_PHOTOS = ("astronaut", "hubble_deep_field", "retina")
+TARGET_PHOTOS = ("rocket", "coffee")
+TEST_PHOTOS = ("chelsea", "immunohistochemistry")
+TRAIN_PATCH = 128          # sRGB / mosaic side of a training patch (packed 64)
+TEST_PATCH = 256
+PATCHES_PER_PHOTO = {"raw": 160, "rgb": 240, "test": 16}
+
+
+@dataclass
+class IspData:
+    """File lists of one RAW -> RGB dataset (all mosaics RGGB, normalised (x - black) / (white - black))."""
+
+    name: str
+    root: Path
+    train_raw: list[Path]
+    train_aligned: list[Path] | None      # sRGB aligned with train_raw (paired training); None if absent
+    train_targets: list[Path]             # the RGB pool unpaired training draws from
+    test_raw: list[Path]
+    test_rgb: list[Path]
+    black_level: float = 0.0
+    white_level: float = ZRR_WHITE
+    pattern: str = "RGGB"
+
+
+def builtin_root(seed: int = 0) -> Path:
+    base = Path(os.environ.get("MOBILEVISION_CACHE", Path.home() / ".cache" / "mobilevision"))
+    return base / "isp" / f"builtin-v{BUILTIN_VERSION}-seed{seed}"
+
+
+def _photo(name: str) -> np.ndarray:
+    import skimage.data
+
+    img = getattr(skimage.data, name)()
+    return np.asarray(img[..., :3], dtype=np.uint8)
+
+
+def _crops(img: np.ndarray, size: int, n: int, rng: np.random.Generator) -> list[np.ndarray]:
+    h, w = img.shape[:2]
+    out = []
+    for _ in range(n):
+        y, x = int(rng.integers(0, h - size + 1)) // 2 * 2, int(rng.integers(0, w - size + 1)) // 2 * 2
+        out.append(img[y:y + size, x:x + size])
+    return out
+
+
+def _save_mosaic(path: Path, srgb: np.ndarray, rng: np.random.Generator) -> None:
+    from .unprocess import to_sensor_values, unprocess
+
+    mosaic, _ = unprocess(srgb, rng, noise=True)
+    Image.fromarray(to_sensor_values(mosaic, 0.0, ZRR_WHITE).astype(np.uint16)).save(path)
+
+
+def build_builtin(seed: int = 0, root: Path | None = None) -> Path:
+    """Generate the built-in set (about 1,200 small PNGs, a few seconds) unless it exists; returns its root."""
+    root = root or builtin_root(seed)
+    if (root / "info.json").is_file():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root.parent))
+    try:
+        rng = np.random.default_rng([seed, BUILTIN_VERSION])
+        for d in ("train/raw", "train/raw_gt", "train/rgb", "test/raw", "test/rgb"):
+            (tmp / d).mkdir(parents=True)
+        i = 0
+        for name in RAW_PHOTOS:
+            for crop in _crops(_photo(name), TRAIN_PATCH, PATCHES_PER_PHOTO["raw"], rng):
+                _save_mosaic(tmp / "train" / "raw" / f"{i:05d}.png", crop, rng)
+                Image.fromarray(crop).save(tmp / "train" / "raw_gt" / f"{i:05d}.png")
+                i += 1
+        j = 0
+        for name in TARGET_PHOTOS:
+            for crop in _crops(_photo(name), TRAIN_PATCH, PATCHES_PER_PHOTO["rgb"], rng):
+                Image.fromarray(crop).save(tmp / "train" / "rgb" / f"{j:05d}.png")
+                j += 1
+        k = 0
+        for name in TEST_PHOTOS:
+            for crop in _crops(_photo(name), TEST_PATCH, PATCHES_PER_PHOTO["test"], rng):
+                _save_mosaic(tmp / "test" / "raw" / f"{k:05d}.png", crop, rng)
+                Image.fromarray(crop).save(tmp / "test" / "rgb" / f"{k:05d}.png")
+                k += 1
+        (tmp / "info.json").write_text(json.dumps({
+            "version": BUILTIN_VERSION, "seed": seed, "raw_photos": RAW_PHOTOS, "target_photos": TARGET_PHOTOS,
+            "test_photos": TEST_PHOTOS, "normalisation": "x / 1020 (ZRR)", "pattern": "RGGB",
+            "unprocessing": "Brooks et al. 2019 with shot/read noise"}, indent=2))
+        try:
+            tmp.rename(root)
+        except OSError:  # another process finished first
+            if not (root / "info.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def _images(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+
+
+def _by_stem(raw: list[Path], rgb_folder: Path, what: str) -> list[Path]:
+    rgb = {p.stem: p for p in _images(rgb_folder)}
+    missing = [p.name for p in raw if p.stem not in rgb]
+    if missing:
+        raise DataError(f"{len(missing)} RAW file(s) have no {what} in {rgb_folder} (first: {missing[0]}); "
+                        "RAW and RGB files pair by name")
+    return [rgb[p.stem] for p in raw]
+
+
+def read_isp_folder(root: str | Path) -> IspData:
+    """A ZRR folder (``huawei_raw`` / ``canon``) or a built-in-style one (``raw`` / ``raw_gt`` / ``rgb``)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"ISP data folder not found: {root}")
+    if (root / "train" / "huawei_raw").is_dir():  # Zurich RAW-to-RGB
+        train_raw = _images(root / "train" / "huawei_raw")
+        aligned = _by_stem(train_raw, root / "train" / "canon", "Canon photo")
+        test_raw = _images(root / "test" / "huawei_raw")
+        test_rgb = _by_stem(test_raw, root / "test" / "canon", "Canon photo")
+        data = IspData("zurich_raw2rgb", root, train_raw, aligned, aligned, test_raw, test_rgb)
+    elif (root / "train" / "raw").is_dir():
+        train_raw = _images(root / "train" / "raw")
+        aligned = _by_stem(train_raw, root / "train" / "raw_gt", "aligned sRGB") \
+            if (root / "train" / "raw_gt").is_dir() else None
+        targets = _images(root / "train" / "rgb") or (aligned or [])
+        test_raw = _images(root / "test" / "raw")
+        test_rgb = _by_stem(test_raw, root / "test" / "rgb", "ground truth") if test_raw else []
+        data = IspData(root.name, root, train_raw, aligned, targets, test_raw, test_rgb)
+    else:
+        raise DataError(f"{root} is neither a Zurich RAW-to-RGB folder (train/huawei_raw + train/canon) nor a "
+                        "built-in-style one (train/raw + train/rgb)")
+    if not data.train_raw:
+        raise DataError(f"{root} has no training RAW files")
+    return data
+
+
+def resolve_isp_data(data: str | None, seed: int = 0) -> IspData:
+    """``data`` folder, or the built-in set (generated on first use)."""
+    if data is None:
+        d = read_isp_folder(build_builtin(seed))
+        d.name = "builtin"
+        return d
+    return read_isp_folder(data)
+
+
+def load_mosaic(path: Path, black: float, white: float, pattern: str = "RGGB") -> torch.Tensor:
+    """A one-channel 16-bit RAW PNG -> packed, normalised (4, h, w) float32 tensor."""
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im)
+    except OSError as e:
+        raise DataError(f"cannot read RAW file {path}: {e}") from e
+    if arr.ndim != 2:
+        raise DataError(f"{path} is not a one-channel Bayer mosaic (shape {arr.shape})")
+    if arr.shape[0] % 2 or arr.shape[1] % 2:
+        arr = arr[: arr.shape[0] // 2 * 2, : arr.shape[1] // 2 * 2]
+    return torch.from_numpy(normalize_raw(pack_bayer(arr, pattern), black, white))
+
+
+def load_srgb(path: Path, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """An 8-bit RGB image -> (3, H, W) float32 in [0, 1]; ``size`` (H, W) must match when given."""
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB"))
+    except OSError as e:
+        raise DataError(f"cannot read image {path}: {e}") from e
+    if size is not None and arr.shape[:2] != tuple(size):
+        raise DataError(f"{path} is {arr.shape[1]}x{arr.shape[0]} px, but the model outputs "
+                        f"{size[1]}x{size[0]} for its RAW input: targets must be twice the packed size")
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float().div_(255.0)

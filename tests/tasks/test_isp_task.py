@@ -1,0 +1,130 @@
+"""ISP training (paired baseline) and evaluation: reference rendering, data layouts, recipe, the
+`train isp` / `eval isp` commands end to end on a tiny Zurich-style folder, and bad input."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import mobilevision
+from mobilevision.cli import main
+from mobilevision.data.isp import read_isp_folder
+from mobilevision.data.unprocess import demosaic_bilinear_rggb, to_sensor_values, unprocess
+from mobilevision.errors import DataError, TrainingError
+from mobilevision.runtime.tasks.isp import pack_bayer
+from mobilevision.tasks.isp import (IspOptions, demosaic_bilinear, isp_recipe, ms_ssim, naive_isp, packed_to_mosaic,
+                                    psnr, quantise_8bit)
+from mobilevision.train.engine import build_optimizer
+
+
+def _zrr(root, n_train=6, n_test=2, size=64):
+    """A tiny Zurich RAW-to-RGB folder: 16-bit RGGB mosaics (10-bit values) and their photos (JPEG)."""
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        (root / split / "huawei_raw").mkdir(parents=True)
+        (root / split / "canon").mkdir(parents=True)
+        for i in range(n):
+            coarse = rng.integers(0, 256, (size // 8, size // 8, 3), dtype=np.uint8)
+            rgb = np.asarray(Image.fromarray(coarse).resize((size, size), Image.Resampling.BILINEAR))
+            mosaic, _ = unprocess(rgb, rng)
+            Image.fromarray(to_sensor_values(mosaic, 0, 1020)).save(root / split / "huawei_raw" / f"{i}.png")
+            Image.fromarray(rgb).save(root / split / "canon" / f"{i}.jpg", quality=95)
+    return root
+
+
+def test_packed_mosaic_and_bilinear_demosaic_match_numpy():
+    rng = np.random.default_rng(0)
+    mosaic = rng.uniform(0, 1, (12, 16))
+    packed = torch.from_numpy(pack_bayer(mosaic, "RGGB"))[None]
+    assert torch.equal(packed_to_mosaic(packed)[0, 0], torch.from_numpy(mosaic))
+    ours = demosaic_bilinear(packed)[0].permute(1, 2, 0).numpy()
+    np.testing.assert_allclose(ours, demosaic_bilinear_rggb(mosaic), atol=1e-12)
+
+
+def test_naive_isp_is_wb_stretch_gamma():
+    packed = torch.full((1, 4, 4, 4), 0.2)
+    packed[:, 2] = 0.4   # R sites brighter
+    out = naive_isp(packed)
+    # constant planes: R 0.4·1.6 = 0.64, G 0.2·1.2 = 0.24, B 0.2·1.4 = 0.28 -> stretched to 1, 0, 0.1
+    np.testing.assert_allclose(out[0, :, 1, 1].numpy(), [1.0, 0.0, 0.1 ** (1 / 2.2)], atol=1e-6)
+
+
+def test_psnr_and_quantisation_by_hand():
+    a, b = torch.zeros(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.1)
+    assert float(psnr(a, b)) == pytest.approx(20.0)
+    assert float(quantise_8bit(torch.tensor(0.5011))) == pytest.approx(128 / 255)
+    with pytest.raises(DataError, match="160 px"):
+        ms_ssim(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64))
+
+
+def test_recipe_is_the_papers_optimiser():
+    cfg = isp_recipe(250)
+    assert cfg.epochs == 3 and cfg.batch_size == 32
+    opt = build_optimizer(mobilevision.create_model("efficientisp"), cfg)
+    assert isinstance(opt, torch.optim.Adam)
+    g = opt.param_groups[0]
+    assert g["lr"] == 5e-4 and g["betas"] == (0.5, 0.9) and g["weight_decay"] == 0.0
+
+
+def test_options_and_layouts_are_checked(tmp_path):
+    with pytest.raises(TrainingError, match="unpaired"):
+        IspOptions(mode="unpaired")
+    with pytest.raises(TrainingError, match="efficientisp"):
+        IspOptions(model="emo_1m")
+    with pytest.raises(DataError, match="not found"):
+        read_isp_folder(tmp_path / "nope")
+    (tmp_path / "x" / "train").mkdir(parents=True)
+    with pytest.raises(DataError, match="huawei_raw"):
+        read_isp_folder(tmp_path / "x")
+    root = _zrr(tmp_path / "zrr", n_train=2, n_test=1)
+    (root / "train" / "canon" / "1.jpg").unlink()
+    with pytest.raises(DataError, match="1.png"):
+        read_isp_folder(root)
+
+
+def test_builtin_set_splits_photos_three_ways():
+    from mobilevision.data.isp import RAW_PHOTOS, TARGET_PHOTOS, TEST_PHOTOS, resolve_isp_data
+
+    assert not set(RAW_PHOTOS) & set(TARGET_PHOTOS) and not set(TEST_PHOTOS) & (set(RAW_PHOTOS) | set(TARGET_PHOTOS))
+    d = resolve_isp_data(None)
+    assert len(d.train_raw) == len(d.train_aligned) == 480 and len(d.train_targets) == 480 and len(d.test_raw) == 32
+    raw = np.asarray(Image.open(d.train_raw[0]))
+    assert raw.dtype == np.uint16 and raw.shape == (128, 128) and raw.max() <= 1023
+    info = json.loads((d.root / "info.json").read_text())
+    assert info["pattern"] == "RGGB"
+
+
+def test_train_and_eval_commands_end_to_end(tmp_path, capsys):
+    data = _zrr(tmp_path / "zrr")
+    run = tmp_path / "run"
+    assert main(["train", "isp", "--data", str(data), "--steps", "3", "--batch-size", "2", "--workers", "0",
+                 "--device", "cpu", "--out", str(run)]) == 0
+    card = mobilevision.checkpoints.read_run_card(run / "best.safetensors")
+    assert card["task"] == "isp" and card["mode"] == "paired" and card["raw_white_level"] == 1020.0
+    assert main(["eval", "isp", "--weights", str(run / "best.safetensors"), "--out", str(tmp_path / "ev")]) == 0
+    text = capsys.readouterr().out
+    assert "naive demosaic" in text and "efficientisp paired" in text
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert [r["name"] for r in summary["reports"]] == ["naive demosaic", "efficientisp paired"]
+    assert summary["reports"][1]["ms_ssim"] is None and summary["test_images"] == 2  # 64 px: too small for MS-SSIM
+    assert (tmp_path / "ev" / "grid.png").is_file()
+    # the trained weights export with the levels they were trained on
+    from mobilevision.export import export
+    from mobilevision.export.metadata import read_sidecar
+    art = export("efficientisp", "onnx", weights=str(run / "best.safetensors"), out_dir=tmp_path / "exp", imgsz=32)
+    raw = read_sidecar(art.path).raw
+    assert raw.black_level == [0.0] * 4 and raw.white_level == 1020.0
+
+
+def test_commands_reject_bad_input(tmp_path, one_line_error):
+    rc = main(["train", "isp", "--mode", "unpaired", "--out", str(tmp_path / "r")])
+    one_line_error(rc, "unpaired")
+    rc = main(["train", "isp", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")])
+    one_line_error(rc, "not found")
+    (tmp_path / "w.safetensors").write_bytes(b"x")
+    rc = main(["eval", "isp", "--weights", str(tmp_path / "w.safetensors")])
+    one_line_error(rc, "run card")
+    assert not (tmp_path / "r").exists()
