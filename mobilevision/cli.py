@@ -542,11 +542,18 @@ def eval_anomaly_cmd(
 @train_app.command("isp")
 def train_isp_cmd(
     model: str = typer.Option("efficientisp", help="efficientisp, robustisp or rmfa_net_tiny."),
-    mode: str = typer.Option("paired", help="paired (L1 + SSIM on aligned pairs). unpaired: not in this version yet."),
+    mode: str = typer.Option("paired", help="paired (L1 + SSIM on aligned pairs) or unpaired (the paper: content, "
+                                            "TV, two texture and one colour discriminator, gradient-norm balanced)."),
     data: Optional[Path] = typer.Option(None, help="Zurich RAW-to-RGB folder (train/huawei_raw + train/canon) or a "
                                                    "built-in-style one; default: the built-in unprocessed photos."),
     steps: int = typer.Option(2000, help="Generator steps (batches)."),
     batch_size: int = typer.Option(32, help="Global batch size (paper: 32)."),
+    vgg19_weights: Optional[Path] = typer.Option(None, help="Unpaired: VGG-19 for the content term (torchvision "
+                                                            "state dict or imagenet-vgg-verydeep-19.mat)."),
+    alexnet_weights: Optional[Path] = typer.Option(None, help="Unpaired: AlexNet for the texture discriminators "
+                                                              "(torchvision or pyiqa LPIPS file)."),
+    vit_weights: Optional[Path] = typer.Option(None, help="Unpaired: ViT-B/16 for the colour discriminator (Hugging "
+                                                          "Face google/vit-base-patch16-224 or torchvision file)."),
     lr: Optional[float] = typer.Option(None, help="Adam learning rate (default 5e-4, betas 0.5/0.9, constant)."),
     seed: int = typer.Option(0, help="Seed for initialisation and sampling."),
     workers: Optional[int] = typer.Option(None, help="Data-loader processes (default up to 4)."),
@@ -565,14 +572,25 @@ def train_isp_cmd(
         options = IspOptions(**state["task"]["options"])
         config = TrainConfig.from_dict(state["config"])
     else:
-        options = IspOptions(model=model, mode=mode, data=str(data) if data else None, steps=steps)
+        options = IspOptions(model=model, mode=mode, data=str(data) if data else None, steps=steps,
+                             vgg19_weights=str(vgg19_weights) if vgg19_weights else None,
+                             alexnet_weights=str(alexnet_weights) if alexnet_weights else None,
+                             vit_weights=str(vit_weights) if vit_weights else None)
         config = isp_recipe(steps, batch_size=batch_size, lr=lr, seed=seed, workers=workers, device=device)
         run_dir = _run_dir(out_dir, model, False, "isp")
     with err.status("reading the dataset"):
         task = IspTask(options, batch_size=config.batch_size)
     err.print(f"training {options.model} ({options.mode}) on {task.data.name}: {len(task.train_idx)} train / "
-              f"{len(task.val_idx)} validation pairs, {config.epochs * 100} steps x {config.batch_size} -> {run_dir}",
+              f"{len(task.val_idx)} validation pairs, {config.epochs * task.steps_per_epoch} steps x {config.batch_size} "
+              f"-> {run_dir}",
               markup=False, highlight=False)
+    if options.mode == "unpaired":
+        missing = [n for n, w in (("VGG-19", options.vgg19_weights), ("AlexNet", options.alexnet_weights),
+                                  ("ViT-B/16", options.vit_weights)) if not w]
+        if missing:
+            err.print(f"note: {', '.join(missing)} randomly initialised (no weights given): the losses run, but the "
+                      "paper's objective needs the pretrained networks; recorded in the run card",
+                      markup=False, highlight=False)
     result = _fit(task, config, run_dir, resume, "isp")
     out.print(f"best validation PSNR {result.best_metric:.2f} dB at epoch {result.best_epoch}: {result.best} "
               f"(evaluate with `mobilevision eval isp --weights {result.best}`)", markup=False, highlight=False)

@@ -145,17 +145,22 @@ class IspOptions:
     data: str | None = None          # ZRR or built-in-style folder; None: the built-in set
     steps: int = 2000
     seed_data: int = 0               # which built-in set
+    # unpaired: local weights of the frozen feature networks (None: random init, reported in the run card)
+    vgg19_weights: str | None = None
+    alexnet_weights: str | None = None
+    vit_weights: str | None = None
 
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise TrainingError(f"unknown ISP model {self.model!r}: choose one of {', '.join(MODELS)}")
         if self.mode not in MODES:
             raise TrainingError(f"--mode {self.mode!r}: choose paired or unpaired")
-        if self.mode == "unpaired":
-            raise TrainingError("--mode unpaired (the paper's multi-discriminator objective) is not in this version "
-                                "yet: train --mode paired, or use the released unpaired weights with `mobilevision isp`")
         if self.steps < 1:
             raise TrainingError("--steps must be >= 1")
+        for flag, path in (("--vgg19-weights", self.vgg19_weights), ("--alexnet-weights", self.alexnet_weights),
+                           ("--vit-weights", self.vit_weights)):
+            if path is not None and not Path(path).is_file():
+                raise TrainingError(f"{flag} file not found: {path}")
 
 
 def isp_recipe(steps: int, batch_size: int = 32, **overrides: Any) -> TrainConfig:
@@ -197,6 +202,21 @@ def ms_ssim(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return _ms_ssim(pred, target, data_range=1.0, size_average=False, win_size=11, win_sigma=1.5, K=(0.01, 0.03))
 
 
+class UnpairedIspSet(SeededDraws):
+    """Unpaired items: a random RAW patch and, drawn independently, a random RGB target (spec P7: not the
+    reference's one fixed permutation)."""
+
+    def __init__(self, raw: list[Path], targets: list[Path], black: float, white: float, length: int, seed: int):
+        super().__init__(length, seed)
+        self.raw, self.targets, self.black, self.white = raw, targets, black, white
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = self.rng(index)
+        x = load_mosaic(self.raw[int(rng.integers(len(self.raw)))], self.black, self.white)
+        y = load_srgb(self.targets[int(rng.integers(len(self.targets)))], (2 * x.shape[1], 2 * x.shape[2]))
+        return {"raw": x, "target": y}
+
+
 class L1SSIMLoss(nn.Module):
     """mean|Ŷ − Y| + (1 − SSIM(Ŷ, Y)) (spec §7, the paired baseline)."""
 
@@ -229,6 +249,8 @@ class IspTask:
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(42)).tolist()
         n_val = min(max(1, int(n * VAL_FRACTION)), 200)
         self.val_idx, self.train_idx = sorted(perm[:n_val]), sorted(perm[n_val:])
+        epochs = -(-options.steps // STEPS_PER_EPOCH)
+        self.steps_per_epoch = -(-options.steps // epochs)
 
     def options(self) -> dict[str, Any]:
         return asdict(self.opts)
@@ -240,42 +262,75 @@ class IspTask:
         return model.generator  # train the unclamped generator (the clamp would stop gradients)
 
     def criterion(self) -> nn.Module:
-        return L1SSIMLoss()
+        if self.opts.mode == "paired":
+            return L1SSIMLoss()
+        from mobilevision.losses.isp_unpaired import UnpairedISPObjective
+
+        x = load_mosaic(self.data.train_raw[0], self.data.black_level, self.data.white_level)
+        o = self.opts
+        self.objective = UnpairedISPObjective((2 * x.shape[1], 2 * x.shape[2]), {
+            "vgg19": o.vgg19_weights, "alexnet": o.alexnet_weights, "vit_b_16": o.vit_weights})
+        return self.objective
 
     def datasets(self, seed: int) -> tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
         d = self.data
         pick = lambda files, idx: [files[i] for i in idx]  # noqa: E731
-        train = PairedIspSet(pick(d.train_raw, self.train_idx), pick(d.train_aligned, self.train_idx),
-                             d.black_level, d.white_level, STEPS_PER_EPOCH * self.batch_size, seed)
+        length = self.steps_per_epoch * self.batch_size
+        if self.opts.mode == "unpaired":
+            train = UnpairedIspSet(pick(d.train_raw, self.train_idx), d.train_targets, d.black_level, d.white_level,
+                                   length, seed)
+        else:
+            train = PairedIspSet(pick(d.train_raw, self.train_idx), pick(d.train_aligned, self.train_idx),
+                                 d.black_level, d.white_level, length, seed)
         val = PairedIspSet(pick(d.train_raw, self.val_idx), pick(d.train_aligned, self.val_idx), d.black_level,
                            d.white_level, len(self.val_idx), seed, shuffle=False)
         return train, val
 
     def training_step(self, module: nn.Module, criterion: nn.Module, batch: dict[str, torch.Tensor],
                       device: torch.device) -> tuple[torch.Tensor, dict[str, float]]:
-        raw, rgb = batch["raw"].to(device), batch["rgb"].to(device)
+        raw = batch["raw"].to(device)
         pred = module(raw)
-        loss = criterion(pred, rgb)
-        return loss, {"psnr": float(psnr(pred.detach().clamp(0, 1), rgb).mean())}
+        if self.opts.mode == "paired":
+            rgb = batch["rgb"].to(device)
+            loss = criterion(pred, rgb)
+            return loss, {"psnr": float(psnr(pred.detach().clamp(0, 1), rgb).mean())}
+        from mobilevision.losses.isp_unpaired import balanced_total
+
+        with torch.no_grad():
+            reference = naive_isp(raw)
+        terms = criterion.generator_terms(pred, reference, batch["target"].to(device))
+        total, norms = balanced_total(terms, [p for p in module.parameters() if p.requires_grad])
+        return total, {**{k: float(v.detach()) for k, v in terms.items()},
+                       **{f"gnorm_{k}": v for k, v in norms.items()}}
+
+    def after_optimizer_step(self, criterion: nn.Module, global_step: int) -> None:
+        """Unpaired: each discriminator steps once every 10 generator steps (steps 0, 10, ...; spec §6)."""
+        from mobilevision.losses.isp_unpaired import DISC_EVERY
+
+        if self.opts.mode == "unpaired" and global_step % DISC_EVERY == 0:
+            criterion.discriminator_step()
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: torch.utils.data.DataLoader, device: torch.device,
                  criterion: nn.Module) -> dict[str, float]:
-        """Mean per-image PSNR (float, clamped output) on the held-out training pairs (spec §6 selection)."""
+        """Mean per-image PSNR (float, clamped output) on the held-out training pairs (spec §6 selection; for
+        unpaired runs this lets paired ground truth pick the checkpoint, as the reference does: P10)."""
         values, losses = [], []
         for batch in loader:
             raw, rgb = batch["raw"].to(device), batch["rgb"].to(device)
             pred = model(raw)
             values.append(psnr(pred, rgb).cpu())
-            losses.append(float(criterion(pred, rgb)) * raw.shape[0])
+            if self.opts.mode == "paired":
+                losses.append(float(criterion(pred, rgb)) * raw.shape[0])
         v = torch.cat(values)
-        return {"psnr": float(v.mean()), "loss": sum(losses) / len(v)}
+        return {"psnr": float(v.mean()), **({"loss": sum(losses) / len(v)} if losses else {})}
 
     def run_card(self) -> dict[str, Any]:
         raw = self.data
         return {"task": self.name, "model": self.opts.model, "num_classes": 0, "labels": None, "label_set": None,
                 "input_size": list(mobilevision.get_model_card(self.opts.model).input_size),
                 "mode": self.opts.mode, "data": str(raw.root),
+                "feature_networks_pretrained": getattr(getattr(self, "objective", None), "pretrained", None),
                 "raw_black_level": [raw.black_level] * 4, "raw_white_level": raw.white_level, "raw_clip": False,
                 "train_pairs": len(self.train_idx), "val_pairs": len(self.val_idx)}
 

@@ -241,6 +241,8 @@ class _Run:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
                 self.scheduler.step()
+                if hasattr(task, "after_optimizer_step"):  # e.g. GAN discriminators, after the model's update
+                    task.after_optimizer_step(self.criterion, epoch * steps + step)
                 if self.ema is not None:
                     self.ema.update_parameters(self.model)
                 sums["loss"] += value

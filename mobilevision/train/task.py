@@ -43,6 +43,10 @@ class TrainTask(Protocol):
     def run_card(self) -> dict[str, Any]:
         """What loading the weights later needs: model name, task, classes, input size, normalisation."""
 
+    # Optional hooks (looked up with hasattr):
+    #   on_fit_start(model, device): before the first step of a new run (not on resume);
+    #   after_optimizer_step(criterion, global_step): after each model update, global_step from 0.
+
     @property
     def in_memory(self) -> bool:
         """True when the data is cheap to read, so loader worker processes would only cost."""

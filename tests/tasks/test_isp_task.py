@@ -70,8 +70,10 @@ def test_recipe_is_the_papers_optimiser():
 
 
 def test_options_and_layouts_are_checked(tmp_path):
-    with pytest.raises(TrainingError, match="unpaired"):
-        IspOptions(mode="unpaired")
+    with pytest.raises(TrainingError, match="paired or unpaired"):
+        IspOptions(mode="gan")
+    with pytest.raises(TrainingError, match="--vgg19-weights"):
+        IspOptions(mode="unpaired", vgg19_weights=str(tmp_path / "missing.pth"))
     with pytest.raises(TrainingError, match="efficientisp"):
         IspOptions(model="emo_1m")
     with pytest.raises(DataError, match="not found"):
@@ -120,11 +122,31 @@ def test_train_and_eval_commands_end_to_end(tmp_path, capsys):
 
 
 def test_commands_reject_bad_input(tmp_path, one_line_error):
-    rc = main(["train", "isp", "--mode", "unpaired", "--out", str(tmp_path / "r")])
-    one_line_error(rc, "unpaired")
+    rc = main(["train", "isp", "--mode", "gan", "--out", str(tmp_path / "r")])
+    one_line_error(rc, "paired or unpaired")
     rc = main(["train", "isp", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")])
     one_line_error(rc, "not found")
     (tmp_path / "w.safetensors").write_bytes(b"x")
     rc = main(["eval", "isp", "--weights", str(tmp_path / "w.safetensors")])
     one_line_error(rc, "run card")
     assert not (tmp_path / "r").exists()
+
+
+def test_unpaired_training_runs_and_records_random_feature_networks(tmp_path):
+    from mobilevision.tasks.isp import IspTask
+    from mobilevision.train import fit
+
+    data = _zrr(tmp_path / "zrr", n_train=4, n_test=1)
+    task = IspTask(IspOptions(mode="unpaired", data=str(data), steps=2), batch_size=2)
+    result = fit(task, isp_recipe(2, batch_size=2, workers=0, device="cpu"), tmp_path / "run", show_progress=False)
+    row = result.history[0]
+    for term in ("content", "tv", "texture_64", "texture_256", "colour"):
+        assert np.isfinite(row[f"train_{term}"]) and row[f"train_gnorm_{term}"] > 0
+    assert row["train_gnorm_content"] > 1e-6          # random VGG keeps a usable content gradient
+    card = mobilevision.checkpoints.read_run_card(result.last)
+    assert card["mode"] == "unpaired"
+    assert card["feature_networks_pretrained"] == {"vgg19": False, "alexnet": False, "vit_b_16": False}
+    # discriminators stepped at step 0 (their Adam state is saved with the run)
+    from mobilevision.train.checkpoint import load_state
+    extra = load_state(tmp_path / "run")["criterion"]["_extra_state"]
+    assert all(extra[name]["state"] for name in ("d_texture_64", "d_texture_256", "d_colour"))
