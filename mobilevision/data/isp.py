@@ -175,8 +175,8 @@ def resolve_isp_data(data: str | None, seed: int = 0) -> IspData:
     return read_isp_folder(data)
 
 
-def load_mosaic(path: Path, black: float, white: float, pattern: str = "RGGB") -> torch.Tensor:
-    """A one-channel 16-bit RAW PNG -> packed, normalised (4, h, w) float32 tensor."""
+def read_mosaic(path: Path) -> np.ndarray:
+    """A one-channel 16-bit RAW PNG -> its (H, W) integer mosaic, cropped to even sides."""
     try:
         with Image.open(path) as im:
             arr = np.asarray(im)
@@ -184,9 +184,50 @@ def load_mosaic(path: Path, black: float, white: float, pattern: str = "RGGB") -
         raise DataError(f"cannot read RAW file {path}: {e}") from e
     if arr.ndim != 2:
         raise DataError(f"{path} is not a one-channel Bayer mosaic (shape {arr.shape})")
-    if arr.shape[0] % 2 or arr.shape[1] % 2:
-        arr = arr[: arr.shape[0] // 2 * 2, : arr.shape[1] // 2 * 2]
-    return torch.from_numpy(normalize_raw(pack_bayer(arr, pattern), black, white))
+    return arr[: arr.shape[0] // 2 * 2, : arr.shape[1] // 2 * 2]
+
+
+def pack_mosaic(mosaic: np.ndarray, black: float, white: float, pattern: str = "RGGB") -> torch.Tensor:
+    """(H, W) sensor values -> packed, normalised (4, H/2, W/2) float32 tensor."""
+    return torch.from_numpy(normalize_raw(pack_bayer(mosaic, pattern), black, white))
+
+
+def load_mosaic(path: Path, black: float, white: float, pattern: str = "RGGB") -> torch.Tensor:
+    """A one-channel 16-bit RAW PNG -> packed, normalised (4, h, w) float32 tensor."""
+    return pack_mosaic(read_mosaic(path), black, white, pattern)
+
+
+REFERENCE_WB = (1.6, 1.2, 1.4)   # the reference's fixed white-balance gains (spec §4.1)
+
+
+def reference_demosaic() -> str:
+    """"menon2007" when colour-demosaicing is installed (the reference's choice), else "bilinear"."""
+    import importlib.util
+
+    return "menon2007" if importlib.util.find_spec("colour_demosaicing") is not None else "bilinear"
+
+
+def reference_rendering(mosaic: np.ndarray, demosaic: str | None = None) -> torch.Tensor:
+    """X̂ of spec §4.1, the content target: the RGGB integer mosaic (no black level) demosaiced (Menon
+    2007 / bilinear), scaled 1/65535, white-balanced (1.6, 1.2, 1.4), clipped, stretched to the
+    image's global min-max (skipped when flat), gamma 1/2.2. (3, H, W) float32 in [0, 1]."""
+    from .unprocess import demosaic_bilinear_rggb
+
+    demosaic = demosaic or reference_demosaic()
+    m = np.asarray(mosaic, dtype=np.float64)
+    if demosaic == "menon2007":
+        from colour_demosaicing import demosaicing_CFA_Bayer_Menon2007
+
+        rgb = demosaicing_CFA_Bayer_Menon2007(m, "RGGB")
+    elif demosaic == "bilinear":
+        rgb = demosaic_bilinear_rggb(m)
+    else:
+        raise ValueError(f"unknown demosaic {demosaic!r}: menon2007 or bilinear")
+    rgb = np.clip(rgb / 65535.0 * np.asarray(REFERENCE_WB), 0.0, 1.0)
+    lo, hi = rgb.min(), rgb.max()
+    if hi > lo:
+        rgb = (rgb - lo) / (hi - lo)
+    return torch.from_numpy(np.ascontiguousarray((rgb ** (1.0 / 2.2)).transpose(2, 0, 1))).float()
 
 
 def load_srgb(path: Path, size: tuple[int, int] | None = None) -> torch.Tensor:

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 import mobilevision
-from mobilevision.data.isp import IspData, load_mosaic, load_srgb, resolve_isp_data
+from mobilevision.data.isp import (IspData, load_mosaic, load_srgb, pack_mosaic, read_mosaic, reference_demosaic,
+                                   reference_rendering, resolve_isp_data)
 from mobilevision.data.raw import RawMosaic, read_raw
 from mobilevision.data.seeded import SeededDraws
 from mobilevision.errors import DataError, MobileVisionError, TrainingError
@@ -88,47 +89,6 @@ def process_raw_file(path: str | Path, out: str | Path, model: str = "efficienti
     Image.fromarray(result.rgb).save(buf, format=fmt)
     atomic_write_bytes(out, buf.getvalue())
     return result
-
-
-# ---------------------------------------------------------------- reference rendering
-
-
-def packed_to_mosaic(packed: torch.Tensor) -> torch.Tensor:
-    """(N, 4, h, w) in (B, G_R, R, G_B) order -> the (N, 1, 2h, 2w) RGGB mosaic."""
-    b, g_r, r, g_b = packed.unbind(dim=1)
-    return torch.nn.functional.pixel_shuffle(torch.stack([r, g_r, g_b, b], dim=1), 2)
-
-
-def demosaic_bilinear(packed: torch.Tensor) -> torch.Tensor:
-    """Bilinear demosaic of the packed RGGB mosaic -> (N, 3, 2h, 2w): each colour's missing sites are the
-    kernel-weighted mean of its known neighbours (zero padding, renormalised at borders)."""
-    mosaic = packed_to_mosaic(packed)
-    n, _, h, w = mosaic.shape
-    masks = torch.zeros(3, h, w, dtype=mosaic.dtype, device=mosaic.device)
-    masks[0, 0::2, 0::2] = 1
-    masks[1, 0::2, 1::2] = 1
-    masks[1, 1::2, 0::2] = 1
-    masks[2, 1::2, 1::2] = 1
-    k = torch.tensor([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]], dtype=mosaic.dtype,
-                     device=mosaic.device).expand(3, 1, 3, 3)
-    sampled = mosaic * masks                                # (N, 3, H, W)
-    num = torch.nn.functional.conv2d(sampled, k, padding=1, groups=3)
-    den = torch.nn.functional.conv2d(masks.expand(1, 3, h, w), k, padding=1, groups=3)
-    return torch.where(masks.bool(), sampled, num / den)
-
-
-REFERENCE_WB = (1.6, 1.2, 1.4)  # REF's fixed white-balance gains for the content reference (spec §4.1)
-
-
-def naive_isp(packed: torch.Tensor, wb: tuple[float, float, float] = REFERENCE_WB) -> torch.Tensor:
-    """The hand-made rendering the paper calls X̂ (spec §4.1), with bilinear instead of Menon demosaicing:
-    demosaic, fixed white balance, per-image global min-max stretch, gamma 1/2.2. (The reference scales
-    10-bit integers by 1/65535 first, so its clip at 1 never acts; the stretch removes the scale.)"""
-    rgb = demosaic_bilinear(packed) * torch.tensor(wb, dtype=packed.dtype, device=packed.device).view(1, 3, 1, 1)
-    flat = rgb.flatten(1)
-    lo, hi = flat.amin(dim=1).view(-1, 1, 1, 1), flat.amax(dim=1).view(-1, 1, 1, 1)
-    stretched = torch.where(hi > lo, (rgb - lo) / (hi - lo).clamp_min(1e-12), rgb)
-    return stretched.clamp(0.0, 1.0).pow(1.0 / 2.2)
 
 
 # ---------------------------------------------------------------- training (paired baseline)
@@ -209,12 +169,14 @@ class UnpairedIspSet(SeededDraws):
     def __init__(self, raw: list[Path], targets: list[Path], black: float, white: float, length: int, seed: int):
         super().__init__(length, seed)
         self.raw, self.targets, self.black, self.white = raw, targets, black, white
+        self.demosaic = reference_demosaic()
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = self.rng(index)
-        x = load_mosaic(self.raw[int(rng.integers(len(self.raw)))], self.black, self.white)
+        mosaic = read_mosaic(self.raw[int(rng.integers(len(self.raw)))])
+        x = pack_mosaic(mosaic, self.black, self.white)
         y = load_srgb(self.targets[int(rng.integers(len(self.targets)))], (2 * x.shape[1], 2 * x.shape[2]))
-        return {"raw": x, "target": y}
+        return {"raw": x, "target": y, "reference": reference_rendering(mosaic, self.demosaic)}
 
 
 class L1SSIMLoss(nn.Module):
@@ -296,9 +258,7 @@ class IspTask:
             return loss, {"psnr": float(psnr(pred.detach().clamp(0, 1), rgb).mean())}
         from mobilevision.losses.isp_unpaired import balanced_total
 
-        with torch.no_grad():
-            reference = naive_isp(raw)
-        terms = criterion.generator_terms(pred, reference, batch["target"].to(device))
+        terms = criterion.generator_terms(pred, batch["reference"].to(device), batch["target"].to(device))
         total, norms = balanced_total(terms, [p for p in module.parameters() if p.requires_grad])
         return total, {**{k: float(v.detach()) for k, v in terms.items()},
                        **{f"gnorm_{k}": v for k, v in norms.items()}}
@@ -331,6 +291,7 @@ class IspTask:
                 "input_size": list(mobilevision.get_model_card(self.opts.model).input_size),
                 "mode": self.opts.mode, "data": str(raw.root),
                 "feature_networks_pretrained": getattr(getattr(self, "objective", None), "pretrained", None),
+                "reference_demosaic": reference_demosaic() if self.opts.mode == "unpaired" else None,
                 "raw_black_level": [raw.black_level] * 4, "raw_white_level": raw.white_level, "raw_clip": False,
                 "train_pairs": len(self.train_idx), "val_pairs": len(self.val_idx)}
 
@@ -364,7 +325,7 @@ def _report(name: str, preds: list[torch.Tensor], targets: list[torch.Tensor]) -
 @torch.no_grad()
 def evaluate_isp(weights: list[str], data: str | None = None, out_dir: str | None = None, grid_rows: int = 4,
                  device: str = "cpu") -> tuple[list[IspReport], Path, Path | None]:
-    """PSNR / SSIM / MS-SSIM (8-bit outputs, per-image means) of the naive reference rendering and of each
+    """PSNR / SSIM / MS-SSIM (8-bit outputs, per-image means) of the reference rendering X̂ and of each
     trained ``weights`` on a test set, a summary JSON and a grid PNG (naive | models ... | ground truth)."""
     import json
 
@@ -392,10 +353,11 @@ def evaluate_isp(weights: list[str], data: str | None = None, out_dir: str | Non
     preds: list[list[torch.Tensor]] = [[] for _ in range(len(models) + 1)]
     targets = []
     for raw_path, rgb_path in zip(dataset.test_raw, dataset.test_rgb):
-        x = load_mosaic(raw_path, dataset.black_level, dataset.white_level)[None].to(device)
+        mosaic = read_mosaic(raw_path)
+        x = pack_mosaic(mosaic, dataset.black_level, dataset.white_level)[None].to(device)
         y = load_srgb(rgb_path, (2 * x.shape[2], 2 * x.shape[3]))[None]
         targets.append(y)
-        preds[0].append(quantise_8bit(naive_isp(x)).cpu())
+        preds[0].append(quantise_8bit(reference_rendering(mosaic)[None]))
         for k, m in enumerate(models):
             preds[k + 1].append(quantise_8bit(m(x)).cpu())
     reports = [_report(n, p, targets) for n, p in zip(["naive demosaic", *names], preds)]

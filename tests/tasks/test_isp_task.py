@@ -14,9 +14,8 @@ from mobilevision.cli import main
 from mobilevision.data.isp import read_isp_folder
 from mobilevision.data.unprocess import demosaic_bilinear_rggb, to_sensor_values, unprocess
 from mobilevision.errors import DataError, TrainingError
-from mobilevision.runtime.tasks.isp import pack_bayer
-from mobilevision.tasks.isp import (IspOptions, demosaic_bilinear, isp_recipe, ms_ssim, naive_isp, packed_to_mosaic,
-                                    psnr, quantise_8bit)
+from mobilevision.data.isp import reference_rendering
+from mobilevision.tasks.isp import IspOptions, isp_recipe, ms_ssim, psnr, quantise_8bit
 from mobilevision.train.engine import build_optimizer
 
 
@@ -35,21 +34,23 @@ def _zrr(root, n_train=6, n_test=2, size=64):
     return root
 
 
-def test_packed_mosaic_and_bilinear_demosaic_match_numpy():
-    rng = np.random.default_rng(0)
-    mosaic = rng.uniform(0, 1, (12, 16))
-    packed = torch.from_numpy(pack_bayer(mosaic, "RGGB"))[None]
-    assert torch.equal(packed_to_mosaic(packed)[0, 0], torch.from_numpy(mosaic))
-    ours = demosaic_bilinear(packed)[0].permute(1, 2, 0).numpy()
-    np.testing.assert_allclose(ours, demosaic_bilinear_rggb(mosaic), atol=1e-12)
+@pytest.mark.parametrize("demosaic", ["bilinear", "menon2007"])
+def test_reference_rendering_is_wb_clip_stretch_gamma(demosaic):
+    mosaic = np.zeros((8, 8))
+    mosaic[0::2, 0::2], mosaic[0::2, 1::2], mosaic[1::2, 0::2], mosaic[1::2, 1::2] = 400, 300, 300, 200
+    out = reference_rendering(mosaic, demosaic)
+    # constant planes R 400·1.6 = 640, G 300·1.2 = 360, B 200·1.4 = 280 (x 1/65535) -> stretched -> gamma
+    expected = np.array([1.0, (360 - 280) / (640 - 280), 0.0]) ** (1 / 2.2)
+    np.testing.assert_allclose(out[:, 4, 4].numpy(), expected, atol=1e-5)
+    assert out.shape == (3, 8, 8)
 
 
-def test_naive_isp_is_wb_stretch_gamma():
-    packed = torch.full((1, 4, 4, 4), 0.2)
-    packed[:, 2] = 0.4   # R sites brighter
-    out = naive_isp(packed)
-    # constant planes: R 0.4·1.6 = 0.64, G 0.2·1.2 = 0.24, B 0.2·1.4 = 0.28 -> stretched to 1, 0, 0.1
-    np.testing.assert_allclose(out[0, :, 1, 1].numpy(), [1.0, 0.0, 0.1 ** (1 / 2.2)], atol=1e-6)
+def test_bilinear_demosaic_by_hand():
+    m = np.arange(16, dtype=float).reshape(4, 4)
+    rgb = demosaic_bilinear_rggb(m)
+    assert rgb[0, 0, 0] == 0 and rgb[1, 1, 2] == 5          # known sites keep their value
+    assert rgb[0, 1, 0] == pytest.approx((0 + 2) / 2)        # R between two R sites
+    assert rgb[1, 1, 0] == pytest.approx((0 + 2 + 8 + 10) / 4)
 
 
 def test_psnr_and_quantisation_by_hand():
@@ -146,6 +147,7 @@ def test_unpaired_training_runs_and_records_random_feature_networks(tmp_path):
     card = mobilevision.checkpoints.read_run_card(result.last)
     assert card["mode"] == "unpaired"
     assert card["feature_networks_pretrained"] == {"vgg19": False, "alexnet": False, "vit_b_16": False}
+    assert card["reference_demosaic"] == "menon2007"
     # discriminators stepped at step 0 (their Adam state is saved with the run)
     from mobilevision.train.checkpoint import load_state
     extra = load_state(tmp_path / "run")["criterion"]["_extra_state"]
