@@ -292,6 +292,19 @@ def _run_dir(out_dir: Optional[Path], model: str, resume: bool, task: str = "cla
     return base if n == 1 else base.with_name(f"{model}-{n}")
 
 
+def _run_setup(resume: bool, out_dir: Optional[Path], model: str, task: str, options_cls, fresh):
+    """(options, TrainConfig, run_dir): from the run being resumed, or ``fresh()`` -> (options, config)."""
+    from mobilevision.train import TrainConfig
+    from mobilevision.train.checkpoint import load_state
+
+    if resume:
+        run_dir = _run_dir(out_dir, model, True, task)
+        state = load_state(run_dir)
+        return options_cls(**state["task"]["options"]), TrainConfig.from_dict(state["config"]), run_dir
+    options, config = fresh()
+    return options, config, _run_dir(out_dir, model, False, task)
+
+
 def _fit(task, config, run_dir: Path, resume: bool, command: str):
     """The engine's fit; Ctrl-C says where the finished epochs are and how to continue (exit 130)."""
     from mobilevision.train import fit
@@ -428,20 +441,12 @@ def train_anomaly_cmd(
 ) -> None:
     """Train an EfficientAD detector on normal images; writes RUN_DIR/{best,last}.safetensors + .json."""
     from mobilevision.tasks.anomaly import AnomalyOptions, AnomalyTask, recipe
-    from mobilevision.train import TrainConfig
-    from mobilevision.train.checkpoint import load_state
 
-    if resume:
-        run_dir = _run_dir(out_dir, model, True, "anomaly")
-        state = load_state(run_dir)
-        options = AnomalyOptions(**state["task"]["options"])
-        config = TrainConfig.from_dict(state["config"])
-    else:
-        options = AnomalyOptions(model=model, data=str(data) if data else None, category=category,
-                                 teacher=str(teacher) if teacher else None,
-                                 penalty_data=str(penalty_data) if penalty_data else None, steps=steps, imgsz=imgsz)
-        config = recipe(steps, lr=lr, seed=seed, workers=workers, device=device)
-        run_dir = _run_dir(out_dir, model, False, "anomaly")
+    options, config, run_dir = _run_setup(resume, out_dir, model, "anomaly", AnomalyOptions, lambda: (
+        AnomalyOptions(model=model, data=str(data) if data else None, category=category,
+                       teacher=str(teacher) if teacher else None,
+                       penalty_data=str(penalty_data) if penalty_data else None, steps=steps, imgsz=imgsz),
+        recipe(steps, lr=lr, seed=seed, workers=workers, device=device)))
     with err.status("reading the dataset"):
         task = AnomalyTask(options)
     err.print(f"training {options.model} on {task.data.name}: {len(task.train_paths)} train / {len(task.val_paths)} "
@@ -478,20 +483,12 @@ def train_anomaly_teacher_cmd(
     """Pretrain an EfficientAD teacher by distilling a WideResNet's features (done once; then
     `mobilevision train anomaly --teacher RUN_DIR/last.safetensors`)."""
     from mobilevision.tasks.anomaly_teacher import TeacherOptions, TeacherPretrainTask, recipe
-    from mobilevision.train import TrainConfig
-    from mobilevision.train.checkpoint import load_state
 
-    if resume:
-        run_dir = _run_dir(out_dir, model, True, "anomaly_teacher")
-        state = load_state(run_dir)
-        options = TeacherOptions(**state["task"]["options"])
-        config = TrainConfig.from_dict(state["config"])
-    else:
-        options = TeacherOptions(model=model, data=str(data) if data else "", extractor=extractor,
-                                 extractor_weights=str(extractor_weights) if extractor_weights else None, steps=steps,
-                                 imgsz=imgsz, target_size=target_size, norm_images=norm_images, workers=workers)
-        config = recipe(steps, batch_size=batch_size, lr=lr, seed=seed, workers=workers, device=device, amp=amp)
-        run_dir = _run_dir(out_dir, model, False, "anomaly_teacher")
+    options, config, run_dir = _run_setup(resume, out_dir, model, "anomaly_teacher", TeacherOptions, lambda: (
+        TeacherOptions(model=model, data=str(data) if data else "", extractor=extractor,
+                       extractor_weights=str(extractor_weights) if extractor_weights else None, steps=steps,
+                       imgsz=imgsz, target_size=target_size, norm_images=norm_images, workers=workers),
+        recipe(steps, batch_size=batch_size, lr=lr, seed=seed, workers=workers, device=device, amp=amp)))
     with err.status("loading the extractor and listing the images"):
         task = TeacherPretrainTask(options, batch_size=config.batch_size)
     is_main = os.environ.get("RANK", "0") == "0"
@@ -563,21 +560,13 @@ def train_isp_cmd(
 ) -> None:
     """Train a learned ISP (RAW -> RGB); writes RUN_DIR/{best,last}.safetensors (best = validation PSNR)."""
     from mobilevision.tasks.isp import IspOptions, IspTask, isp_recipe
-    from mobilevision.train import TrainConfig
-    from mobilevision.train.checkpoint import load_state
 
-    if resume:
-        run_dir = _run_dir(out_dir, model, True, "isp")
-        state = load_state(run_dir)
-        options = IspOptions(**state["task"]["options"])
-        config = TrainConfig.from_dict(state["config"])
-    else:
-        options = IspOptions(model=model, mode=mode, data=str(data) if data else None, steps=steps,
-                             vgg19_weights=str(vgg19_weights) if vgg19_weights else None,
-                             alexnet_weights=str(alexnet_weights) if alexnet_weights else None,
-                             vit_weights=str(vit_weights) if vit_weights else None)
-        config = isp_recipe(steps, batch_size=batch_size, lr=lr, seed=seed, workers=workers, device=device)
-        run_dir = _run_dir(out_dir, model, False, "isp")
+    options, config, run_dir = _run_setup(resume, out_dir, model, "isp", IspOptions, lambda: (
+        IspOptions(model=model, mode=mode, data=str(data) if data else None, steps=steps,
+                   vgg19_weights=str(vgg19_weights) if vgg19_weights else None,
+                   alexnet_weights=str(alexnet_weights) if alexnet_weights else None,
+                   vit_weights=str(vit_weights) if vit_weights else None),
+        isp_recipe(steps, batch_size=batch_size, lr=lr, seed=seed, workers=workers, device=device)))
     with err.status("reading the dataset"):
         task = IspTask(options, batch_size=config.batch_size)
     err.print(f"training {options.model} ({options.mode}) on {task.data.name}: {len(task.train_idx)} train / "

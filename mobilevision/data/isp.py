@@ -95,23 +95,18 @@ def build_builtin(seed: int = 0, root: Path | None = None) -> Path:
         rng = np.random.default_rng([seed, BUILTIN_VERSION])
         for d in ("train/raw", "train/raw_gt", "train/rgb", "test/raw", "test/rgb"):
             (tmp / d).mkdir(parents=True)
-        i = 0
-        for name in RAW_PHOTOS:
-            for crop in _crops(_photo(name), TRAIN_PATCH, PATCHES_PER_PHOTO["raw"], rng):
-                _save_mosaic(tmp / "train" / "raw" / f"{i:05d}.png", crop, rng)
-                Image.fromarray(crop).save(tmp / "train" / "raw_gt" / f"{i:05d}.png")
-                i += 1
-        j = 0
-        for name in TARGET_PHOTOS:
-            for crop in _crops(_photo(name), TRAIN_PATCH, PATCHES_PER_PHOTO["rgb"], rng):
-                Image.fromarray(crop).save(tmp / "train" / "rgb" / f"{j:05d}.png")
-                j += 1
-        k = 0
-        for name in TEST_PHOTOS:
-            for crop in _crops(_photo(name), TEST_PATCH, PATCHES_PER_PHOTO["test"], rng):
-                _save_mosaic(tmp / "test" / "raw" / f"{k:05d}.png", crop, rng)
-                Image.fromarray(crop).save(tmp / "test" / "rgb" / f"{k:05d}.png")
-                k += 1
+        # (photos, patch side, patches per photo, RAW folder or None, sRGB folder)
+        groups = ((RAW_PHOTOS, TRAIN_PATCH, PATCHES_PER_PHOTO["raw"], "train/raw", "train/raw_gt"),
+                  (TARGET_PHOTOS, TRAIN_PATCH, PATCHES_PER_PHOTO["rgb"], None, "train/rgb"),
+                  (TEST_PHOTOS, TEST_PATCH, PATCHES_PER_PHOTO["test"], "test/raw", "test/rgb"))
+        for photos, size, n, raw_dir, rgb_dir in groups:
+            i = 0
+            for name in photos:
+                for crop in _crops(_photo(name), size, n, rng):
+                    if raw_dir:
+                        _save_mosaic(tmp / raw_dir / f"{i:05d}.png", crop, rng)
+                    Image.fromarray(crop).save(tmp / rgb_dir / f"{i:05d}.png")
+                    i += 1
         (tmp / "info.json").write_text(json.dumps({
             "version": BUILTIN_VERSION, "seed": seed, "raw_photos": RAW_PHOTOS, "target_photos": TARGET_PHOTOS,
             "test_photos": TEST_PHOTOS, "normalisation": "x / 1020 (ZRR)", "pattern": "RGGB",
