@@ -204,7 +204,9 @@ class IspTask:
         self.opts, self.batch_size = options, batch_size
         self.data = data if data is not None else resolve_isp_data(options.data, options.seed_data)
         if not self.data.train_aligned:
-            raise DataError(f"{self.data.root} has no RGB aligned with its training RAW files: --mode paired needs pairs")
+            raise DataError(f"{self.data.root} has no RGB aligned with its training RAW files (train/raw_gt or ZRR's "
+                            "train/canon): paired training learns from them, and both modes pick their best "
+                            "checkpoint by PSNR on held-out pairs, as the reference does")
         n = len(self.data.train_raw)
         if n < 2:
             raise DataError(f"{self.data.root} has {n} training pair(s): paired training needs at least 2")
