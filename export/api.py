@@ -25,7 +25,7 @@ from mobilevision.atomic_io import atomic_write_text, move_into_place
 from mobilevision.errors import ExportError, ExportParityError, MobileVisionError, UnknownTarget
 from mobilevision.registry import ModelCard
 
-from .metadata import ModelMetadata, Preprocessing, RawInput, TensorSpec, sidecar_path
+from .metadata import LandmarkOutput, ModelMetadata, Preprocessing, RawInput, TensorSpec, sidecar_path
 from .parity import TOLERANCES, ParityReport, compare, parity_inputs
 from .targets import TARGETS, get_target
 from .targets.base import ExportOptions
@@ -120,17 +120,25 @@ def prepare(model_or_name: str | torch.nn.Module, weights: str | None = None, im
     raw = (RawInput(black_level=list(card.raw_black_level), white_level=float(card.raw_white_level),
                     clip=bool(card.raw_clip)) if card.raw_black_level is not None else None)
     pre = None if raw is not None else Preprocessing.for_card(card, size[1], size[2])
+    landmarks = _landmark_output(outs[0].shape[1]) if card.task == "landmarks" else None
     labels = list(card.labels) if card.labels else None
     base = ModelMetadata(
         task=card.task, model=card.name, target="", precision="",
         inputs=[TensorSpec(card.input_names[0], [1, *size], "float32", card.layout)],
         outputs=[TensorSpec(n, list(o.shape), "float32") for n, o in zip(card.output_names, outs)],
-        preprocessing=pre, raw=raw, labels=labels, label_set=card.label_set,
+        preprocessing=pre, raw=raw, landmarks=landmarks, labels=labels, label_set=card.label_set,
         num_classes=n_cls if card.task == "classify" else None,
         params=count_params(module), macs=count_macs(module, size),
         weights=Path(weights).name if weights else None,
         weights_sha256=sha256_of(weights) if weights else None)
     return PreparedModel(module, card, size, base, example)
+
+
+def _landmark_output(points: int) -> LandmarkOutput:
+    from mobilevision.data.landmarks import FLIP_PAIRS, INTER_OCULAR
+
+    return LandmarkOutput(points=points, flip_pairs=[list(p) for p in FLIP_PAIRS.get(points, ())],
+                          eye_corners=list(INTER_OCULAR[points]) if points in INTER_OCULAR else None)
 
 
 def _artifact_stem(prep: PreparedModel, precision: str, name: str | None) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from mobilevision.errors import ArtifactError
 
-SCHEMA_VERSION = 3  # 2: Preprocessing.resize_mode; 3: ModelMetadata.raw (RAW-input models)
+SCHEMA_VERSION = 4  # 2: Preprocessing.resize_mode; 3: ModelMetadata.raw (RAW-input models); 4: .landmarks
 METADATA_KEY = "mobilevision"
 
 
@@ -76,6 +76,21 @@ class RawInput:
 
 
 @dataclass
+class LandmarkOutput:
+    """What a landmark model's output means (task "landmarks").
+
+    The output is (1, ``points``, 2) (x, y) in pixels of the model input (the stretched face crop), pixel
+    centres at integer coordinates; map back through the crop box. ``flip_pairs`` are the (left, right)
+    index pairs a horizontal flip swaps; ``eye_corners`` are the outer eye corners (NME normaliser).
+    """
+
+    points: int
+    coordinates: str = "input_pixels"
+    flip_pairs: list[list[int]] = field(default_factory=list)
+    eye_corners: list[int] | None = None
+
+
+@dataclass
 class ModelMetadata:
     """Everything a runtime needs to use an artifact without the model's Python class."""
 
@@ -96,6 +111,7 @@ class ModelMetadata:
     tools: dict[str, str] = field(default_factory=dict)
     parity: dict[str, Any] | None = None
     raw: RawInput | None = None               # RAW-input models only (schema 3)
+    landmarks: LandmarkOutput | None = None   # landmark models only (schema 4)
     created: str = ""
     schema_version: int = SCHEMA_VERSION
 
@@ -117,6 +133,8 @@ class ModelMetadata:
                 kw["preprocessing"] = Preprocessing(**d["preprocessing"])
             if d.get("raw") is not None:
                 kw["raw"] = RawInput(**d["raw"])
+            if d.get("landmarks") is not None:
+                kw["landmarks"] = LandmarkOutput(**d["landmarks"])
             return cls(**kw)
         except (KeyError, TypeError) as e:
             raise ArtifactError(f"malformed mobilevision metadata ({e}); re-export the artifact") from e

@@ -137,3 +137,19 @@ def read_run_card(weights: str | os.PathLike) -> dict[str, Any] | None:
     if missing:
         raise WeightsError(f"run card {card} lacks {', '.join(missing)}: it was edited or truncated")
     return data
+
+
+def extract_torchvision_state_dict(obj: Any, key: str | None = None, path: Any = None) -> Any:
+    """A torchvision classification file is a plain state dict; add the BN ``num_batches_tracked`` counters
+    that old files (e.g. ``mobilenet_v2-b0353104.pth``, pre-2018 ResNets) lack, as BN's own loader does.
+    Usable as a registry ``checkpoint_extractor``."""
+    if key is not None:
+        where = f"{path}: " if path is not None else ""
+        raise WeightsError(f"{where}torchvision weights are a plain state dict; drop checkpoint key {key!r}")
+    if not isinstance(obj, dict):
+        return obj
+    sd = dict(obj)
+    for k in list(sd):
+        if isinstance(k, str) and k.endswith(".running_mean"):
+            sd.setdefault(k[: -len("running_mean")] + "num_batches_tracked", torch.tensor(0, dtype=torch.long))
+    return sd

@@ -242,6 +242,34 @@ def classify_cmd(artifact: Path = typer.Argument(..., help="An exported classifi
             out.print(f"{c.score:7.4f}  {c.index:5d}  {c.label}")
 
 
+@app.command("landmarks")
+def landmarks_cmd(artifact: Path = typer.Argument(..., help="An exported landmark model."),
+                  image: Path = typer.Argument(..., help="An image file."),
+                  box: Optional[str] = typer.Option(None, help="Face box x0,y0,x1,y1 in image pixels (default: the "
+                                                               "whole image, stretched to the model input)."),
+                  output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write an overlay PNG/JPEG."),
+                  backend: Optional[str] = typer.Option(None, help="Runtime (default: the artifact's own).")) -> None:
+    """Detect facial landmarks in one face crop with an exported model; prints one "x y" line per point."""
+    from mobilevision.runtime import load
+    from mobilevision.runtime.tasks.landmarks import write_overlay
+
+    if output is not None and output.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise MobileVisionError(f"--output {output}: use a .png or .jpg file name")
+    coords = None
+    if box is not None:
+        try:
+            coords = [float(v) for v in box.split(",")]
+        except ValueError:
+            raise MobileVisionError(f"--box {box!r}: give four numbers x0,y0,x1,y1") from None
+    with load(artifact, backend=backend) as model:
+        points = model.detect_landmarks(image, box=coords)
+    for x, y in points:
+        out.print(f"{x:.2f} {y:.2f}", markup=False, highlight=False)
+    if output is not None:
+        write_overlay(image, points, output)
+        err.print(f"wrote {output}", markup=False, highlight=False)
+
+
 @app.command("isp")
 def isp_cmd(
     photo: Path = typer.Argument(..., help="Camera RAW file (.dng, .nef, .cr2, .arw, ...; 2x2 Bayer sensors)."),
@@ -610,6 +638,87 @@ def eval_isp_cmd(
         table.add_row(r.name, f"{r.psnr:.2f}", f"{r.ssim:.4f}", f"{r.ms_ssim:.4f}" if r.ms_ssim is not None else "-")
     out.print(table)
     err.print(f"wrote {summary}" + (f" and {grid}" if grid else ""), markup=False, highlight=False)
+
+
+@train_app.command("landmarks")
+def train_landmarks_cmd(
+    role: str = typer.Option("student", help="teacher-tough (ground truth), teacher-tolerant (PCA soft landmarks) "
+                                             "or student."),
+    model: Optional[str] = typer.Option(None, help="Zoo landmark model (default: landmarks_effb3 for teachers, "
+                                                   "landmarks_mnv2 for the student; see `mobilevision list --task landmarks`)."),
+    kd_from: Optional[str] = typer.Option(None, help="Student: the two teachers' weights, TOUGH,TOLERANT (any order; "
+                                                     "their run cards say which is which): train with KD-Loss."),
+    data: Optional[Path] = typer.Option(None, help="300W (images + .pts, train/ + test/ or the official folders), WFLW "
+                                                   "root or COFW .mat folder; default: the built-in procedural faces."),
+    points: Optional[int] = typer.Option(None, help="68, 98 or 29: checked against the data."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs (paper: 150; default 150, with --resume: extend the run)."),
+    batch_size: int = typer.Option(70, help="Global batch size (paper: 70)."),
+    imgsz: int = typer.Option(224, help="Square input crop (paper: 224)."),
+    lr: Optional[float] = typer.Option(None, help="Adam learning rate (default 1e-3, Keras decay 1e-4 per step)."),
+    asm_variance: float = typer.Option(0.90, help="Tolerant teacher: shape-model variance kept (0.80 ... 0.97)."),
+    dropout: Optional[float] = typer.Option(None, help="Head dropout (default: student 0.1, teachers 0.5)."),
+    augmentation_factor: int = typer.Option(4, help="Augmented draws per face and epoch (reference: 300W 4, COFW 10)."),
+    backbone_weights: Optional[Path] = typer.Option(None, help="torchvision ImageNet file for the trunk "
+                                                               "(mobilenet_v2-*.pth / efficientnet_b3_*.pth; the paper trains from scratch)."),
+    seed: int = typer.Option(0, help="Seed for initialisation, shuffling and augmentation."),
+    workers: Optional[int] = typer.Option(None, help="Data-loader processes (default up to 4)."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/landmarks/<model>[-N])."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+) -> None:
+    """Train a landmark teacher or the student (MSE, or KD-Loss with --kd-from); best = lowest validation NME."""
+    from mobilevision.tasks.landmarks import DEFAULT_MODEL, LandmarkOptions, LandmarkTask, landmark_recipe
+
+    name = model or DEFAULT_MODEL.get(role, "landmarks")
+    options, config, run_dir = _run_setup(resume, out_dir, name, "landmarks", LandmarkOptions, lambda: (
+        LandmarkOptions(role=role, model=model, data=str(data) if data else None, points=points,
+                        kd_from=[p.strip() for p in kd_from.split(",") if p.strip()] if kd_from else None,
+                        asm_variance=asm_variance, dropout=dropout, size=imgsz,
+                        augmentation_factor=augmentation_factor,
+                        backbone_weights=str(backbone_weights) if backbone_weights else None),
+        landmark_recipe(epochs or 150, batch_size=batch_size, lr=lr, seed=seed, workers=workers, device=device)))
+    if resume and epochs:
+        config.epochs = epochs
+    with err.status("reading the dataset"):
+        task = LandmarkTask(options)
+    err.print(f"training {options.model} as {options.role}{' with KD-Loss' if options.kd_from else ''}: "
+              f"{len(task.train_samples)} train / {len(task.val_samples)} validation faces x "
+              f"{options.augmentation_factor} augmentations, {task.points} points, {options.size}px -> {run_dir}",
+              markup=False, highlight=False)
+    result = _fit(task, config, run_dir, resume, "landmarks")
+    out.print(f"best validation NME {result.best_metric:.2f} % at epoch {result.best_epoch}: {result.best} "
+              f"(evaluate with `mobilevision eval landmarks --weights {result.best}`)", markup=False, highlight=False)
+
+
+@eval_app.command("landmarks")
+def eval_landmarks_cmd(
+    weights: list[Path] = typer.Option(..., help="Trained landmark weights (repeatable: student, student + KD, teachers)."),
+    data: Optional[Path] = typer.Option(None, help="Dataset with a test split (default: the first run's data)."),
+    normaliser: str = typer.Option("inter_ocular", help="inter_ocular (outer eye corners) or inter_pupil."),
+    crop: str = typer.Option("extent", help="extent (GT landmarks + margin, the author's protocol) or box (the "
+                                            "dataset's face box)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for summary.json, ced.png and overlays.png "
+                                                               "(default: <first weights stem>_eval)."),
+    overlays: int = typer.Option(8, help="Test faces in the overlay grid (0: none)."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+) -> None:
+    """NME, failure rate at 0.1 and AUC@0.1 on the test faces; a CED curve and landmark overlays."""
+    from mobilevision.tasks.landmarks import evaluate_landmarks
+
+    if overlays < 0:
+        raise MobileVisionError("--overlays must be >= 0")
+    with err.status("evaluating"):
+        reports, summary, ced, grid = evaluate_landmarks([str(w) for w in weights], data=str(data) if data else None,
+                                                         out_dir=str(out_dir) if out_dir else None,
+                                                         normaliser=normaliser, crop=crop, overlays=overlays,
+                                                         device=device)
+    table = Table(title=f"landmarks on {reports[0].images} test faces ({normaliser.replace('_', '-')} NME, {crop} crop)")
+    for col in ("model", "NME %", "FR@0.1 %", "AUC@0.1", "AUC (Fard 2022)"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in reports:
+        table.add_row(r.name, f"{r.nme:.2f}", f"{r.failure_rate:.2f}", f"{r.auc:.4f}", f"{r.auc_fard2022:.4f}")
+    out.print(table)
+    err.print(f"wrote {summary}, {ced}" + (f" and {grid}" if grid else ""), markup=False, highlight=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,7 +59,7 @@ class _Entry:
 
 _REGISTRY: dict[str, _Entry] = {}
 _MODEL_MODULES = ("mobilevision.models.emo", "mobilevision.models.skipnet", "mobilevision.models.efficientad",
-                  "mobilevision.models.wide_resnet", "mobilevision.models.isp")
+                  "mobilevision.models.wide_resnet", "mobilevision.models.isp", "mobilevision.models.landmarks")
 _loaded = False
 
 

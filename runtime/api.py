@@ -13,6 +13,7 @@ from .backends import Backend, open_backend
 from .tasks import anomaly as anomaly_task
 from .tasks import classify as classify_task
 from .tasks import isp as isp_task
+from .tasks import landmarks as landmarks_task
 
 
 def _check_input(spec: TensorSpec, a: np.ndarray) -> None:
@@ -116,6 +117,24 @@ class Model:
         name = self.output_names[0]
         rgb = isp_task.run_tiled(x, lambda t: self.predict(np.ascontiguousarray(t[None]))[name][0], (th, tw))
         return rgb.transpose(1, 2, 0)
+
+    def detect_landmarks(self, image, box: Sequence[float] | None = None) -> np.ndarray:
+        """Landmarks (K, 2) as (x, y) image pixels (pixel centres at integers) of the face in ``box``
+        (x0, y0, x1, y1; default the whole image) of one image (uint8 HWC RGB array, PIL image or file path).
+        The box is stretched to the model input as in training (aspect ratio not kept); give a box around
+        the face (e.g. a detector's, widened a little)."""
+        md = self._require_task("landmarks")
+        if md.preprocessing is None:
+            raise ArtifactError(f"{self.path} has no preprocessing in its metadata; re-export it")
+        rgb = np.asarray(classify_task.as_rgb_image(image))
+        box = landmarks_task.full_box(rgb.shape[1], rgb.shape[0]) if box is None else landmarks_task.check_box(box)
+        pre = md.preprocessing
+        h, w = pre.crop
+        crop = landmarks_task.crop_image(rgb, box, w, h)
+        x = crop.astype(np.float32) * np.float32(pre.scale)
+        x = (x - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
+        out = next(iter(self.predict(np.ascontiguousarray(x.transpose(2, 0, 1)[None])).values()))
+        return landmarks_task.to_image(np.asarray(out, np.float64).reshape(-1, 2), box, w, h)
 
     def _require_task(self, task: str) -> ModelMetadata:
         if self.metadata is None:

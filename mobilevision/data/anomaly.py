@@ -29,6 +29,7 @@ from PIL import Image, UnidentifiedImageError
 from mobilevision.atomic_io import atomic_write_text, move_into_place
 from mobilevision.errors import DataError
 
+from .cache import cache_root
 from .classification import IMAGE_SUFFIXES
 
 log = logging.getLogger("mobilevision.data")
@@ -304,12 +305,11 @@ BUILTIN_CATEGORIES: tuple[str, ...] = tuple(_TEXTURES)
 
 
 def _cache_home() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME")
-    return (Path(base) if base else Path.home() / ".cache") / "mobilevision" / "anomaly"
+    return cache_root() / "anomaly"
 
 
 def builtin_root(category: str, seed: int = 0) -> Path:
-    """Where ``build_builtin`` puts a category by default (``$XDG_CACHE_HOME`` or ``~/.cache``)."""
+    """Where ``build_builtin`` puts a category by default (under :func:`~mobilevision.data.cache.cache_root`)."""
     return _cache_home() / f"{category}-v{BUILTIN_VERSION}-seed{seed}"
 
 

@@ -15,7 +15,6 @@ a seed into ``~/.cache/mobilevision/isp/`` (atomic: a finished folder is moved i
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mobilevision.data.cache import cache_root
 from mobilevision.data.classification import IMAGE_SUFFIXES
 from mobilevision.errors import DataError
 from mobilevision.runtime.tasks.isp import normalize_raw, pack_bayer
@@ -57,7 +57,7 @@ class IspData:
 
 
 def builtin_root(seed: int = 0) -> Path:
-    base = Path(os.environ.get("MOBILEVISION_CACHE", Path.home() / ".cache" / "mobilevision"))
+    base = cache_root()
     return base / "isp" / f"builtin-v{BUILTIN_VERSION}-seed{seed}"
 
 

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from ..errors import WeightsError
+from ..checkpoints import extract_torchvision_state_dict
 from ..registry import ModelCard, register_model
 
 PAPER = ("Wide Residual Networks (BMVC 2016); Deep Residual Learning for Image Recognition (CVPR 2016), "
@@ -130,19 +130,7 @@ class ResNet(nn.Module):
 
 # ---------------------------------------------------------------------------------------------- loading
 
-def extract_resnet_state_dict(obj: Any, key: str | None = None, path: Any = None) -> Any:
-    """A torchvision ResNet file is a plain state dict; add BN counters that pre-2018 files lack (as BN's loader does)."""
-    if key is not None:
-        where = f"{path}: " if path is not None else ""
-        raise WeightsError(f"{where}torchvision ResNet weights are a plain state dict; drop checkpoint key {key!r}")
-    if not isinstance(obj, dict):
-        return obj
-    sd = dict(obj)
-    for k in list(sd):
-        if isinstance(k, str) and k.endswith(".running_mean"):
-            counter = k[: -len("running_mean")] + "num_batches_tracked"
-            sd.setdefault(counter, torch.tensor(0, dtype=torch.long))
-    return sd
+extract_resnet_state_dict = extract_torchvision_state_dict   # torchvision ResNet files: plain state dicts
 
 
 # ---------------------------------------------------------------------------------------------- zoo

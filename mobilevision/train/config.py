@@ -8,7 +8,7 @@ from typing import Any
 from mobilevision.errors import TrainingError
 
 OPTIMIZERS = ("adamw", "sgd", "adam")
-SCHEDULES = ("cosine", "step", "constant")
+SCHEDULES = ("cosine", "step", "constant", "inverse_time")
 DEFAULT_LR = {"adamw": 1e-3, "sgd": 0.1, "adam": 1e-4}
 DEFAULT_WEIGHT_DECAY = {"adamw": 0.05, "sgd": 1e-4, "adam": 1e-5}
 
@@ -20,7 +20,8 @@ class TrainConfig:
     lr / weight_decay ``None`` take the optimizer's default (AdamW 1e-3 / 0.05, SGD 0.1 / 1e-4,
     Adam 1e-4 / 1e-5; Adam's decay is coupled L2 on every parameter, as EfficientAD's references).
     ``schedule``: per-step linear warm-up over ``warmup_epochs`` then cosine to ``min_lr_ratio``
-    x lr ("cosine"), x0.1 at each of ``milestones`` (fractions of the steps; "step"), or flat.
+    x lr ("cosine"), x0.1 at each of ``milestones`` (fractions of the steps; "step"), Keras' legacy
+    ``decay``: lr / (1 + ``inverse_time_rate`` x step) ("inverse_time"), or flat.
     ``ema_decay``: keep an exponential moving average of the weights (evaluated and saved).
     ``clip_grad``: max global gradient norm. ``amp``: autocast (fp16 + loss scaling on CUDA,
     bf16 on CPU). Epochs drop the last incomplete batch (Bias Loss needs a full batch).
@@ -37,6 +38,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     min_lr_ratio: float = 0.01
     milestones: tuple[float, ...] = (0.5, 0.75)
+    inverse_time_rate: float = 1e-4
     ema_decay: float | None = None
     clip_grad: float | None = None
     amp: bool = False
@@ -55,6 +57,7 @@ class TrainConfig:
                   "--lr must be > 0": self.lr is None or self.lr > 0,
                   "--weight-decay must be >= 0": self.weight_decay is None or self.weight_decay >= 0,
                   "--warmup-epochs must be >= 0": self.warmup_epochs >= 0,
+                  "inverse_time_rate must be >= 0": self.inverse_time_rate >= 0,
                   "--ema-decay must be in (0, 1)": self.ema_decay is None or 0 < self.ema_decay < 1,
                   "--clip-grad must be > 0": self.clip_grad is None or self.clip_grad > 0,
                   "--workers must be >= 0": self.workers is None or self.workers >= 0,

@@ -74,9 +74,9 @@ class WarmupSchedule:
     """
 
     def __init__(self, kind: str, total_steps: int, warmup_steps: int, min_ratio: float,
-                 milestones: tuple[float, ...] = (0.5, 0.75)):
+                 milestones: tuple[float, ...] = (0.5, 0.75), inverse_time_rate: float = 1e-4):
         self.kind, self.total, self.warmup, self.min_ratio = kind, total_steps, warmup_steps, min_ratio
-        self.milestones = tuple(milestones)
+        self.milestones, self.inverse_time_rate = tuple(milestones), inverse_time_rate
 
     def __call__(self, step: int) -> float:
         if step < self.warmup:
@@ -86,6 +86,8 @@ class WarmupSchedule:
             return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
         if self.kind == "step":
             return 0.1 ** sum(progress >= m for m in getattr(self, "milestones", (0.5, 0.75)))
+        if self.kind == "inverse_time":
+            return 1.0 / (1.0 + self.inverse_time_rate * (step - self.warmup))
         return 1.0
 
 
@@ -163,7 +165,7 @@ class _Run:
         steps = len(self.loader)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, WarmupSchedule(cfg.schedule, cfg.epochs * steps, round(cfg.warmup_epochs * steps),
-                                           cfg.min_lr_ratio, cfg.milestones))
+                                           cfg.min_lr_ratio, cfg.milestones, cfg.inverse_time_rate))
         self.ema = (AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
                     if cfg.ema_decay else None)
         self.scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and self.device.type == "cuda")

@@ -309,6 +309,7 @@ def test_builtin_reuse_and_rebuild(tmp_path, small_builds, monkeypatch):
 
 
 def test_builtin_default_root_and_resolve(tmp_path, small_builds, monkeypatch):
+    monkeypatch.delenv("MOBILEVISION_CACHE", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     assert builtin_root("brick", 3) == tmp_path / "cache" / "mobilevision" / "anomaly" / "brick-v1-seed3"
     data = resolve_anomaly_data(None, "gravel")

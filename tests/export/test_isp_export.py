@@ -7,7 +7,7 @@ import torch
 
 import mobilevision
 from mobilevision.export import export_all
-from mobilevision.export.metadata import ModelMetadata, read_sidecar
+from mobilevision.export.metadata import SCHEMA_VERSION, ModelMetadata, read_sidecar
 
 
 def _spread_out(name: str) -> torch.nn.Module:
@@ -31,7 +31,7 @@ def test_isp_exports_with_parity(name, tmp_path):
     assert set(results) == {"onnx", "tflite", "openvino", "coreml"}
     for target, r in results.items():
         md = read_sidecar(r.path)
-        assert md.task == "isp" and md.preprocessing is None and md.schema_version == 3
+        assert md.task == "isp" and md.preprocessing is None and md.schema_version == SCHEMA_VERSION
         assert md.inputs[0].name == "raw" and md.inputs[0].shape == [1, 4, 32, 32]
         assert md.outputs[0].name == "rgb" and md.outputs[0].shape == [1, 3, 64, 64]
         assert md.raw.packing == ["B", "G_R", "R", "G_B"]

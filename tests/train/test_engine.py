@@ -126,6 +126,8 @@ def test_schedule_shapes():
     step = WarmupSchedule("step", total_steps=100, warmup_steps=0, min_ratio=0.0)
     assert (step(49), step(50), step(75)) == (1.0, pytest.approx(0.1), pytest.approx(0.01))
     assert WarmupSchedule("constant", 100, 0, 0.0)(99) == 1.0
+    keras = WarmupSchedule("inverse_time", 100, 0, 0.0, inverse_time_rate=1e-4)   # Keras decay=1e-4
+    assert (keras(0), keras(10_000)) == (1.0, pytest.approx(0.5))
 
 
 def test_loss_divergence_is_a_clear_error(toy_name, tmp_path):
