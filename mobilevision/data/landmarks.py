@@ -609,7 +609,7 @@ class AugmentOptions:
     border: str = "edge"                        # DD "edge", KDR "symmetric"
     gamma_prob: float = 0.5
     gamma_ranges: tuple[tuple[float, float], ...] = ((0.2, 0.6), (1.2, 3.5))   # one range picked uniformly
-    color_prob: float = 0.0                     # [SDK]: not in DD; per-channel gain
+    color_prob: float = 0.5                     # [SDK]: not in DD (issue 6 asks for colour); per-channel gain
     color_gain: tuple[float, float] = (0.8, 1.2)
     noise_prob: float = 0.4                     # salt-and-pepper, 2/5
     noise_amounts: tuple[float, ...] = (0.02, 0.2)

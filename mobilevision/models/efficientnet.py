@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .mobilenetv2 import ConvBNAct, extract_torchvision_state_dict, load_torchvision_trunk, make_divisible
+from .mobilenetv2 import (ConvBNAct, extract_torchvision_state_dict, load_torchvision_trunk, make_divisible,
+                          torchvision_init)
 
 __all__ = ["EfficientNet", "MBConv", "SqueezeExcitation", "StochasticDepth", "efficientnet_b0",
            "efficientnet_b3", "extract_torchvision_state_dict", "load_torchvision_trunk", "stage_settings"]
@@ -141,18 +142,7 @@ class EfficientNet(nn.Module):
 
     def _init_weights(self) -> None:
         """torchvision's init: Kaiming-normal (fan_out) convs, unit BN, U(±1/sqrt(out)) Linear, zero biases."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                bound = 1.0 / math.sqrt(m.out_features)
-                nn.init.uniform_(m.weight, -bound, bound)
-                nn.init.zeros_(m.bias)
+        torchvision_init(self, lambda w: nn.init.uniform_(w, -1.0 / math.sqrt(w.shape[0]), 1.0 / math.sqrt(w.shape[0])))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The head conv's map after BN + SiLU: (B, num_features, H/32, W/32), 7x7 at 224."""

@@ -83,6 +83,22 @@ class InvertedResidual(nn.Module):
         return x + y if self.use_residual else y
 
 
+def torchvision_init(module: nn.Module, linear_weight: Callable[[torch.Tensor], Any]) -> None:
+    """torchvision's classification-net init: Kaiming-normal (fan_out) conv weights, unit BN, zero biases;
+    ``linear_weight`` initialises each Linear weight (it differs per family)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            linear_weight(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 class MobileNetV2(nn.Module):
     """MobileNetV2 at width ``width_mult``: stem, 17 inverted residuals, 1x1 conv to ``num_features``
     (1280 for widths <= 1), global average pool, and (``include_classifier``) Dropout -> Linear.
@@ -115,17 +131,7 @@ class MobileNetV2(nn.Module):
 
     def _init_weights(self) -> None:
         """torchvision's init: Kaiming-normal (fan_out) convs, unit BN, N(0, 0.01) Linear, zero biases."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0.0, 0.01)
-                nn.init.zeros_(m.bias)
+        torchvision_init(self, lambda w: nn.init.normal_(w, 0.0, 0.01))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """The last conv's map after BN + ReLU6: (B, num_features, H/32, W/32), 7x7 at 224."""

@@ -133,3 +133,12 @@ def test_bad_input(faces, teachers, tmp_path, one_line_error):
     one_line_error(main([*base, "--data", str(bad)]), "a.pts", "line")
     with pytest.raises(DataError, match="at least 4"):
         LandmarkTask(LandmarkOptions(data=str(faces)), train=read_landmark_folder(faces / "test")[:3], test=[])
+
+
+def test_export_a_trained_run_keeps_its_input_size(teachers, tmp_path, capsys):
+    from mobilevision.export.metadata import read_sidecar
+
+    assert main(["export", str(teachers["teacher-tough"]), "-t", "onnx", "--out", str(tmp_path)]) == 0
+    md = read_sidecar(next(tmp_path.glob("*.onnx")))
+    assert md.inputs[0].shape == [1, 3, SIZE, SIZE] and md.outputs[0].shape == [1, 68, 2]
+    assert md.landmarks.points == 68 and md.parity["passed"]
