@@ -159,8 +159,13 @@ def export_cmd(
         raise typer.Exit(2)
 
 
-def _bench_table(rows) -> Table:
-    table = Table(title="latency (ms; timed runs interleaved across rows)")
+def _num(value, spec: str = ".2f") -> str:
+    """A table cell: the number, or '-' where the tool did not report it (e.g. median on older Android tools)."""
+    return "-" if value is None else format(value, spec)
+
+
+def _bench_table(rows, title: str = "latency (ms; timed runs interleaved across rows)") -> Table:
+    table = Table(title=title)
     cols = ("artifact", "backend", "threads", "load", "first", "median", "mean", "p90", "min", "max", "std",
             "peak RSS MB", "GMAC/s")
     for col in cols:
@@ -170,9 +175,9 @@ def _bench_table(rows) -> Table:
             table.add_row(Path(r.artifact).name, r.backend, "-", *["-"] * 9, f"[red]{r.error}[/red]")
             continue
         table.add_row(Path(r.artifact).name, r.backend, str(r.threads or "default"),
-                      *(f"{v:.2f}" for v in (r.load_ms, r.first_ms, r.median_ms, r.mean_ms, r.p90_ms,
-                                              r.min_ms, r.max_ms, r.std_ms)),
-                      f"{r.peak_rss_mb:.0f}", f"{r.gmacs_per_s:.1f}" if r.gmacs_per_s else "-")
+                      *(_num(v) for v in (r.load_ms, r.first_ms, r.median_ms, r.mean_ms, r.p90_ms,
+                                           r.min_ms, r.max_ms, r.std_ms)),
+                      _num(r.peak_rss_mb, ".0f"), f"{r.gmacs_per_s:.1f}" if r.gmacs_per_s else "-")
     return table
 
 
@@ -201,15 +206,69 @@ def bench_cmd(
     rewarm: int = typer.Option(1, help="Untimed runs right before each timed run (steady-state latency; "
                                        "0 measures a cold turn after another row's)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the rows as JSON."),
+    device: str = typer.Option("cpu", "--device", help="cpu (this machine) or android[:SERIAL] (a phone over adb: "
+                                                      ".tflite with LiteRT's benchmark_model)."),
+    android_binary: Optional[str] = typer.Option(None, "--android-binary",
+                                                 help="Android: benchmark_model as a file here (pushed and made "
+                                                      "executable) or a path on the phone; default: found there."),
+    taskset: Optional[str] = typer.Option(None, help="Android: pin to these cores (hex mask, e.g. f0 = big cores)."),
+    use_gpu: bool = typer.Option(False, "--use-gpu", help="Android: the LiteRT GPU delegate."),
+    use_nnapi: bool = typer.Option(False, "--use-nnapi", help="Android: the NNAPI delegate (TFLite benchmark_model)."),
+    use_npu: bool = typer.Option(False, "--use-npu", help="Android: the LiteRT NPU accelerator (LiteRT "
+                                                          "CompiledModel benchmark_model)."),
+    nnapi_accelerator: Optional[str] = typer.Option(None, "--nnapi-accelerator",
+                                                    help="Android: NNAPI device name (e.g. qti-htp)."),
+    android_arg: Optional[list[str]] = typer.Option(None, "--android-arg",
+                                                    help="Android: extra benchmark_model flag, repeatable "
+                                                         "(e.g. --android-arg=--use_hexagon=true)."),
 ) -> None:
     """Measure latency: load, first inference, median/mean/p90/min/max/std, peak RSS, GMAC/s."""
     from mobilevision.errors import MobileVisionError as _E
+    from mobilevision.runtime.devices import parse_device
 
     if runs < 1 or warmup < 0 or rewarm < 0 or (threads is not None and threads < 1):
         raise _E("--runs must be >= 1, --warmup and --rewarm >= 0 and --threads >= 1")
-    rows = _run_bench([str(a) for a in artifacts], backend or None, threads, runs, warmup, json_path, rewarm)
+    target = parse_device(device)
+    android_only = {"--android-binary": android_binary, "--taskset": taskset, "--use-gpu": use_gpu,
+                    "--use-nnapi": use_nnapi, "--use-npu": use_npu, "--nnapi-accelerator": nnapi_accelerator,
+                    "--android-arg": android_arg}
+    if target.kind == "cpu":
+        given = [name for name, value in android_only.items() if value]
+        if given:
+            raise _E(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --device android only")
+        rows = _run_bench([str(a) for a in artifacts], backend or None, threads, runs, warmup, json_path, rewarm)
+    else:
+        from mobilevision.runtime.devices.android import AndroidBenchOptions
+
+        if backend:
+            raise _E("--backend applies to --device cpu; on a phone LiteRT's benchmark_model runs the .tflite "
+                     "(--use-gpu / --use-nnapi / --use-npu pick its accelerator)")
+        accelerators = [name for name, on in (("gpu", use_gpu), ("nnapi", use_nnapi), ("npu", use_npu)) if on]
+        if len(accelerators) > 1:
+            raise _E("choose one of --use-gpu, --use-nnapi, --use-npu")
+        options = AndroidBenchOptions(serial=target.serial, binary=android_binary,
+                                      accelerator=(accelerators or ["cpu"])[0], threads=threads, runs=runs,
+                                      warmup=warmup, taskset=taskset, nnapi_accelerator=nnapi_accelerator,
+                                      extra_args=tuple(android_arg or ()))
+        rows = _run_android_bench([str(a) for a in artifacts], options, json_path)
     if all(r.error for r in rows):
         raise typer.Exit(2)
+
+
+def _run_android_bench(artifacts, options, json_path) -> list:
+    from mobilevision.runtime.devices.android import benchmark_android
+    from mobilevision.runtime.profile import write_json
+
+    with err.status("benchmarking on Android") as status:
+        rows = benchmark_android(artifacts, options, on_progress=lambda msg: status.update(msg))
+    out.print(_bench_table(rows, title="latency on Android (ms; benchmark_model's timed runs)"))
+    for r in rows:
+        if r.warning:
+            err.print(f"warning: {Path(r.artifact).name}: {r.warning}", markup=False, highlight=False, soft_wrap=True)
+    if json_path:
+        write_json(rows, json_path)
+        err.print(f"wrote {json_path}")
+    return rows
 
 
 @app.command("info")
