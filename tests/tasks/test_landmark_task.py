@@ -142,3 +142,41 @@ def test_export_a_trained_run_keeps_its_input_size(teachers, tmp_path, capsys):
     md = read_sidecar(next(tmp_path.glob("*.onnx")))
     assert md.inputs[0].shape == [1, 3, SIZE, SIZE] and md.outputs[0].shape == [1, 68, 2]
     assert md.landmarks.points == 68 and md.parity["passed"]
+
+
+def _wflw(root, n_train=6, n_test=2):
+    """A tiny WFLW layout (98 points, boxes, attribute flags) over rendered-face images."""
+    from PIL import Image
+
+    from mobilevision.data.faces import render_face
+
+    lists = root / "WFLW_annotations" / "list_98pt_rect_attr_train_test"
+    lists.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("test", n_test)):
+        lines = []
+        for i in range(n):
+            name = f"0--x/{split}{i}.jpg"
+            (root / "WFLW_images" / "0--x").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(render_face(rng, 96).image).save(root / "WFLW_images" / name)
+            pts = rng.uniform(20, 76, (98, 2))
+            pts[60], pts[72] = (25.0, 40.0), (70.0, 41.0)
+            lines.append(" ".join([*(f"{v:.3f}" for v in pts.reshape(-1)), "15", "15", "80", "85",
+                                   "0", "1", "0", "0", "1", "0", name]))
+        (lists / f"list_98pt_rect_attr_{split}.txt").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_wflw_98_points_with_box_crops_and_inter_pupil(tmp_path, capsys):
+    data = _wflw(tmp_path / "wflw")
+    run = tmp_path / "run"
+    assert main(["train", "landmarks", "--role", "teacher-tough", "--model", "landmarks_mnv2_035", "--data", str(data),
+                 "--points", "98", "--imgsz", "48", "--epochs", "1", "--batch-size", "4", "--augmentation-factor",
+                 "1", "--workers", "0", "--out", str(run)]) == 0
+    card = json.loads((run / "best.json").read_text())
+    assert card["points"] == 98 and card["num_classes"] == 98
+    assert main(["eval", "landmarks", "--weights", str(run / "best.safetensors"), "--crop", "box", "--normaliser",
+                 "inter_pupil", "--out", str(tmp_path / "ev"), "--overlays", "0"]) == 0
+    summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert summary["test_faces"] == 2 and summary["crop"] == "box" and summary["normaliser"] == "inter_pupil"
+    assert not (tmp_path / "ev" / "overlays.png").exists()
