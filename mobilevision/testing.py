@@ -81,19 +81,22 @@ def write_tiny_mvtec(root: Path, n_train: int = 10, size: int = 256) -> Path:
 
 
 def write_dng(path: Path, mosaic, pattern: str = "RGGB", black_level: int = 64, white_level: int = 1023) -> Path:
-    """A minimal uncompressed Bayer DNG (16-bit samples) written with pidng, for RAW-reading tests."""
+    """A minimal uncompressed Bayer DNG (16-bit samples) written with pidng, for RAW-reading tests; an
+    (H, W, 3) array gives a LinearRaw (already demosaiced) DNG instead, which an ISP must refuse."""
     import numpy as np
     from pidng.core import RAW2DNG, DNGTags, Tag
     from pidng.defs import CalibrationIlluminant, CFAPattern, DNGVersion, Orientation, PhotometricInterpretation
 
     m = np.ascontiguousarray(mosaic, dtype=np.uint16)
-    h, w = m.shape
+    h, w = m.shape[:2]
+    linear = m.ndim == 3
+    layout = ((Tag.PhotometricInterpretation, PhotometricInterpretation.Linear_Raw), (Tag.SamplesPerPixel, 3),
+              (Tag.BitsPerSample, [16, 16, 16])) if linear else (
+        (Tag.PhotometricInterpretation, PhotometricInterpretation.Color_Filter_Array), (Tag.SamplesPerPixel, 1),
+        (Tag.BitsPerSample, 16), (Tag.CFARepeatPatternDim, [2, 2]), (Tag.CFAPattern, getattr(CFAPattern, pattern)))
     t = DNGTags()
     for tag, value in ((Tag.ImageWidth, w), (Tag.ImageLength, h), (Tag.TileWidth, w), (Tag.TileLength, h),
-                       (Tag.Orientation, Orientation.Horizontal),
-                       (Tag.PhotometricInterpretation, PhotometricInterpretation.Color_Filter_Array),
-                       (Tag.SamplesPerPixel, 1), (Tag.BitsPerSample, 16), (Tag.CFARepeatPatternDim, [2, 2]),
-                       (Tag.CFAPattern, getattr(CFAPattern, pattern)), (Tag.BlackLevel, black_level),
+                       (Tag.Orientation, Orientation.Horizontal), *layout, (Tag.BlackLevel, black_level),
                        (Tag.WhiteLevel, white_level),
                        (Tag.ColorMatrix1, [[1, 1], [0, 1], [0, 1], [0, 1], [1, 1], [0, 1], [0, 1], [0, 1], [1, 1]]),
                        (Tag.CalibrationIlluminant1, CalibrationIlluminant.D65),

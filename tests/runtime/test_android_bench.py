@@ -180,7 +180,7 @@ def test_parse_device():
     assert parse_device("cpu") == DeviceSpec("cpu")
     assert parse_device("android") == DeviceSpec("android")
     assert parse_device("android:192.168.1.5:5555") == DeviceSpec("android", "192.168.1.5:5555")
-    for bad in ("gpu", "android:", "cpu:0"):
+    for bad in ("tpu", "gpu:0", "android:", "cpu:0"):
         with pytest.raises(MobileVisionError):
             parse_device(bad)
 

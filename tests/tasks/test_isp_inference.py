@@ -123,3 +123,16 @@ def test_reader_refuses_non_bayer_files(tmp_path):
     path.write_bytes(b"\0" * 64)
     with pytest.raises(DataError, match="x.nef"):
         read_raw(path)
+
+
+def test_bad_raw_inputs_are_one_line_errors(weights, tmp_path, one_line_error):
+    """A linear (demosaiced) DNG, a JPEG passed as RAW, and an odd-sized mosaic (cropped to even, not an error)."""
+    rng = np.random.default_rng(1)
+    linear = write_dng(tmp_path / "linear.dng", rng.integers(0, 1023, (32, 48, 3)))
+    one_line_error(main(["isp", str(linear), "-o", str(tmp_path / "o.png")]), "linear.dng", "Bayer")
+    jpeg = tmp_path / "photo.jpg"
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(jpeg)
+    one_line_error(main(["isp", str(jpeg), "-o", str(tmp_path / "o.png")]), "photo.jpg", "RAW")
+    odd = write_dng(tmp_path / "odd.dng", rng.integers(64, 1023, (37, 51)))
+    assert main(["isp", str(odd), "-o", str(tmp_path / "odd.png"), "--weights", str(weights), "--tile", "16"]) == 0
+    assert Image.open(tmp_path / "odd.png").size == (50, 36)
