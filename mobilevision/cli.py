@@ -12,6 +12,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mobilevision import __version__
@@ -164,20 +165,34 @@ def _num(value, spec: str = ".2f") -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _bench_table(rows, title: str = "latency (ms; timed runs interleaved across rows)") -> Table:
+def _delegation_cell(r) -> str:
+    """Where an accelerator row ran, as its runtime reports it."""
+    on = ", ".join(r.executed_on or []) or "-"
+    if r.accelerated is None:
+        return f"{on} (coverage not reported)"
+    if r.accelerated:
+        return f"{on} (whole graph)"
+    n = len(r.fallback_ops or [])
+    return f"{on} ({n} op{'s' if n != 1 else ''} on CPU)" if n else f"{on} (partial)"
+
+
+def _bench_table(rows, title: str = "latency (ms; timed runs interleaved across rows)",
+                 delegation: bool = False) -> Table:
     table = Table(title=title)
     cols = ("artifact", "backend", "threads", "load", "first", "median", "mean", "p90", "min", "max", "std",
-            "peak RSS MB", "GMAC/s")
+            "peak RSS MB", "GMAC/s") + (("ran on",) if delegation else ())
     for col in cols:
-        table.add_column(col, justify="left" if col in ("artifact", "backend") else "right")
+        table.add_column(col, justify="left" if col in ("artifact", "backend", "ran on") else "right")
     for r in rows:
         if r.error:
-            table.add_row(Path(r.artifact).name, r.backend, "-", *["-"] * 9, f"[red]{r.error}[/red]")
+            message = f"[red]{escape(r.error)}[/red]" if delegation else f"[red]{r.error}[/red]"
+            table.add_row(Path(r.artifact).name, r.backend, "-", *["-"] * 9, message, *(["-"] if delegation else []))
             continue
         table.add_row(Path(r.artifact).name, r.backend, str(r.threads or "default"),
                       *(_num(v) for v in (r.load_ms, r.first_ms, r.median_ms, r.mean_ms, r.p90_ms,
                                            r.min_ms, r.max_ms, r.std_ms)),
-                      _num(r.peak_rss_mb, ".0f"), f"{r.gmacs_per_s:.1f}" if r.gmacs_per_s else "-")
+                      _num(r.peak_rss_mb, ".0f"), f"{r.gmacs_per_s:.1f}" if r.gmacs_per_s else "-",
+                      *([escape(_delegation_cell(r))] if delegation else []))
     return table
 
 
@@ -206,8 +221,14 @@ def bench_cmd(
     rewarm: int = typer.Option(1, help="Untimed runs right before each timed run (steady-state latency; "
                                        "0 measures a cold turn after another row's)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the rows as JSON."),
-    device: str = typer.Option("cpu", "--device", help="cpu (this machine) or android[:SERIAL] (a phone over adb: "
-                                                      ".tflite with LiteRT's benchmark_model)."),
+    device: str = typer.Option("cpu", "--device", help="cpu (this machine), gpu / npu (this machine's accelerator, "
+                                                      "through every runtime that has one here), or android[:SERIAL] "
+                                                      "(a phone over adb: .tflite with LiteRT's benchmark_model)."),
+    npu_soc: Optional[str] = typer.Option(None, "--npu-soc",
+                                          help="NPU: compile the .tflite ahead of time for a phone SoC "
+                                               "(qualcomm:SM8650, mediatek:MT6989, google:Tensor_G4) with LiteRT's "
+                                               "AOT compiler and the vendor SDK; writes <name>_<target>.tflite "
+                                               "beside it, to run with --device android --use-npu."),
     android_binary: Optional[str] = typer.Option(None, "--android-binary",
                                                  help="Android: benchmark_model as a file here (pushed and made "
                                                       "executable) or a path on the phone; default: found there."),
@@ -232,11 +253,22 @@ def bench_cmd(
     android_only = {"--android-binary": android_binary, "--taskset": taskset, "--use-gpu": use_gpu,
                     "--use-nnapi": use_nnapi, "--use-npu": use_npu, "--nnapi-accelerator": nnapi_accelerator,
                     "--android-arg": android_arg}
-    if target.kind == "cpu":
+    if npu_soc and target.kind != "npu":
+        raise _E("--npu-soc applies to --device npu only")
+    if target.kind in ("cpu", "gpu", "npu"):
         given = [name for name, value in android_only.items() if value]
         if given:
             raise _E(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --device android only")
+    if target.kind == "cpu":
         rows = _run_bench([str(a) for a in artifacts], backend or None, threads, runs, warmup, json_path, rewarm)
+    elif npu_soc:
+        if backend:
+            raise _E("--backend does not apply to --npu-soc: LiteRT's AOT compiler compiles the .tflite")
+        _run_npu_aot([str(a) for a in artifacts], npu_soc)
+        return
+    elif target.kind in ("gpu", "npu"):
+        rows = _run_accelerated_bench([str(a) for a in artifacts], target.kind, backend or None, threads, runs,
+                                      warmup, rewarm, json_path)
     else:
         from mobilevision.runtime.devices.android import AndroidBenchOptions
 
@@ -253,6 +285,55 @@ def bench_cmd(
         rows = _run_android_bench([str(a) for a in artifacts], options, json_path)
     if all(r.error for r in rows):
         raise typer.Exit(2)
+
+
+def _run_accelerated_bench(artifacts, device, backends, threads, runs, warmup, rewarm, json_path) -> list:
+    """GPU/NPU rows from every runtime with that accelerator here; one line per runtime without."""
+    from mobilevision.runtime.devices.accelerators import plan_accelerated
+    from mobilevision.runtime.profile import benchmark, write_json
+
+    name = device.upper()
+    with err.status(f"looking for a {name}"):
+        pairs, unavailable = plan_accelerated(artifacts, device, backends)
+    for av in unavailable:
+        err.print(av.line(), markup=False, highlight=False, soft_wrap=True)
+    if not pairs:
+        files = ", ".join(Path(a).name for a in artifacts)
+        article = "an" if device == "npu" else "a"
+        raise MobileVisionError(f"nothing ran: no runtime here can run {files} on {article} {name} (reasons above)")
+    with err.status(f"benchmarking on the {name}") as status:
+        rows = benchmark([], threads=threads, runs=runs, warmup=warmup, rewarm=rewarm, pairs=pairs, device=device,
+                         on_progress=lambda msg: status.update(msg))
+    out.print(_bench_table(rows, title=f"latency on the {name} (ms; timed runs interleaved across rows)",
+                           delegation=True))
+    for r in rows:
+        if not r.error and r.accelerated is False:
+            ops = r.fallback_ops or []
+            shown = ", ".join(ops[:6]) + (f" and {len(ops) - 6} more" if len(ops) > 6 else "")
+            err.print(f"warning: {Path(r.artifact).name} {r.backend}: part of the graph ran on the CPU"
+                      f"{f' ({shown})' if shown else ''}: not a pure {name} number",
+                      markup=False, highlight=False, soft_wrap=True)
+    if json_path:
+        write_json(rows, json_path)
+        err.print(f"wrote {json_path}")
+    return rows
+
+
+def _run_npu_aot(artifacts, spec) -> None:
+    """Compile each .tflite ahead of time for a phone NPU and say how to measure it there."""
+    from mobilevision.runtime.devices.accelerators import compile_for_npu, parse_npu_soc
+
+    target = parse_npu_soc(spec)
+    for a in artifacts:
+        with err.status(f"compiling {Path(a).name} for {target.target_id}"):
+            done = compile_for_npu(a, target)
+        share = "all" if done.fully_offloaded else f"{done.ops_offloaded} of {done.ops_total}"
+        out.print(f"{Path(a).name} -> {done.path}: {share} ops on the {target.vendor.name} NPU in "
+                  f"{done.partitions} partition(s); measure it on {target.vendor.hardware}: "
+                  f"mobilevision bench {done.path} --device android --use-npu", markup=False, highlight=False)
+        if not done.fully_offloaded:
+            err.print(f"warning: {done.ops_total - done.ops_offloaded} ops of {Path(a).name} stay on the phone's CPU",
+                      markup=False, highlight=False)
 
 
 def _run_android_bench(artifacts, options, json_path) -> list:

@@ -30,7 +30,7 @@ import numpy as np
 from mobilevision.atomic_io import atomic_write_text
 from mobilevision.errors import ArtifactError, BackendUnavailable, MobileVisionError
 
-from .backends import BACKENDS, SUFFIX_BACKENDS, backends_for, open_backend
+from .backends import BACKENDS, SUFFIX_BACKENDS, AcceleratorFallback, Delegation, backends_for, open_backend
 
 INPUT_SEED = 0            # the random input is the same for every pair and every run
 ANSWER_TIMEOUT_S = 600.0  # a worker that does not answer within this is declared dead
@@ -50,7 +50,13 @@ class BenchResult:
     ``peak_rss_mb`` is the worker process's peak resident memory (MB = 2**20 bytes): Python,
     the runtime library, the model and its buffers. ``gmacs_per_s`` is the achieved throughput,
     MACs / median latency, in 1e9 MAC/s (None when the metadata does not give the MACs).
-    ``threads`` is what was requested (None = the runtime's default).
+    ``threads`` is what was requested (None = the runtime's default). ``device`` is where it ran
+    (``cpu``, or ``gpu`` / ``npu`` for an accelerator run). Accelerator rows also say what the runtime
+    reports about delegation: ``executed_on`` (ONNX Runtime's session providers, OpenVINO's
+    EXECUTION_DEVICES, LiteRT's accelerator, Core ML's compute units), ``accelerated`` (the whole
+    graph on the accelerator; None where the runtime does not say) and ``fallback_ops`` (the ops
+    the runtime placed on the CPU, where it names them). A run whose accelerator took none of the
+    graph is an error row: those would be CPU numbers.
     """
 
     artifact: str
@@ -73,6 +79,9 @@ class BenchResult:
     gmacs_per_s: float | None
     error: str | None = None
     rewarm: int = 1                 # untimed runs right before each timed run (see ``benchmark``)
+    accelerated: bool | None = None
+    fallback_ops: list[str] | None = None
+    executed_on: list[str] | None = None
 
 
 def input_arrays(specs, seed: int = INPUT_SEED) -> list[np.ndarray]:
@@ -144,13 +153,20 @@ def _wait_until_idle(timeout_s: float = QUIET_TIMEOUT_S) -> None:
         time.sleep(0.0005)
 
 
+def _delegation_info(delegation: Delegation) -> dict:
+    """The BenchResult fields of a backend's delegation report."""
+    return {"accelerated": delegation.accelerated, "fallback_ops": delegation.fallback_ops,
+            "executed_on": delegation.executed_on}
+
+
 def _worker(conn: Connection, artifact: str, backend: str, threads: int | None, warmup: int,
-            rewarm: int) -> None:
+            rewarm: int, device: str = "cpu") -> None:
     """Load, run once (first inference), warm up, then per "run" message: ``rewarm`` untimed
-    runs and one timed run.
+    runs and one timed run. On a GPU/NPU, first ask the runtime where the graph went
+    (``backend.delegation()``) and refuse a run whose accelerator took none of it.
 
     Protocol (worker -> parent): ("ready", info) | ("time", ns) ... | ("done", peak_rss_mb), or
-    ("error", message) at any point, after which the worker exits.
+    ("error", message) | ("fallback", info with "message") at any point, after which the worker exits.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it kills us
     devnull = os.open(os.devnull, os.O_WRONLY)    # runtimes log to fd 1/2 ("Created XNNPACK delegate")
@@ -159,10 +175,15 @@ def _worker(conn: Connection, artifact: str, backend: str, threads: int | None, 
     b = None
     try:
         t0 = time.perf_counter_ns()
-        b = open_backend(artifact, backend=backend, threads=threads)
+        b = open_backend(artifact, backend=backend, threads=threads, device=device)
         load_ms = (time.perf_counter_ns() - t0) / 1e6
         from .api import read_metadata
 
+        delegation = {}
+        if device != "cpu":
+            facts = b.delegation()
+            delegation = _delegation_info(facts)
+            facts.check()  # raises AcceleratorFallback when the accelerator runs none of the graph
         md = read_metadata(b)
         arrays = input_arrays(b.inputs)
         t0 = time.perf_counter_ns()
@@ -172,7 +193,7 @@ def _worker(conn: Connection, artifact: str, backend: str, threads: int | None, 
             b.run(arrays)
         _wait_until_idle()
         conn.send(("ready", {"load_ms": load_ms, "first_ms": first_ms,
-                             "model": md.model if md else None, "macs": md.macs if md else None}))
+                             "model": md.model if md else None, "macs": md.macs if md else None, **delegation}))
         while conn.recv() == "run":
             for _ in range(rewarm):
                 b.run(arrays)
@@ -182,6 +203,8 @@ def _worker(conn: Connection, artifact: str, backend: str, threads: int | None, 
             _wait_until_idle()
             conn.send(("time", elapsed))
         conn.send(("done", _peak_rss_mb()))
+    except AcceleratorFallback as e:
+        conn.send(("fallback", {"message": str(e), **_delegation_info(e.delegation)}))
     except MobileVisionError as e:
         conn.send(("error", str(e)))
     except (EOFError, BrokenPipeError):
@@ -201,6 +224,7 @@ class _Pair:
 
     artifact: str
     backend: str
+    device: str = "cpu"
     process: mp.process.BaseProcess | None = None
     conn: Connection | None = None
     info: dict | None = None
@@ -241,7 +265,8 @@ def plan(artifacts: list[str | Path], backends: list[str] | None = None) -> list
 def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, threads: int | None = None,
               runs: int = 50, warmup: int = 5, on_progress: Callable[[str], None] | None = None,
               order_log: list[tuple[str, str]] | None = None,
-              pairs: list[tuple[str | Path, str]] | None = None, rewarm: int = 1) -> list[BenchResult]:
+              pairs: list[tuple[str | Path, str]] | None = None, rewarm: int = 1,
+              device: str = "cpu") -> list[BenchResult]:
     """Measure every artifact x backend pair (see ``plan``); one BenchResult per pair, in plan order.
 
     Per pair: load, first inference, ``warmup`` untimed runs; then ``runs`` rounds, each giving
@@ -252,6 +277,8 @@ def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, th
     A pair that fails to load or run becomes a row with ``error`` set; the others still run.
     ``pairs`` (optional) lists exact (artifact, backend) pairs instead of artifacts x backends.
     ``order_log`` (optional) receives the (artifact, backend) of every timed run, in the order run.
+    ``device``: ``cpu`` (default), or ``gpu`` / ``npu`` to open every pair on that accelerator
+    (``devices/accelerators.py`` picks the pairs that can); see BenchResult for what such rows add.
     """
     if runs < 1 or warmup < 0 or rewarm < 0 or (threads is not None and threads < 1):
         raise MobileVisionError(f"runs must be >= 1, warmup and rewarm >= 0 and threads >= 1 "
@@ -262,9 +289,9 @@ def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, th
             raise ArtifactError("no artifacts to benchmark")
         for a, b in pairs:
             plan([a], [b])  # the same checks as for artifacts x backends
-        measured = [_Pair(a, b) for a, b in dict.fromkeys((str(a), b) for a, b in pairs)]
+        measured = [_Pair(a, b, device) for a, b in dict.fromkeys((str(a), b) for a, b in pairs)]
     else:
-        measured = [_Pair(a, b) for a, b in plan(artifacts, backends)]
+        measured = [_Pair(a, b, device) for a, b in plan(artifacts, backends)]
     ctx = mp.get_context("spawn")
     try:
         for p in measured:  # load one at a time, so loads do not compete for the CPU
@@ -291,7 +318,7 @@ def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, th
 
 def _start(ctx, p: _Pair, threads: int | None, warmup: int, rewarm: int) -> None:
     parent, child = ctx.Pipe()
-    p.process = ctx.Process(target=_worker, args=(child, p.artifact, p.backend, threads, warmup, rewarm),
+    p.process = ctx.Process(target=_worker, args=(child, p.artifact, p.backend, threads, warmup, rewarm, p.device),
                             name=f"bench-{p.backend}-{Path(p.artifact).name}", daemon=True)
     p.process.start()
     child.close()
@@ -299,6 +326,10 @@ def _start(ctx, p: _Pair, threads: int | None, warmup: int, rewarm: int) -> None
     kind, payload = _receive(p)
     if kind == "ready":
         p.info = payload
+    elif kind == "fallback":  # the facts go into the error row
+        p.info = {k: v for k, v in payload.items() if k != "message"}
+        p.error = payload["message"]
+        _stop(p)
     else:
         p.error = payload
         _stop(p)
@@ -341,20 +372,21 @@ def _stop(p: _Pair) -> None:
 
 def _result(p: _Pair, threads: int | None, warmup: int, rewarm: int) -> BenchResult:
     info = p.info or {}
+    delegation = {k: info.get(k) for k in ("accelerated", "fallback_ops", "executed_on")}
     if p.error is not None or not p.times_ns:
-        return BenchResult(p.artifact, p.backend, info.get("model"), threads, "cpu", info.get("load_ms"),
+        return BenchResult(p.artifact, p.backend, info.get("model"), threads, p.device, info.get("load_ms"),
                            info.get("first_ms"), 0, warmup, None, None, None, None, None, None, p.peak_rss_mb,
-                           info.get("macs"), None, p.error or "no timed runs", rewarm)
+                           info.get("macs"), None, p.error or "no timed runs", rewarm, **delegation)
     t = np.asarray(p.times_ns, dtype=np.float64) / 1e6
     median = float(np.median(t))
     macs = info["macs"]
     return BenchResult(
-        artifact=p.artifact, backend=p.backend, model=info["model"], threads=threads, device="cpu",
+        artifact=p.artifact, backend=p.backend, model=info["model"], threads=threads, device=p.device,
         load_ms=info["load_ms"], first_ms=info["first_ms"], runs=len(t), warmup=warmup,
         median_ms=median, mean_ms=float(t.mean()), p90_ms=float(np.percentile(t, 90)),
         min_ms=float(t.min()), max_ms=float(t.max()), std_ms=float(t.std(ddof=0)),
         peak_rss_mb=p.peak_rss_mb, macs=macs, gmacs_per_s=macs / (median / 1e3) / 1e9 if macs else None,
-        rewarm=rewarm)
+        rewarm=rewarm, **delegation)
 
 
 def write_json(results: list[BenchResult], path: str | Path) -> Path:

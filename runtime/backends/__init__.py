@@ -10,7 +10,7 @@ from pathlib import Path
 
 from mobilevision.errors import ArtifactError, BackendUnavailable
 
-from .base import Backend
+from .base import ACCELERATOR_DEVICES, AcceleratorFallback, AcceleratorUnavailable, Backend, Delegation
 
 BACKENDS: dict[str, str] = {
     "ort": "mobilevision.runtime.backends.ort:OrtBackend",
@@ -42,8 +42,13 @@ def backends_for(path: str | Path) -> tuple[str, ...]:
     return SUFFIX_BACKENDS[artifact_suffix(path)]
 
 
-def open_backend(path: str | Path, backend: str | None = None, threads: int | None = None) -> Backend:
-    """Open ``path`` with ``backend`` (default: the format's own runtime)."""
+# Backends that take ``device="gpu"|"npu"``.
+ACCELERATOR_BACKENDS: tuple[str, ...] = ("ort", "openvino", "litert", "coreml")
+
+
+def open_backend(path: str | Path, backend: str | None = None, threads: int | None = None,
+                 device: str = "cpu") -> Backend:
+    """Open ``path`` with ``backend`` (default: the format's own runtime) on ``device`` (cpu, gpu, npu)."""
     p = Path(path)
     allowed = backends_for(p)
     name = backend or allowed[0]
@@ -54,7 +59,15 @@ def open_backend(path: str | Path, backend: str | None = None, threads: int | No
     if not p.exists():
         raise ArtifactError(f"artifact not found: {p}")
     module, cls = BACKENDS[name].split(":")
-    return getattr(importlib.import_module(module), cls)(p, threads=threads)
+    if device == "cpu":
+        return getattr(importlib.import_module(module), cls)(p, threads=threads)
+    if device not in ACCELERATOR_DEVICES:
+        raise BackendUnavailable(f"unknown device {device!r}: choose cpu, {' or '.join(ACCELERATOR_DEVICES)}")
+    if name not in ACCELERATOR_BACKENDS:
+        raise BackendUnavailable(f"the {name} backend runs on the CPU only: for --device {device} use one of "
+                                 f"{', '.join(ACCELERATOR_BACKENDS)}")
+    return getattr(importlib.import_module(module), cls)(p, threads=threads, device=device)
 
 
-__all__ = ["Backend", "BACKENDS", "SUFFIX_BACKENDS", "open_backend", "backends_for", "artifact_suffix"]
+__all__ = ["ACCELERATOR_BACKENDS", "ACCELERATOR_DEVICES", "AcceleratorFallback", "AcceleratorUnavailable", "Backend",
+           "BACKENDS", "Delegation", "SUFFIX_BACKENDS", "open_backend", "backends_for", "artifact_suffix"]

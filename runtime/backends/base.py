@@ -5,17 +5,61 @@ The benchmark runner and the task wrappers only see this: ``inputs``/``outputs``
 order, ``embedded_metadata()`` (the JSON string stored in the artifact, or None) and
 ``close()``. Backends import their runtime lazily and raise BackendUnavailable with the
 pip command when it is missing.
+
+Backends that can run on an accelerator take ``device="gpu"|"npu"`` and then also offer
+``delegation() -> Delegation``: what the runtime itself reports about where the graph ran.
 """
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from mobilevision.errors import BackendUnavailable
+from mobilevision.errors import BackendUnavailable, MobileVisionError
 from mobilevision.export.metadata import TensorSpec
+
+ACCELERATOR_DEVICES = ("gpu", "npu")
+
+
+class AcceleratorUnavailable(BackendUnavailable):
+    """The asked-for GPU/NPU, or the runtime build or vendor SDK that drives it, is not on this machine."""
+
+
+@dataclass
+class Delegation:
+    """Where a runtime says the graph of an accelerator run went.
+
+    ``executed_on``: what the runtime reports (ONNX Runtime's session providers, OpenVINO's
+    ``EXECUTION_DEVICES``, LiteRT's accelerator set, Core ML's compute units). ``accelerated``: the
+    whole graph runs on the accelerator (None: the runtime does not say). ``fallback_ops``: ops the
+    runtime placed on the CPU, when it names them. ``offloaded``: the accelerator runs any of it.
+    """
+
+    device: str
+    accelerator: str
+    executed_on: list[str]
+    accelerated: bool | None
+    fallback_ops: list[str] | None = None
+    offloaded: bool = True
+    note: str | None = None
+
+    def check(self) -> None:
+        """Raise AcceleratorFallback when the accelerator runs none of the graph (those are CPU numbers)."""
+        if not self.offloaded:
+            why = self.note or f"the runtime reports {', '.join(self.executed_on) or 'nothing'}"
+            raise AcceleratorFallback(f"{self.accelerator} ran none of the graph ({why}): a CPU run, not a "
+                                      f"{self.device.upper()} number", self)
+
+
+class AcceleratorFallback(MobileVisionError):
+    """An accelerator run whose graph the runtime put (entirely or partly, as stated) on the CPU."""
+
+    def __init__(self, message: str, delegation: Delegation):
+        super().__init__(message)
+        self.delegation = delegation
 
 
 @runtime_checkable

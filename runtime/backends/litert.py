@@ -1,14 +1,23 @@
-"""LiteRT (TFLite) backend: ai_edge_litert's Interpreter with its default XNNPACK CPU delegate."""
+"""LiteRT (TFLite) backend: ai_edge_litert's Interpreter with its default XNNPACK CPU delegate, or
+(``device="gpu"|"npu"``) its CompiledModel API with the GPU or NPU accelerator."""
 from __future__ import annotations
 
+import os
+import re
+import sys
+import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
-from mobilevision.errors import ArtifactError
+from mobilevision.errors import ArtifactError, MobileVisionError
 from mobilevision.export.metadata import METADATA_KEY, TensorSpec
 
-from .base import require
+from .base import AcceleratorFallback, AcceleratorUnavailable, Delegation, require
+
+NOT_ACCELERATED = "Some ops are not accelerated"  # LiteRT's words when the accelerator cannot take the whole graph
 
 
 def read_tflite_metadata(path: Path, key: str = METADATA_KEY) -> str | None:
@@ -29,12 +38,124 @@ def read_tflite_metadata(path: Path, key: str = METADATA_KEY) -> str | None:
     return None
 
 
+@contextmanager
+def native_stderr() -> Iterator[list[str]]:
+    """Collect what native code writes to file descriptor 2 meanwhile; the lines are there on exit.
+
+    LiteRT says why an accelerator failed in its log (which library did not load, which GPU API
+    did not start), while its exception only names a source line.
+    """
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            log.seek(0)
+            lines.extend(log.read().decode("utf-8", "replace").splitlines())
+
+
+def _reason(device: str, log: list[str]) -> str | None:
+    """The log line that says why: for the GPU the API that did not start, for the NPU the plugin that did not load."""
+    patterns = ([r"(Failed to (?:initialize|create|get).*)"] if device == "gpu" else
+                [r"Could not load shared library \S*?([^/\s]+): (.*?)\.?$", r"(No compiler plugin found.*)"])
+    for pattern in patterns:
+        for line in log:
+            m = re.search(pattern, line)
+            if m:
+                return ": ".join(g.strip() for g in m.groups())[:240]
+    return None
+
+
+def compile_failure(device: str, message: str, log: list[str], path: Path) -> MobileVisionError:
+    """The error for a CompiledModel that did not compile for ``device``, from LiteRT's exception and log."""
+    name = device.upper()
+    reason = _reason(device, log)
+    text = "\n".join([message, *log])
+    if device == "npu" and "No compiler plugin found" in text:
+        return AcceleratorUnavailable(f"LiteRT's NPU accelerator has no compiler plugin that loads here"
+                                      f"{f' ({reason})' if reason else ''}")
+    if NOT_ACCELERATED in text:
+        return AcceleratorFallback(
+            f"LiteRT's {name} accelerator cannot run the whole graph (LiteRT: '{NOT_ACCELERATED}'; it does not "
+            f"name them); with the CPU allowed as fallback part would run there, so there is no {name} number",
+            Delegation(device, f"LiteRT {name}", [], accelerated=False, offloaded=False, note=reason))
+    if device == "gpu" and "WebGPU" in text:
+        return AcceleratorUnavailable(f"LiteRT's GPU accelerator (WebGPU) did not start"
+                                      f"{f': {reason}' if reason else ''}")
+    first = next((l for l in message.splitlines() if l.strip()), "")
+    return ArtifactError(f"LiteRT cannot compile {path} for the {name}: {reason or first[:200]}")
+
+
+class LiteRTCompiledModel:
+    """A .tflite compiled by LiteRT's CompiledModel API for one accelerator alone (GPU or NPU).
+
+    The accelerator set holds no CPU: LiteRT then refuses a graph the accelerator cannot run whole
+    ("Some ops are not accelerated"), so a model that opens here runs entirely on the accelerator.
+    """
+
+    def __init__(self, path: Path, device: str):
+        cm = require("ai_edge_litert.compiled_model", "ai-edge-litert", f"LiteRT on the {device.upper()}")
+        accelerator = getattr(cm.HardwareAccelerator, device.upper(), None)
+        if accelerator is None:
+            raise AcceleratorUnavailable(f"this ai-edge-litert has no {device.upper()} hardware accelerator")
+        self.path, self.device = Path(path), device
+        error: Exception | None = None
+        with native_stderr() as log:
+            try:
+                self.model = cm.CompiledModel.from_file(str(self.path), hardware_accel=accelerator)
+            except (RuntimeError, ValueError) as e:
+                error = e
+        if error is not None:
+            raise compile_failure(device, str(error), log, self.path) from error
+        signatures = self.model.get_signature_list()
+        key = next(iter(signatures))
+        self._signature = self.model.get_signature_index(key)
+        ins = self.model.get_input_tensor_details(key)
+        outs = self.model.get_output_tensor_details(key)
+        self.inputs = [self._spec(ins[n]) for n in signatures[key]["inputs"]]
+        self.outputs = [self._spec(outs[n]) for n in signatures[key]["outputs"]]
+        self._in = self.model.create_input_buffers(self._signature)
+        self._out = self.model.create_output_buffers(self._signature)
+
+    @staticmethod
+    def _spec(d: dict) -> TensorSpec:
+        return TensorSpec(d["name"], [int(s) for s in d["shape"]], np.dtype(d["dtype"]).name)
+
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        for buffer, a in zip(self._in, arrays):
+            buffer.write(a)
+        self.model.run_by_index(self._signature, self._in, self._out)
+        return [b.read(int(np.prod(s.shape)), np.dtype(s.dtype)).reshape(s.shape)
+                for b, s in zip(self._out, self.outputs)]
+
+    def delegation(self) -> Delegation:
+        """LiteRT's own fully-accelerated flag for a model compiled with the accelerator alone."""
+        flag = getattr(self.model, "is_fully_accelerated", None)
+        name = self.device.upper()
+        return Delegation(self.device, f"LiteRT {name}", [name], accelerated=bool(flag()) if flag else None,
+                          fallback_ops=None, note=f"compiled for the {name} alone (no CPU fallback allowed)")
+
+    def close(self) -> None:
+        self._in = self._out = self.model = None
+
+
 class LiteRTBackend:
     name = "litert"
 
-    def __init__(self, path: Path, threads: int | None = None):
-        interp_mod = require("ai_edge_litert.interpreter", "ai-edge-litert", "LiteRT backend")
+    def __init__(self, path: Path, threads: int | None = None, device: str = "cpu"):
         self.path = Path(path)
+        self.device = device
+        if device != "cpu":
+            self._compiled = LiteRTCompiledModel(self.path, device)
+            self.inputs, self.outputs = self._compiled.inputs, self._compiled.outputs
+            return
+        self._compiled = None
+        interp_mod = require("ai_edge_litert.interpreter", "ai-edge-litert", "LiteRT backend")
         try:
             self.interpreter = interp_mod.Interpreter(model_path=str(self.path), num_threads=threads)
             self.interpreter.allocate_tensors()
@@ -46,13 +167,22 @@ class LiteRTBackend:
         self.outputs = [TensorSpec(d["name"], [int(s) for s in d["shape"]], np.dtype(d["dtype"]).name) for d in self._out]
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        if self._compiled is not None:
+            return self._compiled.run(arrays)
         for d, a in zip(self._in, arrays):
             self.interpreter.set_tensor(d["index"], a)
         self.interpreter.invoke()
         return [self.interpreter.get_tensor(d["index"]).copy() for d in self._out]
 
+    def delegation(self) -> Delegation:
+        if self._compiled is None:
+            raise MobileVisionError("delegation() is for GPU/NPU runs; this LiteRT model runs on the CPU")
+        return self._compiled.delegation()
+
     def embedded_metadata(self) -> str | None:
         return read_tflite_metadata(self.path)
 
     def close(self) -> None:
+        if self._compiled is not None:
+            self._compiled.close()
         self.interpreter = None

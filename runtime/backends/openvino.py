@@ -1,4 +1,4 @@
-"""OpenVINO backend: reads IR (.xml/.bin) or ONNX, compiles for the CPU plugin."""
+"""OpenVINO backend: reads IR (.xml/.bin) or ONNX, compiles for the CPU plugin (or GPU / NPU)."""
 from __future__ import annotations
 
 import ctypes
@@ -12,7 +12,55 @@ import numpy as np
 from mobilevision.errors import ArtifactError
 from mobilevision.export.metadata import METADATA_KEY, TensorSpec
 
-from .base import require
+from .base import AcceleratorFallback, AcceleratorUnavailable, Delegation, require
+
+NOT_COMPUTE = ("Parameter", "Result", "Constant")  # graph plumbing, not ops a device runs
+
+
+def compile_config(device: str, threads: int | None = None) -> dict[str, object]:
+    """Compile properties for ``device`` (CPU, GPU or NPU).
+
+    CPU and GPU get ``INFERENCE_PRECISION_HINT=f32``: on bf16/AMX CPUs the plugin would otherwise
+    compute in bf16, and the GPU plugin in f16, drifting from the exported precision (an fp16 IR
+    is also computed in f32). The NPU compiler picks its own precision. ``INFERENCE_NUM_THREADS``
+    is a CPU property.
+    """
+    if device == "NPU":
+        return {"PERFORMANCE_HINT": "LATENCY"}
+    config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    if threads and device == "CPU":
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    return config
+
+
+def device_present(device: str, available: list[str]) -> bool:
+    """Whether ``Core().available_devices`` lists ``device`` (``GPU`` matches ``GPU.0``, ``GPU.1``...)."""
+    return any(d == device or d.startswith(device + ".") for d in available)
+
+
+def unavailable_reason(device: str, version: str, available: list[str]) -> str:
+    """Why OpenVINO cannot run ``device`` here and what would make it."""
+    sees = f"OpenVINO {version} sees {', '.join(available) or 'no device'}"
+    if device == "GPU":
+        return (f"{sees}; its GPU plugin (in the openvino package) needs an Intel GPU (integrated, Arc or Data "
+                f"Center) with Intel's GPU compute runtime (OpenCL / Level Zero) installed; NVIDIA and AMD GPUs "
+                f"are not OpenVINO GPU devices")
+    return (f"{sees}; its NPU plugin needs an Intel Core Ultra processor's NPU with the Intel NPU driver "
+            f"(Linux: the intel_vpu kernel driver plus intel/linux-npu-driver; Windows: Intel's NPU driver)")
+
+
+def unsupported_ops(ops: list[tuple[str, str]], supported: dict[str, str] | set[str]) -> list[str]:
+    """``Type (name)`` of the ops (type, friendly name) that ``Core.query_model`` did not place on the device."""
+    return [f"{kind} ({name})" for kind, name in ops if kind not in NOT_COMPUTE and name not in supported]
+
+
+def execution_delegation(device: str, executed_on: list[str]) -> Delegation:
+    """Delegation from the compiled model's ``EXECUTION_DEVICES`` (e.g. ['GPU.0'] or ['CPU'])."""
+    on_device = [d for d in executed_on if d == device or d.startswith(device + ".")]
+    whole = bool(on_device) and len(on_device) == len(executed_on)
+    note = None if on_device else f"the compiled model's EXECUTION_DEVICES are {', '.join(executed_on)}"
+    return Delegation(device.lower(), f"OpenVINO {device}", list(executed_on), accelerated=whole, fallback_ops=[],
+                      offloaded=bool(on_device), note=note)
 
 
 def _spec(port) -> TensorSpec:
@@ -54,23 +102,46 @@ class OpenVINOBackend:
     def __init__(self, path: Path, threads: int | None = None, device: str = "CPU"):
         ov = require("openvino", "openvino", "OpenVINO backend")
         self.path = Path(path)
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
-        # f32: on bf16/AMX CPUs the plugin would otherwise compute in bf16 and drift from the
-        # exported precision (an fp16 IR is also computed in f32 on CPU)
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
+        self.device = device.upper()  # cpu / gpu / npu as elsewhere in mobilevision, or OpenVINO's own names
+        config = compile_config(self.device, threads)
+        self.compiled = None
         with keep_signal_stack():  # also around a failed compile's release of the plugin
             try:
                 core = ov.Core()
+                if self.device != "CPU":
+                    available = list(core.available_devices)
+                    if not device_present(self.device, available):
+                        version = ov.__version__.split("-")[0]
+                        raise AcceleratorUnavailable(unavailable_reason(self.device, version, available))
                 self.model = core.read_model(str(self.path))
-                self.compiled = core.compile_model(self.model, device, config)
+                if self.device != "CPU":
+                    self._check_supported(core)
+                self.compiled = core.compile_model(self.model, self.device, config)
             except RuntimeError as e:
-                raise ArtifactError(f"OpenVINO cannot load {self.path}: {str(e).splitlines()[0][:200]}") from e
+                raise ArtifactError(f"OpenVINO cannot load {self.path} on {self.device}: "
+                                    f"{str(e).splitlines()[0][:200]}") from e
             finally:
                 core = None
         self.request = self.compiled.create_infer_request()
         self.inputs = [_spec(p) for p in self.compiled.inputs]
         self.outputs = [_spec(p) for p in self.compiled.outputs]
+
+    def _check_supported(self, core) -> None:
+        """Raise AcceleratorFallback naming the ops ``query_model`` says the device cannot run."""
+        supported = core.query_model(self.model, self.device)
+        ops = [(op.get_type_name(), op.get_friendly_name()) for op in self.model.get_ordered_ops()]
+        missing = unsupported_ops(ops, supported)
+        if missing:
+            shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+            raise AcceleratorFallback(
+                f"OpenVINO's {self.device} plugin cannot run {len(missing)} op(s) of the graph ({shown}); compiled "
+                f"for {self.device} alone nothing falls back to the CPU, so there is no {self.device} number",
+                Delegation(self.device.lower(), f"OpenVINO {self.device}", [], accelerated=False,
+                           fallback_ops=missing, offloaded=False))
+
+    def delegation(self) -> Delegation:
+        """What the compiled model reports in ``EXECUTION_DEVICES``."""
+        return execution_delegation(self.device, list(self.compiled.get_property("EXECUTION_DEVICES")))
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         result = self.request.infer(list(arrays))

@@ -1,10 +1,12 @@
-"""Where a benchmark runs: this machine's CPU (``profile.benchmark``) or another device.
+"""Where a benchmark runs: this machine's CPU (``profile.benchmark``), its GPU or NPU, or a phone.
 
     from mobilevision.runtime.devices import parse_device
     parse_device("android:R58M12345AB")   # -> DeviceSpec(kind="android", serial="R58M12345AB")
 
-``android`` (``devices/android.py``) pushes a ``.tflite`` to a phone over adb and runs LiteRT's
-``benchmark_model`` there. Importing this package runs nothing and needs no adb.
+``gpu`` / ``npu`` (``devices/accelerators.py``) run the local runtimes on an accelerator where one is
+present, and compile ahead of time for phone NPUs. ``android`` (``devices/android.py``) pushes a
+``.tflite`` to a phone over adb and runs LiteRT's ``benchmark_model`` there. Importing this package
+runs nothing and needs no adb.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 
 from mobilevision.errors import MobileVisionError
 
-DEVICE_KINDS = ("cpu", "android")
+DEVICE_KINDS = ("cpu", "gpu", "npu", "android")
 
 
 @dataclass(frozen=True)
@@ -24,14 +26,14 @@ class DeviceSpec:
 
 
 def parse_device(spec: str) -> DeviceSpec:
-    """``cpu`` | ``android`` | ``android:SERIAL`` -> DeviceSpec.
+    """``cpu`` | ``gpu`` | ``npu`` | ``android`` | ``android:SERIAL`` -> DeviceSpec.
 
     Only the first ':' splits, so a wireless-adb serial such as ``192.168.1.5:5555`` survives.
     """
     kind, sep, serial = spec.strip().partition(":")
     kind = kind.lower()
-    if kind not in DEVICE_KINDS or (kind == "cpu" and sep):
-        raise MobileVisionError(f"unknown device {spec!r}: use cpu or android[:SERIAL]")
+    if kind not in DEVICE_KINDS or (kind != "android" and sep):
+        raise MobileVisionError(f"unknown device {spec!r}: use cpu, gpu, npu or android[:SERIAL]")
     if sep and not serial:
         raise MobileVisionError(f"device {spec!r} names no serial: use android or android:SERIAL "
                                 f"(serials are listed by `adb devices`)")
