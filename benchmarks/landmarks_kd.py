@@ -30,6 +30,7 @@ from mobilevision.export import export_all
 from mobilevision.runtime.profile import benchmark
 from mobilevision.tasks.landmarks import LandmarkOptions, LandmarkTask, evaluate_landmarks, landmark_recipe
 from mobilevision.train import fit
+from mobilevision.train.checkpoint import has_state
 
 
 def train(role: str, model: str, seed: int, args: argparse.Namespace, kd_from: list[str] | None = None,
@@ -41,11 +42,13 @@ def train(role: str, model: str, seed: int, args: argparse.Namespace, kd_from: l
     task = LandmarkTask(opts)
     steps_per_epoch = len(task.train_samples) * args.augmentation_factor // args.batch_size
     epochs = max(1, math.ceil(args.steps / steps_per_epoch))
-    card = read_run_card(weights) if weights.is_file() else None
-    if card and card.get("task_options") == task.options() and card.get("train", {}).get("seed") == seed:
+    last = read_run_card(run / "last.safetensors") if (run / "last.safetensors").is_file() else None
+    same = bool(last) and last.get("task_options") == task.options() and last.get("train", {}).get("seed") == seed
+    if same and last.get("epoch") == epochs:
         return weights, None, epochs * steps_per_epoch
-    t0 = time.perf_counter()
-    fit(task, landmark_recipe(epochs, batch_size=args.batch_size, seed=seed), run, show_progress=False)
+    t0 = time.perf_counter()       # an interrupted run with the same options continues from its last epoch
+    fit(task, landmark_recipe(epochs, batch_size=args.batch_size, seed=seed), run, resume=same and has_state(run),
+        show_progress=False)
     return weights, time.perf_counter() - t0, epochs * steps_per_epoch
 
 
