@@ -41,11 +41,22 @@ def train(mode: str, seed: int, args: argparse.Namespace) -> tuple[Path, float |
     weights = run / "best.safetensors"
     card = read_run_card(weights) if weights.is_file() else None
     if card and card.get("task_options") == {**vars(opts)} and card.get("train", {}).get("seed") == seed:
-        return weights, None
+        return weights, recorded_train_seconds(run)
     t0 = time.perf_counter()
     fit(IspTask(opts, batch_size=args.batch_size), isp_recipe(args.steps, batch_size=args.batch_size, seed=seed),
         run, show_progress=False)
     return weights, time.perf_counter() - t0
+
+
+def recorded_train_seconds(run: Path) -> float | None:
+    """Training time of a reused run folder: the sum of its epochs' ``train_s`` in metrics.csv."""
+    import csv
+
+    path = run / "metrics.csv"
+    if not path.is_file():
+        return None
+    with path.open(newline="") as f:
+        return sum(float(row["train_s"]) for row in csv.DictReader(f) if row.get("train_s"))
 
 
 def quality(args: argparse.Namespace) -> tuple[list[dict], dict]:
@@ -95,14 +106,18 @@ def markdown(rows: list[dict], naive: dict | None, lat: list[dict], photo: list[
                   f"{args.batch_size}, seeds {args.seeds}; feature networks "
                   f"{'pretrained' if pre and all(pre.values()) else 'RANDOM (no local weights)'}; "
                   "32 held-out test pairs, metrics on 8-bit outputs.", "",
-                  "| pipeline | PSNR dB | SSIM | MS-SSIM |", "|---|---|---|---|"]
+                  "| pipeline | PSNR dB | SSIM | MS-SSIM | train s/step |", "|---|---|---|---|---|"]
         if naive:
-            lines.append(f"| naive demosaic | {naive['psnr']:.2f} | {naive['ssim']:.4f} | {naive['ms_ssim']:.4f} |")
+            lines.append(f"| naive demosaic | {naive['psnr']:.2f} | {naive['ssim']:.4f} | {naive['ms_ssim']:.4f} | - |")
         for mode in ("paired", "unpaired"):
             rs = [r for r in rows if r["mode"] == mode]
             if rs:
+                per_step = [r["train_s"] / args.steps for r in rs if r["train_s"]]
                 lines.append(f"| {mode} | {mean_std([r['psnr'] for r in rs])} | "
-                             f"{mean_std([r['ssim'] for r in rs], 4)} | {mean_std([r['ms_ssim'] for r in rs], 4)} |")
+                             f"{mean_std([r['ssim'] for r in rs], 4)} | {mean_std([r['ms_ssim'] for r in rs], 4)} | "
+                             f"{mean_std(per_step) if per_step else '-'} |")
+        lines += ["", "train s/step: wall time of the training loop per step (incl. validation), as recorded in each "
+                  "run's metrics.csv; seeds ran while other jobs shared the 2 cores, so it varies."]
     if lat:
         lines += ["", f"Latency, {args.model} at 224x224x4 packed (448x448 RGB out), {args.threads} threads, "
                   f"{args.runs} interleaved runs (one run):", "", "| artifact | backend | median ms | p90 ms |",
