@@ -10,6 +10,8 @@ a sanity benchmark. Report what comes out, including when KD does not help.
 
     python benchmarks/landmarks_kd.py [--steps 300] [--batch-size 32] [--imgsz 128] [--seeds 0 1 2]
         [--skip-training] [--skip-latency]
+
+A skipped part keeps the rows the last run with the same steps / batch / size / seeds wrote.
 """
 from __future__ import annotations
 
@@ -154,8 +156,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / platform.node())
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    rows = [] if args.skip_training else quality(args)
-    lat = [] if args.skip_latency else latency(args)
+    previous = args.out / "landmarks_kd.json"
+    kept = json.loads(previous.read_text()) if previous.is_file() else {}
+    same = all(kept.get(k) == v for k, v in (("steps", args.steps), ("batch_size", args.batch_size),
+                                              ("imgsz", args.imgsz), ("seeds", args.seeds)))
+    # a part that is skipped keeps what the last run with the same settings measured
+    rows = (kept.get("runs", []) if same else []) if args.skip_training else quality(args)
+    lat = (kept.get("latency", []) if same else []) if args.skip_latency else latency(args)
     md = markdown(rows, lat, args)
     atomic_write_text(args.out / "landmarks_kd.json", json.dumps(
         {"host": platform.node(), "torch": torch.__version__, "steps": args.steps, "batch_size": args.batch_size,
