@@ -49,7 +49,8 @@ def train(role: str, model: str, seed: int, args: argparse.Namespace, kd_from: l
     if same and last.get("epoch") == epochs:
         return weights, None, epochs * steps_per_epoch
     t0 = time.perf_counter()       # an interrupted run with the same options continues from its last epoch
-    fit(task, landmark_recipe(epochs, batch_size=args.batch_size, seed=seed), run, resume=same and has_state(run),
+    recipe = landmark_recipe(epochs, batch_size=args.batch_size, seed=seed, device=args.device, workers=args.workers)
+    fit(task, recipe, run, resume=same and has_state(run),
         show_progress=False)
     return weights, time.perf_counter() - t0, epochs * steps_per_epoch
 
@@ -70,7 +71,7 @@ def quality(args: argparse.Namespace) -> list[dict]:
             rows.append({"kind": kind, "seed": seed, "weights": weights, "train_s": seconds, "steps": steps})
             print(f"{kind} seed {seed}: trained ({steps} steps)", flush=True)
     reports, _, _, _ = evaluate_landmarks([str(r["weights"]) for r in rows], out_dir=str(args.work / "eval"),
-                                          overlays=6)
+                                          overlays=6, device="cuda" if args.device.startswith("cuda") else "cpu")
     for row, report in zip(rows, reports):
         row.update(report.to_dict())
         row["weights"] = str(row["weights"])
@@ -89,6 +90,13 @@ def latency(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def device_name(device: str) -> str:
+    """What trained the networks: the GPU's name, or the CPU."""
+    if device != "cpu" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
 def mean_std(values: list[float], digits: int = 2) -> str:
     if len(values) == 1:
         return f"{values[0]:.{digits}f}"
@@ -105,13 +113,17 @@ def markdown(rows: list[dict], lat: list[dict], args: argparse.Namespace) -> str
         lines += [f"Built-in procedural faces (drawn, not 300W), {test} test faces, GT-extent crops; teachers "
                   f"{args.teacher_model}, student {args.student_model}; {args.imgsz} px input, "
                   f"{rows[0]['steps']} steps x batch {args.batch_size} for every network, from random init; "
-                  f"students seeds {args.seeds}, teachers seed 0. Inter-ocular NME (%), FR@0.1 (%), AUC@0.1.", "",
-                  "| model | NME % | FR@0.1 % | AUC@0.1 |", "|---|---|---|---|"]
+                  f"students seeds {args.seeds}, teachers seed 0; trained on {device_name(args.device)}. "
+                  f"Inter-ocular NME (%), FR@0.1 (%), AUC@0.1; train s/step over the whole run (data loading, "
+                  f"per-epoch validation and checkpoints included; '-' when the run folder was reused).", "",
+                  "| model | NME % | FR@0.1 % | AUC@0.1 | train s/step |", "|---|---|---|---|---|"]
         for kind in KINDS:
             rs = [r for r in rows if r["kind"] == kind]
+            timed = [r["train_s"] / r["steps"] for r in rs if r.get("train_s")]
             if rs:
                 lines.append(f"| {kind} | {mean_std([r['nme'] for r in rs])} | "
-                             f"{mean_std([r['failure_rate'] for r in rs], 1)} | {mean_std([r['auc'] for r in rs], 4)} |")
+                             f"{mean_std([r['failure_rate'] for r in rs], 1)} | {mean_std([r['auc'] for r in rs], 4)} | "
+                             f"{mean_std(timed, 3) if timed else '-'} |")
     if lat:
         lines += ["", f"Latency at 224x224, {args.threads} threads, {args.runs} interleaved runs (one run):", "",
                   "| model | artifact | backend | median ms | p90 ms |", "|---|---|---|---|---|"]
@@ -149,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teacher-model", default="landmarks_effb3")
     ap.add_argument("--student-model", default="landmarks_mnv2")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="auto", help="training device: auto, cpu, cuda")
+    ap.add_argument("--workers", type=int, default=None, help="data-loading processes (default: the engine's)")
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--skip-training", action="store_true")
     ap.add_argument("--skip-latency", action="store_true")
@@ -165,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
     lat = (kept.get("latency", []) if same else []) if args.skip_latency else latency(args)
     md = markdown(rows, lat, args)
     atomic_write_text(args.out / "landmarks_kd.json", json.dumps(
-        {"host": platform.node(), "torch": torch.__version__, "steps": args.steps, "batch_size": args.batch_size,
+        {"host": platform.node(), "torch": torch.__version__, "device": device_name(args.device),
+         "steps": args.steps, "batch_size": args.batch_size,
          "imgsz": args.imgsz, "seeds": args.seeds, "teacher": args.teacher_model, "student": args.student_model,
          "runs": rows, "latency": lat}, indent=2, default=str) + "\n")
     atomic_write_text(args.out / "landmarks_kd.md", md)
