@@ -26,11 +26,12 @@ from mobilevision.errors import ExportError, ExportParityError, MobileVisionErro
 from mobilevision.registry import ModelCard
 
 from .metadata import LandmarkOutput, ModelMetadata, Preprocessing, RawInput, TensorSpec, sidecar_path
-from .parity import TOLERANCES, ParityReport, compare, parity_inputs
+from .parity import INT8_BROKEN_COSINE, TOLERANCES, ParityReport, compare, parity_inputs
+from .quantize import CALIB_MIN_IMAGES, AccuracyReport
 from .targets import TARGETS, get_target
 from .targets.base import ExportOptions
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 _TOOLS = {"onnx": ("onnx", "onnxscript", "onnxruntime"), "tflite": ("litert-torch", "ai-edge-litert"),
           "openvino": ("onnx", "openvino"), "coreml": ("coremltools",)}
 
@@ -50,12 +51,40 @@ class ExportResult:
     metadata: ModelMetadata
     parity: ParityReport
     seconds: float
+    accuracy: "AccuracyReport | None" = None     # quantised exports: the task metric before / after
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def size_bytes(self) -> int:
         """Bytes on disk of all files of the artifact (a .mlpackage is a folder)."""
-        return sum(f.stat().st_size if f.is_file() else
-                   sum(x.stat().st_size for x in f.rglob("*") if x.is_file()) for f in self.files)
+        return files_size(self.files)
+
+
+def files_size(files: list[Path]) -> int:
+    """Bytes on disk of files and folders (a .mlpackage is a folder)."""
+    return sum(f.stat().st_size if f.is_file() else
+               sum(x.stat().st_size for x in f.rglob("*") if x.is_file()) for f in files)
+
+
+@dataclass
+class QuantizeOptions:
+    """Calibration and accuracy reporting of fp16 / int8 exports (see ``export/quantize.py``).
+
+    ``calib_data`` / ``eval_data``: the task's dataset folder (as ``mobilevision train <task> --data``),
+    for calibration also a flat folder of images; None: the data the weights were trained on (their run
+    card), else the task's built-in data. ``keep_float``: PyTorch module paths left in float (int8).
+    ``accuracy``: measure the task metric before and after (fp16 and int8).
+    """
+
+    calib_data: str | None = None
+    calib_n: int = 300
+    keep_float: tuple[str, ...] = ()
+    eval_data: str | None = None
+    eval_n: int = 200
+    category: str | None = None          # anomaly: the category inside a folder of categories
+    accuracy: bool = True
+    seed: int = 0
+    fp32_accuracy: bool = False          # also measure fp32 artifacts (benchmarks compare all precisions)
 
 
 @dataclass
@@ -75,6 +104,8 @@ class PreparedModel:
     input_size: tuple[int, int, int]
     base: ModelMetadata
     example: torch.Tensor = field(repr=False)
+    trained_on: dict = field(default_factory=dict)   # the run card's task options (data, category), if any
+    samples: dict = field(default_factory=dict, repr=False)   # task data read once for several targets
 
 
 def _tool_versions(target: str) -> dict[str, str]:
@@ -131,7 +162,13 @@ def prepare(model_or_name: str | torch.nn.Module, weights: str | None = None, im
         params=count_params(module), macs=count_macs(module, size),
         weights=Path(weights).name if weights else None,
         weights_sha256=sha256_of(weights) if weights else None)
-    return PreparedModel(module, card, size, base, example)
+    trained_on = {}
+    if weights:
+        from mobilevision.checkpoints import read_run_card
+
+        run = read_run_card(weights) if Path(weights).suffix == ".safetensors" else None
+        trained_on = dict((run or {}).get("task_options", {}) or {})
+    return PreparedModel(module, card, size, base, example, trained_on)
 
 
 def _landmark_output(points: int) -> LandmarkOutput:
@@ -147,7 +184,27 @@ def _artifact_stem(prep: PreparedModel, precision: str, name: str | None) -> str
     stem = prep.card.name
     if prep.input_size[1:] != prep.card.input_size[1:]:
         stem += f"_{prep.input_size[1]}"
-    return stem + ("_fp16" if precision == "fp16" else "")
+    return stem + ("" if precision == "fp32" else f"_{precision}")
+
+
+def _task_samples(prep: PreparedModel, md: ModelMetadata, split: str, q: QuantizeOptions):
+    """Calibration ("train") or held-out samples of the model's task, read once per prepared model."""
+    from .quantize import task_samples
+
+    given = q.calib_data if split == "train" else q.eval_data
+    if split == "heldout" and given is None and q.calib_data is not None:
+        from .quantize import flat_images
+
+        folder = Path(q.calib_data)
+        if folder.is_dir() and not (flat_images(folder) and not any(p.is_dir() for p in folder.iterdir())):
+            given = q.calib_data   # a dataset folder: its held-out split
+    data = given if given is not None else prep.trained_on.get("data")
+    category = q.category or (prep.trained_on.get("category") if given is None else None)
+    n = q.calib_n if split == "train" else q.eval_n
+    key = (split, data, category, n, q.seed, tuple(md.inputs[0].shape))
+    if key not in prep.samples:
+        prep.samples[key] = task_samples(md, data, split, n, seed=q.seed, category=category)
+    return prep.samples[key]
 
 
 def _run_artifact(path: Path, runtime: str, samples: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
@@ -173,35 +230,65 @@ def _check_structure(structure: dict, md: ModelMetadata) -> None:
 
 
 def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", out_dir: str | Path = "exports",
-                    name: str | None = None, parity_samples: int = 4,
-                    on_progress: Progress | None = None) -> ExportResult:
-    """Export an already-prepared model to one target (see module docstring for the steps)."""
+                    name: str | None = None, parity_samples: int = 4, on_progress: Progress | None = None,
+                    quantize: QuantizeOptions | None = None) -> ExportResult:
+    """Export an already-prepared model to one target (see module docstring for the steps).
+
+    fp16 / int8 exports also measure the task metric before and after on held-out data (``quantize``;
+    defaults: the built-in data of the task, or what the weights were trained on); int8 calibrates on the
+    task's training images. A loss past the task's threshold is returned in ``warnings``, with the layers
+    to keep in float."""
     say = on_progress or (lambda msg: None)
+    q = quantize or QuantizeOptions()
     if precision not in PRECISIONS:
         raise UnknownTarget(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     tgt = get_target(target)
     if precision not in tgt.precisions:
         raise UnknownTarget(f"target {target} does not support {precision}: use one of {', '.join(tgt.precisions)}")
+    if q.keep_float and precision != "int8":
+        raise ExportError("--keep-float applies to --precision int8 only")
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = _artifact_stem(prep, precision, name)
     md = replace(prep.base, target=target, precision=precision, tools=_tool_versions(target),
                  created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    warnings: list[str] = []
+    calibration = None
+    if precision == "int8" and getattr(tgt, "int8_calibrates", True):
+        say(f"{target} int8: reading calibration data")
+        calibration = _task_samples(prep, md, "train", q)
+        if len(calibration.inputs) < CALIB_MIN_IMAGES:
+            warnings.append(f"only {len(calibration.inputs)} calibration inputs ({calibration.source}); int8 ranges "
+                            f"from fewer than {CALIB_MIN_IMAGES} are unreliable: give more with --calib-data / "
+                            f"--calib-n")
     work = Path(tempfile.mkdtemp(prefix=f".{stem}.{target}.", dir=out))
     try:
         say(f"{target} {precision}: converting")
         options = ExportOptions(precision=precision, input_names=prep.card.input_names,
-                                output_names=tuple(o.name for o in md.outputs), workdir=work)
+                                output_names=tuple(o.name for o in md.outputs), workdir=work,
+                                calibration=list(calibration.inputs) if calibration else [],
+                                keep_float=tuple(q.keep_float))
         try:
             handle = tgt.convert(prep.module, prep.example, options)
         except ImportError as e:
             raise ExportError(f"target {target} needs '{e.name}', which is not installed: "
                               "pip install 'mobilevision[export]'") from e
+        if precision != "fp32":
+            md.quantization = {**options.quantization}
+            if calibration is not None:
+                md.quantization["calibration"] = {"source": calibration.source, "inputs": len(calibration.inputs)}
         path = work / f"{stem}{tgt.suffix}"
         tgt.save(handle, path, md.to_json())
         structure = tgt.validate(path)
-        samples = parity_inputs(md, n=parity_samples)
+        held = None
+        if q.accuracy and (precision != "fp32" or q.fp32_accuracy):
+            say(f"{target} {precision}: reading held-out data")
+            held = _task_samples(prep, md, "heldout", q)
+        # int8 is checked on the task's own images: its ranges come from them, and noise images lie outside
+        samples = ([[x] for x in held.inputs[:parity_samples]] if precision == "int8" and held is not None
+                   else [[x] for x in calibration.inputs[:parity_samples]] if precision == "int8" and calibration
+                   else parity_inputs(md, n=parity_samples))
         with torch.no_grad():
             reference = [[o.numpy() for o in (lambda r: r if isinstance(r, (tuple, list)) else [r])(
                 prep.module(torch.from_numpy(s[0])))] for s in samples]
@@ -216,13 +303,29 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
             report.outputs, report.top1_agreement, report.passed = compare(
                 reference, actual, [o.name for o in md.outputs], precision, md.task)
             report.numeric = True
-            if not report.passed:
+            worst = min(o.cosine for o in report.outputs)
+            if precision == "int8" and not report.passed and worst >= INT8_BROKEN_COSINE:
+                warnings.append(f"int8 outputs differ from fp32 beyond the int8 tolerance: {report.failure()}")
+            elif not report.passed:
                 raise ExportParityError(f"{stem}{tgt.suffix} fails parity against PyTorch: {report.failure()}; "
                                         "nothing was written (try --precision fp32, or report the model)")
         else:
             _check_structure(structure, replace(md, target=target))
             report.passed, report.note = True, note
         md.parity = report.to_dict()
+        accuracy = None
+        if held is not None:
+            say(f"{target} {precision}: measuring {md.task} accuracy on {len(held.inputs)} held-out inputs")
+            accuracy = _measure(prep, md, held, path, tgt, note, files_size([path, *_companions(path)]))
+            if accuracy.exceeded and precision == "int8" and calibration is not None:
+                from .quantize import layer_sensitivity
+
+                say(f"{target} int8: ranking layers by int8 sensitivity")
+                accuracy.sensitive_layers = layer_sensitivity(prep.module, calibration.inputs[:4])
+            if md.quantization is not None:   # fp32 (benchmarks only): returned, not embedded
+                md.quantization["accuracy"] = accuracy.to_dict()
+            if accuracy.warning():
+                warnings.append(accuracy.warning())
         say(f"{target} {precision}: writing")
         files = tgt.save(handle, path, md.to_json())
         if actual is not None:  # the final bytes must compute exactly what was checked
@@ -235,9 +338,25 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
             move_into_place(f, out / f.name)
         sidecar = move_into_place(work / sidecar_path(path).name, sidecar_path(final))
         return ExportResult(prep.card.name, target, precision, final, [out / f.name for f in files],
-                            sidecar, md, report, time.perf_counter() - t0)
+                            sidecar, md, report, time.perf_counter() - t0, accuracy, warnings)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _companions(path: Path) -> list[Path]:
+    """Files written beside the entry file (OpenVINO's .bin)."""
+    return [p for p in (path.with_suffix(".bin"),) if path.suffix == ".xml" and p.is_file()]
+
+
+def _measure(prep: PreparedModel, md: ModelMetadata, held, path: Path, tgt, unavailable: str | None,
+             size_bytes: int):
+    from .quantize import measure_accuracy
+
+    run = None
+    if unavailable is None:
+        def run(inputs):
+            return _run_artifact(path, tgt.runtime, [[x] for x in inputs])
+    return measure_accuracy(prep.module, md, held, run, size_bytes, unavailable=unavailable)
 
 
 def resolve_targets(target: str | list[str]) -> list[str]:
@@ -251,20 +370,21 @@ def resolve_targets(target: str | list[str]) -> list[str]:
 def export(model_or_name: str | torch.nn.Module, target: str = "onnx", *, weights: str | None = None,
            imgsz: int | None = None, precision: str = "fp32", out_dir: str | Path = "exports",
            num_classes: int | None = None, checkpoint_key: str | None = None, name: str | None = None,
-           on_progress: Progress | None = None) -> ExportResult:
+           on_progress: Progress | None = None, quantize: QuantizeOptions | None = None) -> ExportResult:
     """Export one model to one target; raises ExportParityError if the artifact disagrees with PyTorch."""
     if target == "all":
         raise UnknownTarget("export() writes one target; use export_all() for 'all'")
     (t,) = resolve_targets(target)
     prep = prepare(model_or_name, weights=weights, imgsz=imgsz, num_classes=num_classes,
                    checkpoint_key=checkpoint_key)
-    return export_prepared(prep, t, precision, out_dir, name=name, on_progress=on_progress)
+    return export_prepared(prep, t, precision, out_dir, name=name, on_progress=on_progress, quantize=quantize)
 
 
 def export_all(model_or_name: str | torch.nn.Module, targets: str | list[str] = "all", *,
                precisions: tuple[str, ...] = ("fp32",), weights: str | None = None, imgsz: int | None = None,
                out_dir: str | Path = "exports", num_classes: int | None = None, checkpoint_key: str | None = None,
-               on_progress: Progress | None = None) -> list[ExportResult | ExportFailure]:
+               on_progress: Progress | None = None,
+               quantize: QuantizeOptions | None = None) -> list[ExportResult | ExportFailure]:
     """Export to several targets; one target's failure is recorded and the others still run."""
     names = resolve_targets(targets)
     prep = prepare(model_or_name, weights=weights, imgsz=imgsz, num_classes=num_classes,
@@ -273,7 +393,8 @@ def export_all(model_or_name: str | torch.nn.Module, targets: str | list[str] = 
     for precision in precisions:
         for t in names:
             try:
-                results.append(export_prepared(prep, t, precision, out_dir, on_progress=on_progress))
+                results.append(export_prepared(prep, t, precision, out_dir, on_progress=on_progress,
+                                               quantize=quantize))
             except MobileVisionError as e:
                 results.append(ExportFailure(prep.card.name, t, precision, str(e)))
     return results

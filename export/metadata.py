@@ -16,7 +16,8 @@ from typing import Any
 
 from mobilevision.errors import ArtifactError
 
-SCHEMA_VERSION = 4  # 2: Preprocessing.resize_mode; 3: ModelMetadata.raw (RAW-input models); 4: .landmarks
+SCHEMA_VERSION = 5  # 2: Preprocessing.resize_mode; 3: ModelMetadata.raw (RAW-input models); 4: .landmarks;
+#                    5: .quantization (fp16 / int8: tool, scheme, calibration, accuracy report)
 METADATA_KEY = "mobilevision"
 
 
@@ -112,6 +113,9 @@ class ModelMetadata:
     parity: dict[str, Any] | None = None
     raw: RawInput | None = None               # RAW-input models only (schema 3)
     landmarks: LandmarkOutput | None = None   # landmark models only (schema 4)
+    # fp16 / int8 only (schema 5): {"tool", "scheme", "calibration": {source, inputs}, "kept_float",
+    # "accuracy": the task metric before / after on held-out data, agreement with fp32, size}
+    quantization: dict[str, Any] | None = None
     created: str = ""
     schema_version: int = SCHEMA_VERSION
 

@@ -104,6 +104,8 @@ def _export_table(results) -> Table:
             continue
         size = r.size_bytes / 1e6
         status = "[green]OK[/green]" if r.parity.numeric else "[yellow]OK (structure)[/yellow]"
+        if r.warnings:
+            status = "[bold yellow]WARN[/bold yellow]"
         parity = r.parity.summary() if r.parity.numeric else "interface + ops checked; numbers need macOS"
         table.add_row(r.target, r.precision, r.path.name, f"{size:.2f}", parity, status,
                       f"{r.seconds:.1f}")
@@ -117,15 +119,35 @@ def export_cmd(
     target: list[str] = typer.Option(..., "--target", "-t", help="onnx, tflite, coreml, openvino or all (repeatable)."),
     weights: Optional[Path] = typer.Option(None, help="Local checkpoint (.pth/.pt/.safetensors); default: random init."),
     imgsz: Optional[int] = typer.Option(None, help="Square input size in pixels (default: the model's)."),
-    precision: list[str] = typer.Option(["fp32"], "--precision", "-p", help="fp32 or fp16 (repeatable)."),
+    precision: list[str] = typer.Option(["fp32"], "--precision", "-p",
+                                        help="fp32, fp16 or int8 (repeatable). fp16 / int8 report the task metric "
+                                             "before and after on held-out data; int8 calibrates first."),
     out_dir: Path = typer.Option(Path("exports"), "--out", help="Output folder."),
     num_classes: Optional[int] = typer.Option(None, help="Classifier size when the weights are fine-tuned."),
     checkpoint_key: Optional[str] = typer.Option(None, help="Entry of a training checkpoint to load (EMO: net or net_E)."),
     bench: bool = typer.Option(False, "--bench", help="Benchmark every runnable artifact afterwards."),
     runs: int = typer.Option(50, help="Timed runs per artifact for --bench."),
+    calib_data: Optional[Path] = typer.Option(None, "--calib-data",
+                                              help="int8 calibration images: the task's dataset folder (as for "
+                                                   "`train --data`) or a flat folder of images. Default: what the "
+                                                   "weights were trained on, else the task's built-in data."),
+    calib_n: int = typer.Option(300, "--calib-n", help="Calibration inputs to use (a warning under 100)."),
+    keep_float: list[str] = typer.Option([], "--keep-float",
+                                         help="int8: keep this PyTorch module (path prefix, e.g. head or "
+                                              "stages.0) in float (repeatable, or comma-separated)."),
+    eval_data: Optional[Path] = typer.Option(None, "--eval-data",
+                                             help="Held-out data for the metric before/after (the task's dataset "
+                                                  "folder). Default: --calib-data's held-out split, the training "
+                                                  "data of the weights, else the built-in data."),
+    eval_n: int = typer.Option(200, "--eval-n", help="Held-out inputs for the metric before/after."),
+    category: Optional[str] = typer.Option(None, help="Anomaly: the category inside a folder of categories."),
+    accuracy: bool = typer.Option(True, "--accuracy/--no-accuracy",
+                                  help="Measure the task metric before/after for fp16 / int8."),
+    fail_on_drop: bool = typer.Option(False, "--fail-on-drop",
+                                      help="Exit 3 when a quantised artifact loses more than its task's threshold."),
 ) -> None:
     """Export a zoo model; each artifact is run in its runtime and compared with PyTorch."""
-    from mobilevision.export.api import PRECISIONS, ExportFailure, export_all, resolve_targets
+    from mobilevision.export.api import PRECISIONS, ExportFailure, QuantizeOptions, export_all, resolve_targets
     from mobilevision.errors import UnknownTarget
 
     import mobilevision
@@ -137,18 +159,37 @@ def export_cmd(
     for p in precision:
         if p not in PRECISIONS:
             raise UnknownTarget(f"unknown precision {p!r}: choose one of {', '.join(PRECISIONS)}")
+    for value, flag in ((calib_n, "--calib-n"), (eval_n, "--eval-n")):
+        if value < 1:
+            raise MobileVisionError(f"{flag} must be >= 1 (got {value})")
+    keep = tuple(dict.fromkeys(k.strip() for item in keep_float for k in item.split(",") if k.strip()))
+    if keep and "int8" not in precision:
+        raise MobileVisionError("--keep-float applies to --precision int8: add -p int8")
+    if (calib_data is not None or calib_n != 300) and "int8" not in precision:
+        err.print("note: --calib-data / --calib-n only matter for --precision int8")
     if weights is None:
         err.print("note: no --weights given: exporting randomly initialised weights "
                   "(right for latency and parity, not for predictions)")
+    quantize = QuantizeOptions(calib_data=str(calib_data) if calib_data else None, calib_n=calib_n, keep_float=keep,
+                               eval_data=str(eval_data) if eval_data else None, eval_n=eval_n, category=category,
+                               accuracy=accuracy)
     with err.status(f"exporting {model}") as status:
         results = export_all(model, list(dict.fromkeys(targets)), precisions=tuple(dict.fromkeys(precision)),
                              weights=str(weights) if weights else None, imgsz=imgsz, out_dir=out_dir,
                              num_classes=num_classes, checkpoint_key=checkpoint_key,
-                             on_progress=lambda msg: status.update(f"{model}: {msg}"))
+                             on_progress=lambda msg: status.update(f"{model}: {msg}"), quantize=quantize)
     out.print(_export_table(results))
     notes = {r.parity.note for r in results if not isinstance(r, ExportFailure) and r.parity.note}
     for note in notes:
         err.print(f"note: {note}")
+    done = [r for r in results if not isinstance(r, ExportFailure)]
+    for r in done:
+        if r.accuracy is not None:
+            out.print(f"{r.target} {r.precision} accuracy ({escape(r.accuracy.data)}, {r.accuracy.samples} inputs): "
+                      f"{escape(r.accuracy.summary())}")
+    for r in done:
+        for w in r.warnings:
+            err.print(f"[bold yellow]WARNING[/bold yellow] {r.target} {escape(w)}")
     failed = [r for r in results if isinstance(r, ExportFailure)]
     if bench:
         runnable = [str(r.path) for r in results if not isinstance(r, ExportFailure) and r.parity.numeric]
@@ -158,6 +199,10 @@ def export_cmd(
         for f in failed:
             err.print(f"error: {f.target} {f.precision}: {f.error}")
         raise typer.Exit(2)
+    if fail_on_drop and any(r.accuracy is not None and r.accuracy.exceeded for r in done):
+        err.print("error: a quantised artifact lost more than its task's threshold (--fail-on-drop); "
+                  "it was written, see the warnings above")
+        raise typer.Exit(3)
 
 
 def _num(value, spec: str = ".2f") -> str:

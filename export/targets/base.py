@@ -20,11 +20,19 @@ import torch
 
 @dataclass
 class ExportOptions:
-    precision: str = "fp32"                       # "fp32" | "fp16"
+    precision: str = "fp32"                       # "fp32" | "fp16" | "int8"
     input_names: tuple[str, ...] = ("image",)
     output_names: tuple[str, ...] = ("logits",)
     opset: int = 18
     workdir: Path = field(default_factory=Path.cwd)  # scratch space inside the output folder
+    # int8 only: calibration inputs, each an array shaped like the model input (1, C, H, W) float32,
+    # already preprocessed exactly as the artifact's metadata says an app feeds it.
+    calibration: list[Any] = field(default_factory=list)
+    # int8 only: PyTorch module paths (prefixes, e.g. "head" or "stages.3.0") whose layers stay float.
+    keep_float: tuple[str, ...] = ()
+    # Filled by the target's int8 conversion: which tool and scheme it used, which of its own layers
+    # it kept in float, anything the sidecar should record (JSON-serialisable values).
+    quantization: dict[str, Any] = field(default_factory=dict)
 
 
 class Target(Protocol):

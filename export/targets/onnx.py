@@ -4,12 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from mobilevision.errors import ExportError
 from mobilevision.export.metadata import METADATA_KEY
 
 from .base import ExportOptions, op_histogram, quiet_converters
+from .module_scopes import check_keep_float, keep_float_nodes
 
 
 def torch_to_onnx(module: torch.nn.Module, example: torch.Tensor, options: ExportOptions):
@@ -28,6 +30,87 @@ def torch_to_onnx(module: torch.nn.Module, example: torch.Tensor, options: Expor
                           f"{str(e).strip().splitlines()[0][:200]}") from e
     finally:
         path.unlink(missing_ok=True)
+
+
+def calibration_inputs(options: ExportOptions, example: torch.Tensor) -> list[np.ndarray]:
+    """The calibration arrays as float32, checked against the export example's shape."""
+    if not options.calibration:
+        raise ExportError("int8 needs calibration inputs: set ExportOptions.calibration to a few preprocessed "
+                          "(1, C, H, W) float32 arrays, e.g. 100 images from the training data")
+    want = tuple(example.shape)
+    arrays = [np.ascontiguousarray(np.asarray(x, dtype=np.float32)) for x in options.calibration]
+    for i, a in enumerate(arrays):
+        if a.shape != want:
+            raise ExportError(f"calibration input {i} has shape {list(a.shape)} but the model takes {list(want)}: "
+                              "preprocess calibration images at the export size")
+    return arrays
+
+
+_NORMS = ("LayerNormalization", "InstanceNormalization", "BatchNormalization")
+
+
+def quantize_int8(model, module: torch.nn.Module, arrays: list[np.ndarray], options: ExportOptions):
+    """Static int8 QDQ quantisation of an fp32 export with onnxruntime.quantization; fills ``options.quantization``."""
+    import onnx
+    import onnxruntime
+    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType
+    from onnxruntime.quantization import quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        """Feeds the calibration arrays to the model's (single) input, one per call."""
+
+        def __init__(self) -> None:
+            self.rewind()
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self._it, None)
+            return None if x is None else {options.input_names[0]: x}
+
+        def rewind(self) -> None:
+            self._it = iter(arrays)
+
+    kept = keep_float_nodes(model, options.keep_float, module) if options.keep_float else []
+    # ORT pins a quantised Softmax output to the range [0, 1] (uint8 steps of 1/255), which zeroes attention
+    # weights over more than a few dozen tokens; left float, the MatMul after it quantises its calibrated range
+    softmax = [n.name for n in model.graph.node if n.op_type == "Softmax" and n.name not in kept]
+    work = Path(options.workdir)
+    pre, out = work / "_int8_pre.onnx", work / "_int8.onnx"
+    try:
+        # shape inference only: the exporter already folded constants and BatchNorms, and ORT's optimiser
+        # would rename the nodes it fuses, losing the names --keep-float maps to
+        quant_pre_process(model, str(pre), skip_optimization=True)
+        # uint8 activations with int8 weights (U8S8): quantize_static's own guidance for ORT CPU on x86, with
+        # or without VNNI (x86 integer dot products take u8 x s8 operands), and it runs on ARM too; asymmetric
+        # uint8 also spends all 256 levels on post-ReLU tensors. reduce_range (7-bit weights) stays off: it
+        # only helps AVX2 CPUs without VNNI against rare saturation, and costs accuracy everywhere else.
+        quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        reduce_range=False, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        nodes_to_exclude=kept + softmax or None, calibrate_method=CalibrationMethod.MinMax,
+                        # (MinMax keeps only each tensor's per-sample min and max, so many calibration inputs
+                        # cost little memory; CalibMaxIntermediateOutputs is left unset: in onnxruntime 1.32 it
+                        # drops the samples collected so far instead of merging their ranges)
+                        extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
+                                       # the 1-D scale of a normalisation has its channels on axis 0; ORT's
+                                       # default (1) is out of range, so it logged a warning per node and
+                                       # fell back to one scale for the whole tensor
+                                       "QDQOpTypePerChannelSupportToAxis": dict.fromkeys(_NORMS, 0)})
+        quantized = onnx.load(str(out))
+    except Exception as e:  # onnxruntime raises many types from calibration and rewriting
+        raise ExportError(f"onnxruntime.quantization could not quantise {type(module).__name__}: "
+                          f"{str(e).strip().splitlines()[0][:200]}") from e
+    finally:
+        pre.unlink(missing_ok=True)
+        out.unlink(missing_ok=True)
+    options.quantization = {
+        "tool": f"onnxruntime.quantization {onnxruntime.__version__}",
+        "scheme": "static QDQ, per-channel symmetric int8 weights, per-tensor asymmetric uint8 activations, "
+                  "MinMax calibration, Softmax in float",
+        "calibration_samples": len(arrays),
+        "kept_float": kept,
+        "kept_float_modules": list(options.keep_float),
+    }
+    return quantized
 
 
 def _sort_topologically(graph) -> None:
@@ -51,11 +134,16 @@ class OnnxTarget:
     name = "onnx"
     suffix = ".onnx"
     runtime = "ort"
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "fp16", "int8")
 
     def convert(self, module: torch.nn.Module, example: torch.Tensor, options: ExportOptions):
+        if options.precision == "int8":  # fail on bad int8 options before the (slow) export
+            arrays = calibration_inputs(options, example)
+            check_keep_float(options.keep_float, module)
         model = torch_to_onnx(module, example, options)
-        if options.precision == "fp16":
+        if options.precision == "int8":
+            model = quantize_int8(model, module, arrays, options)
+        elif options.precision == "fp16":
             # fp16 weights and compute; inputs/outputs stay float32 so apps feed the same arrays
             from onnxruntime.transformers.float16 import convert_float_to_float16
 

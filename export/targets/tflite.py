@@ -1,6 +1,14 @@
-"""TFLite (LiteRT) target: litert-torch converts PyTorch directly; metadata in a flatbuffer buffer."""
+"""TFLite (LiteRT) target: litert-torch converts PyTorch directly; metadata in a flatbuffer buffer.
+
+int8 is static post-training quantisation by ai-edge-quantizer: int8 weights (per channel) and
+int8 activations (per tensor, ranges from the calibration inputs), float32 model inputs and
+outputs (the graph quantises and dequantises inside), so apps keep feeding float arrays.
+"""
 from __future__ import annotations
 
+import importlib.metadata
+import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +19,7 @@ from mobilevision.errors import ExportError
 from mobilevision.export.metadata import METADATA_KEY
 
 from .base import ExportOptions, op_histogram, quiet_converters
+from .module_scopes import check_keep_float, matches
 
 
 def with_metadata(flatbuffer: bytes, key: str, value: bytes) -> bytes:
@@ -36,13 +45,151 @@ def with_metadata(flatbuffer: bytes, key: str, value: bytes) -> bytes:
     return bytes(builder.Output())
 
 
+def _check_calibration(example: torch.Tensor, calibration: list[Any]) -> list[np.ndarray]:
+    """The calibration inputs as float32 arrays shaped like ``example``, or ExportError."""
+    if not calibration:
+        raise ExportError("TFLite int8 needs calibration inputs to set activation ranges: pass a few "
+                          "preprocessed sample images (ExportOptions.calibration), or use --precision fp16")
+    arrays = []
+    for i, a in enumerate(calibration):
+        a = np.asarray(a.numpy() if isinstance(a, torch.Tensor) else a, dtype=np.float32)
+        if a.shape != tuple(example.shape):
+            raise ExportError(f"calibration input {i} has shape {list(a.shape)}, the model takes "
+                              f"{list(example.shape)}: preprocess calibration images like the model input")
+        arrays.append(a)
+    return arrays
+
+
+def _class_name(cls: type) -> str:
+    """A class as litert-torch writes it into tensor names (module.qualname; bare for builtins)."""
+    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def module_call_stacks(module: torch.nn.Module, example: torch.Tensor) -> dict[str, set[tuple[str, ...]]]:
+    """``{module path: call stacks}`` from one forward pass: each stack is the paths of the modules
+    being called, root ("") first, ending with the module's own.
+
+    Converters name ops after this stack, not after the attribute path: a container that is never
+    called itself (ModuleList, ModuleDict) is not on it, so ``stages.1`` of a ModuleList is called
+    straight from the root.
+    """
+    paths = {m: name for name, m in module.named_modules()}
+    stack: list[str] = []
+    found: dict[str, set[tuple[str, ...]]] = {}
+
+    def enter(m: torch.nn.Module, args: Any) -> None:
+        stack.append(paths.get(m, ""))
+        found.setdefault(stack[-1], set()).add(tuple(stack))
+
+    def leave(m: torch.nn.Module, args: Any, out: Any) -> None:
+        stack.pop()
+
+    handles = [h for m in paths for h in (m.register_forward_pre_hook(enter),
+                                          m.register_forward_hook(leave, always_call=True))]
+    try:
+        with torch.no_grad():
+            module(example)
+    finally:
+        for h in handles:
+            h.remove()
+    return found
+
+
+def litert_locations(module: torch.nn.Module, example: torch.Tensor) -> dict[str, set[str]]:
+    """``{location: module paths}`` for the locations litert-torch writes into tensor names.
+
+    A location is the call stack, each module ``<class>_<last path component>`` (the root bare),
+    joined by '/': ``stages.0`` of a Sequential -> ``pkg.Net/torch.nn.modules.container.Sequential_stages/
+    pkg.Block_0``; of a ModuleList -> ``pkg.Net/pkg.Block_0``.
+    """
+    classes = {name: _class_name(type(m)) for name, m in module.named_modules()}
+    found: dict[str, set[str]] = {}
+    for path, stacks in module_call_stacks(module, example).items():
+        for stack in stacks:
+            loc = "/".join(classes[p] + (f"_{p.rsplit('.', 1)[-1]}" if p else "") for p in stack)
+            found.setdefault(loc, set()).add(path)
+    return found
+
+
+def _locations(name: str, root: str) -> list[str]:
+    """Module locations in a tensor name: fused ops join them with ';;', a ';<n>' suffix numbers them."""
+    return [s for s in name.split(";") if s == root or s.startswith(root + "/")]
+
+
+def _op_location(op, tensors, buffers, root: str) -> str | None:
+    """The module location of an op: its output's first location, else its weights' (a final
+    layer's output is named after the signature output, its weights still carry the module)."""
+    for i in op.outputs:
+        locs = _locations((tensors[i].name or b"").decode(), root)
+        if locs:
+            return locs[0]
+    for i in op.inputs:
+        buf = buffers[tensors[i].buffer] if i >= 0 else None
+        if buf is not None and (buf.data is not None or (buf.offset or 0) > 1):  # constants only
+            locs = _locations((tensors[i].name or b"").decode(), root)
+            if locs:
+                return locs[0]
+    return None
+
+
+def quantize_int8(float_model: bytes, module: torch.nn.Module, example: torch.Tensor, options: ExportOptions,
+                  calibration: list[np.ndarray]) -> bytes:
+    """Static int8 (weights and activations) of a float .tflite by ai-edge-quantizer, float I/O.
+
+    Ops under ``options.keep_float`` stay float (quantise/dequantise around them); fills
+    ``options.quantization``.
+    """
+    from ai_edge_quantizer import qtyping, quantizer, recipe
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb_utils
+
+    model = fb_utils.read_model(bytearray(float_model))
+    signature = model.signatureDefs[0]
+    sig_key, input_name = signature.signatureKey.decode(), signature.inputs[0].name.decode()
+    graph = model.subgraphs[0]
+    root = _class_name(type(module))
+    kept: list[str] = []
+    locations = litert_locations(module, example) if options.keep_float else {}
+    op_modules = [(op, locations.get(_op_location(op, graph.tensors, model.buffers, root) or "", set()))
+                  for op in graph.operators]
+    for prefix in options.keep_float:
+        scopes = [fb_utils.get_op_scope(op, graph.tensors) for op, paths in op_modules
+                  if any(matches(p, prefix) for p in paths)]
+        if not scopes:
+            raise ExportError(f"--keep-float {prefix!r}: no TFLite op carries that module's name (litert-torch "
+                              "fused or folded it away): name its parent module instead")
+        kept += [s for s in scopes if s not in kept]
+
+    q = quantizer.Quantizer(bytearray(float_model))
+    q.load_quantization_recipe(recipe.static_wi8_ai8())
+    ops = qtyping.TFLOperationName
+    for op_name in (ops.INPUT, ops.OUTPUT):  # float32 model inputs and outputs
+        q.update_quantization_recipe(".*", op_name, algorithm_key="no_quantize")
+    for scope in kept:  # exact op scopes (output tensor names), later entries win
+        q.update_quantization_recipe(f"^{re.escape(scope)}$", ops.ALL_SUPPORTED, algorithm_key="no_quantize")
+    samples = [{input_name: a} for a in calibration]
+    result = q.calibrate({sig_key: samples}, num_threads=os.cpu_count() or 1)
+    quantized = bytes(q.quantize(result, enable_progress_report=False).quantized_model)
+    options.quantization = {
+        "tool": f"ai-edge-quantizer {importlib.metadata.version('ai-edge-quantizer')}",
+        "scheme": "static int8: int8 per-channel symmetric weights, int8 per-tensor asymmetric activations "
+                  "calibrated by min/max; float32 inputs and outputs",
+        "calibration_samples": len(samples),
+        "kept_float": [s.removesuffix(";") for s in kept],
+        "kept_float_modules": list(options.keep_float),
+    }
+    return quantized
+
+
 class TFLiteTarget:
     name = "tflite"
     suffix = ".tflite"
     runtime = "litert"
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "fp16", "int8")
 
     def convert(self, module: torch.nn.Module, example: torch.Tensor, options: ExportOptions) -> bytes:
+        if options.precision == "int8":  # cheap checks before the slow conversion
+            calibration = _check_calibration(example, options.calibration)
+            check_keep_float(options.keep_float, module)
         try:
             with quiet_converters():
                 import litert_torch
@@ -50,10 +197,19 @@ class TFLiteTarget:
 
                 # fp16: weights stored as fp16, dequantised at load (LiteRT's float16 quantisation)
                 quant = quant_recipes.full_fp16_recipe() if options.precision == "fp16" else None
-                edge = litert_torch.convert(module, (example,), quant_config=quant)
-            return edge.model_content()
+                content = litert_torch.convert(module, (example,), quant_config=quant).model_content()
         except Exception as e:  # the converter raises many unrelated types
             raise ExportError(f"litert-torch could not convert {type(module).__name__}: "
+                              f"{str(e).strip().splitlines()[0][:200]}") from e
+        if options.precision != "int8":
+            return content
+        try:
+            with quiet_converters():
+                return quantize_int8(content, module, example, options, calibration)
+        except ExportError:
+            raise
+        except Exception as e:  # the quantizer raises ValueError/RuntimeError/KeyError
+            raise ExportError(f"ai-edge-quantizer could not quantise {type(module).__name__} to int8: "
                               f"{str(e).strip().splitlines()[0][:200]}") from e
 
     def save(self, handle: Any, path: Path, metadata_json: str) -> list[Path]:
@@ -61,10 +217,12 @@ class TFLiteTarget:
         return [path]
 
     def validate(self, path: Path) -> dict[str, Any]:
+        """Op types and tensor element types of the first subgraph."""
         from ai_edge_litert import schema_py_generated as schema
 
         model = schema.Model.GetRootAs(path.read_bytes(), 0)
         names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+        types = {v: k for k, v in vars(schema.TensorType).items() if not k.startswith("_")}
         codes = [model.OperatorCodes(i) for i in range(model.OperatorCodesLength())]
         graph = model.Subgraphs(0)
         ops = []
@@ -72,7 +230,10 @@ class TFLiteTarget:
             code = codes[graph.Operators(i).OpcodeIndex()]
             op = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
             ops.append(names.get(op, str(op)))
-        return {"subgraphs": model.SubgraphsLength(), "ops": op_histogram(ops)}
+        tensor_types = [types.get(graph.Tensors(i).Type(), str(graph.Tensors(i).Type()))
+                        for i in range(graph.TensorsLength())]
+        return {"subgraphs": model.SubgraphsLength(), "ops": op_histogram(ops),
+                "tensor_types": op_histogram(tensor_types)}
 
     def numeric_parity_unavailable(self) -> str | None:
         return None
