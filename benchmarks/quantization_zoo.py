@@ -180,11 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--work", type=Path, default=Path("runs") / "bench_quant")
+    ap.add_argument("--merge", action="store_true", help="keep the rows of models not given from the last run")
     ap.add_argument("--label", default=platform.node())
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / platform.node())
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = []
+    previous = args.out / "quantization_zoo.json"
+    if args.merge and previous.is_file():   # keep the other models' rows of the last run
+        names = {parse_model(m)[0] for m in args.models}
+        rows = [r for r in json.loads(previous.read_text())["rows"] if r["model"] not in names]
     for spec in args.models:
         name, weights, imgsz = parse_model(spec)
         if not Path(weights).is_file():

@@ -268,7 +268,8 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
         options = ExportOptions(precision=precision, input_names=prep.card.input_names,
                                 output_names=tuple(o.name for o in md.outputs), workdir=work,
                                 calibration=list(calibration.inputs) if calibration else [],
-                                keep_float=tuple(q.keep_float))
+                                keep_float=tuple(dict.fromkeys((*prep.card.int8_keep_float, *q.keep_float)))
+                                if precision == "int8" else ())
         try:
             handle = tgt.convert(prep.module, prep.example, options)
         except ImportError as e:
@@ -306,6 +307,10 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
             worst = min(o.cosine for o in report.outputs)
             if precision == "int8" and not report.passed and worst >= INT8_BROKEN_COSINE:
                 warnings.append(f"int8 outputs differ from fp32 beyond the int8 tolerance: {report.failure()}")
+            elif precision == "int8" and not report.passed and calibration is not None:
+                raise ExportParityError(f"{stem}{tgt.suffix} is broken by int8 (cosine with fp32 under "
+                                        f"{INT8_BROKEN_COSINE}): {report.failure()}; nothing was written"
+                                        f"{_keep_float_hint(prep, calibration, say)}")
             elif not report.passed:
                 raise ExportParityError(f"{stem}{tgt.suffix} fails parity against PyTorch: {report.failure()}; "
                                         "nothing was written (try --precision fp32, or report the model)")
@@ -341,6 +346,19 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
                             sidecar, md, report, time.perf_counter() - t0, accuracy, warnings)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _keep_float_hint(prep: PreparedModel, calibration, say: Progress) -> str:
+    """'; the layers that lose most ...: try --keep-float ...' for an int8 export that failed, or ''."""
+    from .quantize import layer_sensitivity
+
+    say("int8: ranking layers by int8 sensitivity")
+    worst = layer_sensitivity(prep.module, calibration.inputs[:4], top=3)
+    if not worst:
+        return "; try --precision fp16"
+    listed = ", ".join(f"{w['module']} (cos {w['cosine']:.4f})" for w in worst)
+    return (f"; the layers that lose most when quantised alone: {listed}: try --keep-float "
+            f"{' '.join(w['module'] for w in worst)}, or --precision fp16")
 
 
 def _companions(path: Path) -> list[Path]:

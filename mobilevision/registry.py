@@ -45,6 +45,9 @@ class ModelCard:
     raw_black_level: tuple[float, ...] | None = None
     raw_white_level: float | None = None
     raw_clip: bool = False
+    # int8 exports keep these module paths in float by default ("." = the model's own top-level
+    # operations, e.g. a fused post-processing tail that subtracts near-equal features)
+    int8_keep_float: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

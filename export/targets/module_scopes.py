@@ -20,8 +20,14 @@ SCOPES_KEY = "pkg.torch.onnx.name_scopes"
 NAMESPACE_KEY = "namespace"  # ": pkg.Net/stem: torch...Sequential/stem.0: torch...Conv2d/conv2d: aten.conv2d.default"
 
 
+ROOT = "."   # --keep-float . : the model's own operations, outside every submodule (e.g. a fused post-processing tail)
+
+
 def matches(path: str, prefix: str) -> bool:
-    """Prefix match on dot-separated components: "head" matches "head" and "head.fc", not "header"."""
+    """Prefix match on dot-separated components: "head" matches "head" and "head.fc", not "header";
+    ``ROOT`` matches only the root module's own operations (path "")."""
+    if prefix == ROOT:
+        return path == ""
     return path == prefix or path.startswith(prefix + ".")
 
 
@@ -49,8 +55,8 @@ def node_modules(model, module_paths: Iterable[str]) -> dict[str, set[str]]:
     for node in model.graph.node:
         paths: set[str] = set()
         scope = _scope_of({p.key: p.value for p in node.metadata_props})
-        if scope:
-            paths.add(scope)
+        if scope is not None:
+            paths.add(scope)   # "" for the root module's own operations
         for name in node.input:
             owner = name.rpartition(".")[0]
             if name in initializers and owner in known:
@@ -71,9 +77,11 @@ def check_keep_float(keep_float: Iterable[str], module: torch.nn.Module) -> None
     """Raise ExportError for a keep-float prefix that names no submodule of ``module`` (before exporting)."""
     paths = [name for name, _ in module.named_modules() if name]
     for prefix in keep_float:
+        if prefix == ROOT:
+            continue
         if not prefix or not any(matches(p, prefix) for p in paths):
             raise ExportError(f"--keep-float {prefix!r} matches no module of {type(module).__name__}: "
-                              f"use module paths such as {_examples(paths)}")
+                              f"use module paths such as {_examples(paths)} (or '.' for the model's own top-level operations)")
 
 
 def keep_float_nodes(model, keep_float: Iterable[str], module: torch.nn.Module) -> list[str]:

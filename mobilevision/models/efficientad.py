@@ -350,6 +350,9 @@ def _detector_card(name: str, size: str) -> ModelCard:
         mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), interpolation="bilinear", crop_pct=1.0,
         resize_mode="stretch", num_classes=0, labels=None, label_set=None,
         output_names=("anomaly_map", "score"), classifier_prefixes=(),
+        # int8: the networks quantise; the map arithmetic (teacher normalisation, squared differences of
+        # near-equal features, quantile scaling) stays float. Quantised too, it broke the map (cosine 0.3-0.4).
+        int8_keep_float=(".",),
         description=(f"{label} detector (teacher + student + autoencoder, {params / 1e6:.2f}M params): image in "
                      "[0, 1] -> anomaly map + score in one graph; train with `mobilevision train anomaly`"))
 

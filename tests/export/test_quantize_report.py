@@ -251,3 +251,62 @@ def test_cli_rejects_bad_quantisation_arguments(digits_toy, tmp_path, capsys):
     code, output = _cli(["export", digits_toy, "-t", "onnx", "-p", "int8", "--calib-data", str(tmp_path / "none"),
                          "--out", str(tmp_path)], capsys)
     assert code == 2 and "not found" in output
+
+
+def test_broken_int8_is_refused_with_the_layers_to_keep_float(digits_toy, tmp_path):
+    from mobilevision.errors import ExportParityError
+
+    torch.manual_seed(0)
+    model = TinyDigits()
+    model.model_card = export_api.prepare(digits_toy).card
+    with torch.no_grad():   # channel 0 after the stem spans ~1000 and feeds nothing: per-tensor int8
+        model.stem[0].bias[0] = 1000.0   # activations there round every useful channel to zero
+        model.block[0].weight[:, 0] = 0.0
+        model.block[0].bias.zero_()      # no biases to carry the logits: what is left is the signal
+        model.head.bias.zero_()
+    with pytest.raises(ExportParityError, match=r"broken by int8.*--keep-float block") as e:
+        export_api.export(model, "onnx", precision="int8", out_dir=tmp_path,
+                          quantize=export_api.QuantizeOptions(calib_n=16, eval_n=8))
+    assert "nothing was written" in str(e.value)
+    assert not list(tmp_path.glob("*.onnx"))
+
+
+class TwoBranch(nn.Module):
+    """Two conv branches and a squared difference at the top level (EfficientAD's map arithmetic in small)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, 1, 1)
+        self.b = nn.Conv2d(3, 8, 3, 1, 1)
+
+    def forward(self, x):
+        return ((self.a(x) - self.b(x)) ** 2).mean(1, keepdim=True)
+
+
+@pytest.mark.parametrize("target", ["onnx", "tflite"])
+def test_keep_float_root_keeps_the_top_level_arithmetic_float(target, tmp_path):
+    from mobilevision.export.targets import get_target
+    from mobilevision.export.targets.base import ExportOptions
+
+    torch.manual_seed(0)
+    model = TwoBranch().eval()
+    example = torch.randn(1, 3, 16, 16)
+    calib = [np.random.default_rng(i).standard_normal((1, 3, 16, 16)).astype(np.float32) for i in range(8)]
+    tgt = get_target(target)
+    kept = {}
+    for keep in ((), (".",)):
+        opts = ExportOptions(precision="int8", input_names=("image",), output_names=("map",), workdir=tmp_path,
+                             calibration=calib, keep_float=keep)
+        tgt.convert(model, example, opts)
+        kept[keep] = opts.quantization["kept_float"]
+    assert kept[()] == [] and kept[(".",)]                       # "." names the root's own ops
+    if target == "onnx":
+        assert all(not n.startswith("node_conv2d") for n in kept[(".",)])   # the branches still quantise
+        assert any("sub" in n.lower() for n in kept[(".",)])
+
+
+def test_efficientad_cards_keep_their_map_arithmetic_float():
+    import mobilevision
+
+    assert mobilevision.get_model_card("efficientad_s").int8_keep_float == (".",)
+    assert mobilevision.get_model_card("emo_1m").int8_keep_float == ()
