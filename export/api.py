@@ -349,16 +349,12 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
 
 
 def _keep_float_hint(prep: PreparedModel, calibration, say: Progress) -> str:
-    """'; the layers that lose most ...: try --keep-float ...' for an int8 export that failed, or ''."""
-    from .quantize import layer_sensitivity
+    """'; the layers that lose most ...: --keep-float ...' for an int8 export that failed."""
+    from .quantize import keep_float_hint, layer_sensitivity
 
     say("int8: ranking layers by int8 sensitivity")
-    worst = layer_sensitivity(prep.module, calibration.inputs[:4], top=3)
-    if not worst:
-        return "; try --precision fp16"
-    listed = ", ".join(f"{w['module']} (cos {w['cosine']:.4f})" for w in worst)
-    return (f"; the layers that lose most when quantised alone: {listed}: try --keep-float "
-            f"{' '.join(w['module'] for w in worst)}, or --precision fp16")
+    return keep_float_hint(layer_sensitivity(prep.module, calibration.inputs[:4], top=3)) or \
+        "; try --precision fp16"
 
 
 def _companions(path: Path) -> list[Path]:

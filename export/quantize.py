@@ -344,13 +344,24 @@ class AccuracyReport:
         else:
             what = (f"outputs agree with fp32 only to cosine {self.agreement['cosine']:.4f} on held-out data "
                     f"(threshold {MIN_AGREEMENT_COSINE})")
-        hint = ""
-        if self.sensitive_layers:
-            names = [s["module"] for s in self.sensitive_layers]
-            listed = ", ".join(f"{s['module']} (cos {s['cosine']:.4f})" for s in self.sensitive_layers)
-            hint = (f"; the layers that lose most when quantised alone: {listed}; keep them in float with "
-                    f"--keep-float {' '.join(names[:3])}")
-        return f"{self.precision}: {what}{hint}"
+        return f"{self.precision}: {what}{keep_float_hint(self.sensitive_layers)}"
+
+
+# Every layer alone at least this faithful: no single layer explains the loss.
+NO_CULPRIT_COSINE = 0.999
+
+
+def keep_float_hint(ranked: list[dict[str, Any]]) -> str:
+    """'; ... --keep-float ...' from ``layer_sensitivity``'s ranking ('' without one)."""
+    if not ranked:
+        return ""
+    if ranked[0]["cosine"] >= NO_CULPRIT_COSINE:
+        return (f"; no convolution or linear layer loses much when quantised alone (worst: {ranked[0]['module']}, "
+                f"cos {ranked[0]['cosine']:.4f}): the loss comes from the arithmetic between them; try "
+                f"--keep-float . (the model's own top-level operations) or --precision fp16")
+    listed = ", ".join(f"{s['module']} (cos {s['cosine']:.4f})" for s in ranked)
+    return (f"; the layers that lose most when quantised alone: {listed}; keep them in float with "
+            f"--keep-float {' '.join(s['module'] for s in ranked[:3])}")
 
 
 def _agreement(reference: list[list[np.ndarray]], actual: list[list[np.ndarray]]) -> dict[str, float]:
@@ -471,5 +482,6 @@ def layer_sensitivity(module: nn.Module, inputs: Sequence[np.ndarray], top: int 
 
 
 __all__ = ["AccuracyReport", "CALIB_MIN_IMAGES", "DEFAULT_CALIB_N", "DEFAULT_EVAL_N", "MIN_AGREEMENT_COSINE",
-           "THRESHOLDS", "TaskMetric", "TaskSamples", "flat_images", "layer_sensitivity", "measure_accuracy",
+           "THRESHOLDS", "TaskMetric", "TaskSamples", "flat_images", "keep_float_hint", "layer_sensitivity",
+           "measure_accuracy",
            "quantisable_layers", "task_metric", "task_samples", "tile_grid", "torch_outputs"]

@@ -168,6 +168,8 @@ def test_report_loss_threshold_and_warning():
     drift = q.AccuracyReport("int8", "top-1", "%", True, 1.0, "digits", 10,
                              agreement={"cosine": 0.95, "max_abs": 3.0, "mean_abs": 1.0})
     assert drift.loss is None and drift.exceeded and "cosine 0.9500" in drift.warning()
+    blameless = q.keep_float_hint([{"module": "a", "cosine": 0.9996}, {"module": "b", "cosine": 0.9999}])
+    assert "--keep-float ." in blameless and "arithmetic between them" in blameless
     d = r.to_dict()
     assert d["loss"] == pytest.approx(1.5) and d["exceeded"] is True and json.dumps(d)
 
