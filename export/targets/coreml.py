@@ -66,8 +66,9 @@ class CoreMLTarget:
         if options.precision == "int8":
             check_keep_float(options.keep_float, module)  # unknown prefixes fail before converting
         precision = ct.precision.FLOAT32 if options.precision == "fp32" else ct.precision.FLOAT16
-        # int8 keeps float32 inputs and outputs (casts inside), as its metadata promises apps
-        io = {"dtype": np.float32} if options.precision == "int8" else {}
+        # float32 inputs and outputs at every precision (casts inside), as the metadata promises apps:
+        # with fp16 compute coremltools would otherwise make them FLOAT16
+        io = {"dtype": np.float32}
         # coremltools 9's reduce_transposes pass mis-infers q @ k^T shapes in attention; it only
         # reorders transposes, so dropping it keeps the program's semantics.
         pipeline = ct.PassPipeline.DEFAULT

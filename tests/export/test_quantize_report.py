@@ -312,3 +312,11 @@ def test_efficientad_cards_keep_their_map_arithmetic_float():
 
     assert mobilevision.get_model_card("efficientad_s").int8_keep_float == (".",)
     assert mobilevision.get_model_card("emo_1m").int8_keep_float == ()
+
+
+def test_coreml_fp16_keeps_float32_inputs_and_outputs(digits_toy, tmp_path):
+    r = export_api.export(digits_toy, "coreml", precision="fp16", out_dir=tmp_path,
+                          quantize=export_api.QuantizeOptions(accuracy=False))
+    structure = r.parity.structure
+    assert [f["dtype"] for f in structure["inputs"] + structure["outputs"]] == ["FLOAT32", "FLOAT32"]
+    assert r.metadata.inputs[0].dtype == "float32"
