@@ -193,10 +193,9 @@ def _task_samples(prep: PreparedModel, md: ModelMetadata, split: str, q: Quantiz
 
     given = q.calib_data if split == "train" else q.eval_data
     if split == "heldout" and given is None and q.calib_data is not None:
-        from .quantize import flat_images
+        from .quantize import is_flat_folder
 
-        folder = Path(q.calib_data)
-        if folder.is_dir() and not (flat_images(folder) and not any(p.is_dir() for p in folder.iterdir())):
+        if Path(q.calib_data).is_dir() and not is_flat_folder(q.calib_data):
             given = q.calib_data   # a dataset folder: its held-out split
     data = given if given is not None else prep.trained_on.get("data")
     category = q.category or (prep.trained_on.get("category") if given is None else None)

@@ -89,6 +89,12 @@ def flat_images(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
 
 
+def is_flat_folder(folder: str | Path) -> bool:
+    """A folder of images with no subfolders: calibration images without a dataset layout (or labels)."""
+    folder = Path(folder)
+    return folder.is_dir() and bool(flat_images(folder)) and not any(p.is_dir() for p in folder.iterdir())
+
+
 def _input_hw(md: ModelMetadata) -> tuple[int, int]:
     shape = md.inputs[0].shape
     return int(shape[2]), int(shape[3])
@@ -228,8 +234,7 @@ def task_samples(md: ModelMetadata, data: str | Path | None, split: str, n: int,
     folder = Path(data) if data is not None else None
     if folder is not None and not folder.exists():
         raise DataError(f"data folder not found: {folder}")
-    if folder is not None and folder.is_dir() and md.task in ("classify", "anomaly", "landmarks") \
-            and flat_images(folder) and not any(p.is_dir() for p in folder.iterdir()):
+    if folder is not None and md.task in ("classify", "anomaly", "landmarks") and is_flat_folder(folder):
         if split == "heldout":
             raise DataError(f"{folder} is a flat folder of images without labels: give the task's dataset "
                             f"folder (as for `mobilevision train {md.task} --data`) to measure "
@@ -482,6 +487,6 @@ def layer_sensitivity(module: nn.Module, inputs: Sequence[np.ndarray], top: int 
 
 
 __all__ = ["AccuracyReport", "CALIB_MIN_IMAGES", "DEFAULT_CALIB_N", "DEFAULT_EVAL_N", "MIN_AGREEMENT_COSINE",
-           "THRESHOLDS", "TaskMetric", "TaskSamples", "flat_images", "keep_float_hint", "layer_sensitivity",
+           "THRESHOLDS", "TaskMetric", "TaskSamples", "flat_images", "is_flat_folder", "keep_float_hint", "layer_sensitivity",
            "measure_accuracy",
            "quantisable_layers", "task_metric", "task_samples", "tile_grid", "torch_outputs"]
