@@ -365,11 +365,11 @@ def _measure(prep: PreparedModel, md: ModelMetadata, held, path: Path, tgt, unav
              size_bytes: int):
     from .quantize import measure_accuracy
 
-    run = None
-    if unavailable is None:
-        def run(inputs):
-            return _run_artifact(path, tgt.runtime, [[x] for x in inputs])
-    return measure_accuracy(prep.module, md, held, run, size_bytes, unavailable=unavailable)
+    def run(inputs):
+        return _run_artifact(path, tgt.runtime, [[x] for x in inputs])
+
+    return measure_accuracy(prep.module, md, held, run if unavailable is None else None, size_bytes,
+                            unavailable=unavailable)
 
 
 def resolve_targets(target: str | list[str]) -> list[str]:

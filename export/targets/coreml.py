@@ -22,8 +22,7 @@ from mobilevision.errors import ExportError
 from mobilevision.export.metadata import METADATA_KEY
 
 from .base import ExportOptions, op_histogram, quiet_converters
-from .module_scopes import check_keep_float, matches
-from .tflite import module_call_stacks
+from .module_scopes import check_keep_float, matches, module_call_stacks
 
 NUMERIC_PARITY_NEEDS_MACOS = ("Core ML numeric parity needs macOS (Core ML prediction is not available on "
                               f"{platform.system()}); the program was validated structurally instead")

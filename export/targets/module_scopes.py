@@ -1,4 +1,5 @@
-"""Which PyTorch module each node of a torch.onnx (dynamo) export came from, for ``--keep-float``.
+"""Which PyTorch module each node of an export came from, for ``--keep-float``: torch.onnx (dynamo) scopes, and
+the call stacks that litert-torch and coremltools name ops after.
 
 torch.onnx records on every node it emits ``pkg.torch.onnx.name_scopes``, e.g.
 ``['', 'stages', 'stages.0', 'stages.0.bn', '_native_batch_norm_legit_no_training']``: the module
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
@@ -102,3 +104,33 @@ def keep_float_nodes(model, keep_float: Iterable[str], module: torch.nn.Module) 
                               f"(folded away or never called): use module paths such as {_examples(with_layers)}")
         kept |= hit
     return [n.name for n in model.graph.node if n.name in kept]
+
+
+def module_call_stacks(module: torch.nn.Module, example: torch.Tensor) -> dict[str, set[tuple[str, ...]]]:
+    """``{module path: call stacks}`` from one forward pass: each stack is the paths of the modules
+    being called, root ("") first, ending with the module's own.
+
+    Converters name ops after this stack, not after the attribute path: a container that is never
+    called itself (ModuleList, ModuleDict) is not on it, so ``stages.1`` of a ModuleList is called
+    straight from the root.
+    """
+    paths = {m: name for name, m in module.named_modules()}
+    stack: list[str] = []
+    found: dict[str, set[tuple[str, ...]]] = {}
+
+    def enter(m: torch.nn.Module, args: Any) -> None:
+        stack.append(paths.get(m, ""))
+        found.setdefault(stack[-1], set()).add(tuple(stack))
+
+    def leave(m: torch.nn.Module, args: Any, out: Any) -> None:
+        stack.pop()
+
+    handles = [h for m in paths for h in (m.register_forward_pre_hook(enter),
+                                          m.register_forward_hook(leave, always_call=True))]
+    try:
+        with torch.no_grad():
+            module(example)
+    finally:
+        for h in handles:
+            h.remove()
+    return found

@@ -19,7 +19,7 @@ from mobilevision.errors import ExportError
 from mobilevision.export.metadata import METADATA_KEY
 
 from .base import ExportOptions, op_histogram, quiet_converters
-from .module_scopes import check_keep_float, matches
+from .module_scopes import check_keep_float, matches, module_call_stacks
 
 
 def with_metadata(flatbuffer: bytes, key: str, value: bytes) -> bytes:
@@ -63,36 +63,6 @@ def _check_calibration(example: torch.Tensor, calibration: list[Any]) -> list[np
 def _class_name(cls: type) -> str:
     """A class as litert-torch writes it into tensor names (module.qualname; bare for builtins)."""
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-
-
-def module_call_stacks(module: torch.nn.Module, example: torch.Tensor) -> dict[str, set[tuple[str, ...]]]:
-    """``{module path: call stacks}`` from one forward pass: each stack is the paths of the modules
-    being called, root ("") first, ending with the module's own.
-
-    Converters name ops after this stack, not after the attribute path: a container that is never
-    called itself (ModuleList, ModuleDict) is not on it, so ``stages.1`` of a ModuleList is called
-    straight from the root.
-    """
-    paths = {m: name for name, m in module.named_modules()}
-    stack: list[str] = []
-    found: dict[str, set[tuple[str, ...]]] = {}
-
-    def enter(m: torch.nn.Module, args: Any) -> None:
-        stack.append(paths.get(m, ""))
-        found.setdefault(stack[-1], set()).add(tuple(stack))
-
-    def leave(m: torch.nn.Module, args: Any, out: Any) -> None:
-        stack.pop()
-
-    handles = [h for m in paths for h in (m.register_forward_pre_hook(enter),
-                                          m.register_forward_hook(leave, always_call=True))]
-    try:
-        with torch.no_grad():
-            module(example)
-    finally:
-        for h in handles:
-            h.remove()
-    return found
 
 
 def litert_locations(module: torch.nn.Module, example: torch.Tensor) -> dict[str, set[str]]:
