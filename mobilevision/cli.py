@@ -455,6 +455,44 @@ def landmarks_cmd(artifact: Path = typer.Argument(..., help="An exported landmar
         err.print(f"wrote {output}", markup=False, highlight=False)
 
 
+@app.command("anomaly")
+def anomaly_cmd(artifact: Path = typer.Argument(..., help="An exported anomaly detector."),
+                image: Path = typer.Argument(..., help="An image file."),
+                threshold: Optional[float] = typer.Option(None, help="Score above which the image is anomalous "
+                                                                     "(pick it on your own data)."),
+                output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                                      help="Write the heatmap over the image (PNG/JPEG)."),
+                heat_range: tuple[float, float] = typer.Option((0.0, 0.2), "--range",
+                                                               help="Map values drawn blue .. red."),
+                backend: Optional[str] = typer.Option(None, help="Runtime (default: the artifact's own).")) -> None:
+    """Score one image with an exported anomaly detector; optionally write its heatmap overlay."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from mobilevision.atomic_io import atomic_write_bytes
+    from mobilevision.runtime import load
+    from mobilevision.runtime.tasks.anomaly import heatmap, overlay
+    from mobilevision.runtime.tasks.classify import as_rgb_image
+
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(output.suffix.lower()) if output else None
+    if output is not None and fmt is None:
+        raise MobileVisionError(f"--output {output}: use a .png or .jpg file name")
+    if not heat_range[1] > heat_range[0]:
+        raise MobileVisionError(f"--range {heat_range[0]} {heat_range[1]}: the second value must exceed the first")
+    with load(artifact, backend=backend) as model:
+        r = model.detect_anomaly(image, threshold=threshold)
+    verdict = "" if r.is_anomalous is None else ("  anomalous" if r.is_anomalous else "  normal")
+    out.print(f"score {r.score:.4f}{verdict}", markup=False, highlight=False)
+    if output is not None:
+        rgb = np.asarray(as_rgb_image(image))
+        buf = io.BytesIO()
+        Image.fromarray(overlay(rgb, heatmap(r.anomaly_map, *heat_range))).save(buf, format=fmt)
+        atomic_write_bytes(output, buf.getvalue())
+        err.print(f"wrote {output}", markup=False, highlight=False)
+
+
 @app.command("isp")
 def isp_cmd(
     photo: Path = typer.Argument(..., help="Camera RAW file (.dng, .nef, .cr2, .arw, ...; 2x2 Bayer sensors)."),

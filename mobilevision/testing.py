@@ -53,6 +53,24 @@ def randomise_batchnorm(model: nn.Module, seed: int = 0, linear_std: float | Non
     return model.eval()
 
 
+@torch.no_grad()
+def calibrated_efficientad(name: str = "efficientad_s") -> nn.Module:
+    """Random networks with statistics that put the maps of noise images at a trained detector's
+    scale: teacher channels standardised, q_a = 0 and q_b = the median raw map value, so maps are
+    O(0.1) and positive (an all-border score of exactly 0 would make the score's parity vacuous)."""
+    import mobilevision
+
+    torch.manual_seed(0)
+    d = mobilevision.create_model(name).eval()
+    images = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    t = d.teacher(d.normalize_image(images))
+    d.teacher_mean.copy_(t.mean(dim=(0, 2, 3), keepdim=True))
+    d.teacher_std.copy_(t.std(dim=(0, 2, 3), keepdim=True))
+    for buf, raw in zip((d.quantiles_st, d.quantiles_ae), d.raw_maps(images)):
+        buf.copy_(torch.stack([torch.tensor(0.0), raw.median()]))
+    return d
+
+
 def write_tiny_mvtec(root: Path, n_train: int = 10, size: int = 256) -> Path:
     """A tiny MVTec AD-style folder under ``root``: smooth-noise normals (train/good, test/good) and a
     bright square as the one defect (test/square + ground_truth/square/*_mask.png). Returns ``root``."""

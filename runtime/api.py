@@ -131,9 +131,7 @@ class Model:
         pre = md.preprocessing
         h, w = pre.crop
         crop = landmarks_task.crop_image(rgb, box, w, h)
-        x = crop.astype(np.float32) * np.float32(pre.scale)
-        x = (x - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
-        out = next(iter(self.predict(np.ascontiguousarray(x.transpose(2, 0, 1)[None])).values()))
+        out = next(iter(self.predict(classify_task.normalize(crop, pre)).values()))
         return landmarks_task.to_image(np.asarray(out, np.float64).reshape(-1, 2), box, w, h)
 
     def _require_task(self, task: str) -> ModelMetadata:

@@ -377,16 +377,24 @@ def _result(p: _Pair, threads: int | None, warmup: int, rewarm: int) -> BenchRes
         return BenchResult(p.artifact, p.backend, info.get("model"), threads, p.device, info.get("load_ms"),
                            info.get("first_ms"), 0, warmup, None, None, None, None, None, None, p.peak_rss_mb,
                            info.get("macs"), None, p.error or "no timed runs", rewarm, **delegation)
-    t = np.asarray(p.times_ns, dtype=np.float64) / 1e6
-    median = float(np.median(t))
+    stats = latency_stats(np.asarray(p.times_ns, dtype=np.float64) / 1e6)
     macs = info["macs"]
     return BenchResult(
         artifact=p.artifact, backend=p.backend, model=info["model"], threads=threads, device=p.device,
-        load_ms=info["load_ms"], first_ms=info["first_ms"], runs=len(t), warmup=warmup,
-        median_ms=median, mean_ms=float(t.mean()), p90_ms=float(np.percentile(t, 90)),
-        min_ms=float(t.min()), max_ms=float(t.max()), std_ms=float(t.std(ddof=0)),
-        peak_rss_mb=p.peak_rss_mb, macs=macs, gmacs_per_s=macs / (median / 1e3) / 1e9 if macs else None,
-        rewarm=rewarm, **delegation)
+        load_ms=info["load_ms"], first_ms=info["first_ms"], warmup=warmup, **stats,
+        peak_rss_mb=p.peak_rss_mb, macs=macs,
+        gmacs_per_s=macs / (stats["median_ms"] / 1e3) / 1e9 if macs else None, rewarm=rewarm, **delegation)
+
+
+def latency_stats(times_ms) -> dict:
+    """runs, median, mean, p90 (numpy's linear percentile), min, max and std (ddof=0) of timed runs in ms;
+    the Kotlin runtime's ``LatencyStats`` computes the same (checked by the golden tests)."""
+    t = np.asarray(times_ms, dtype=np.float64)
+    if t.size == 0:
+        raise ValueError("latency statistics need at least one timed run")
+    return {"runs": int(t.size), "median_ms": float(np.median(t)), "mean_ms": float(t.mean()),
+            "p90_ms": float(np.percentile(t, 90)), "min_ms": float(t.min()), "max_ms": float(t.max()),
+            "std_ms": float(t.std(ddof=0))}
 
 
 def write_json(results: list[BenchResult], path: str | Path) -> Path:

@@ -38,27 +38,36 @@ def as_rgb_image(image: np.ndarray | Image.Image | str | Path) -> Image.Image:
     return Image.fromarray(arr[..., :3])
 
 
-def preprocess(image: np.ndarray | Image.Image | str | Path, pre: Preprocessing) -> np.ndarray:
-    """Resize the shorter side to ``pre.resize`` and centre-crop ``pre.crop`` (or stretch to ``pre.crop``),
-    scale, normalise -> 1xCxHxW float32."""
+def resized(image: np.ndarray | Image.Image | str | Path, pre: Preprocessing) -> Image.Image:
+    """The image the model sees, ``pre.crop`` (H, W): the shorter side resized to ``pre.resize`` and
+    centre-cropped, or stretched straight to ``pre.crop`` (``resize_mode``)."""
     im = as_rgb_image(image)
     resample = RESAMPLE.get(pre.interpolation, Image.Resampling.BICUBIC)
     if pre.resize_mode == "stretch":
-        im = im.resize((pre.crop[1], pre.crop[0]), resample)
-    elif pre.resize_mode == "shorter_side":
+        return im.resize((pre.crop[1], pre.crop[0]), resample)
+    if pre.resize_mode == "shorter_side":
         w, h = im.size
         s = pre.resize / min(w, h)
         nw, nh = max(pre.crop[1], round(w * s)), max(pre.crop[0], round(h * s))
         im = im.resize((nw, nh), resample)
         left, top = (nw - pre.crop[1]) // 2, (nh - pre.crop[0]) // 2
-        im = im.crop((left, top, left + pre.crop[1], top + pre.crop[0]))
-    else:
-        raise InputMismatch(f"unknown resize_mode {pre.resize_mode!r} in the metadata; upgrade mobilevision")
-    x = np.asarray(im, dtype=np.float32) * np.float32(pre.scale)
+        return im.crop((left, top, left + pre.crop[1], top + pre.crop[0]))
+    raise InputMismatch(f"unknown resize_mode {pre.resize_mode!r} in the metadata; upgrade mobilevision")
+
+
+def normalize(image: np.ndarray | Image.Image, pre: Preprocessing) -> np.ndarray:
+    """(pixel * scale - mean) / std in float32 of an uint8 RGB image at the model's size -> 1xCxHxW
+    (or 1xHxWxC for an NHWC layout)."""
+    x = np.asarray(image, dtype=np.float32) * np.float32(pre.scale)
     x = (x - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
     if pre.layout == "NCHW":
         x = x.transpose(2, 0, 1)
     return np.ascontiguousarray(x[None], dtype=np.float32)
+
+
+def preprocess(image: np.ndarray | Image.Image | str | Path, pre: Preprocessing) -> np.ndarray:
+    """:func:`resized` then :func:`normalize`: the 1xCxHxW float32 model input of one image."""
+    return normalize(resized(image, pre), pre)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

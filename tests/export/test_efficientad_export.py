@@ -6,31 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-import mobilevision
 from mobilevision.export import export_all
 from mobilevision.runtime import load
-
-
-@torch.no_grad()
-def _calibrated_detector() -> torch.nn.Module:
-    """Random networks with statistics that put the maps of noise images at a trained detector's
-    scale: teacher channels standardised, q_a = 0 and q_b = the median raw map value, so maps are
-    O(0.1) and positive (an all-border score of exactly 0 would make the score's parity vacuous)."""
-    torch.manual_seed(0)
-    d = mobilevision.create_model("efficientad_s").eval()
-    images = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(0))
-    t = d.teacher(d.normalize_image(images))
-    d.teacher_mean.copy_(t.mean(dim=(0, 2, 3), keepdim=True))
-    d.teacher_std.copy_(t.std(dim=(0, 2, 3), keepdim=True))
-    for buf, raw in zip((d.quantiles_st, d.quantiles_ae), d.raw_maps(images)):
-        buf.copy_(torch.stack([torch.tensor(0.0), raw.median()]))
-    return d
+from mobilevision.testing import calibrated_efficientad
 
 
 @pytest.fixture(scope="module")
 def detector_exports(tmp_path_factory):
     out = tmp_path_factory.mktemp("efficientad")
-    detector = _calibrated_detector()
+    detector = calibrated_efficientad()
     before = {k: v.clone() for k, v in detector.state_dict().items()}
     results = {r.target: r for r in export_all(detector, "all", out_dir=out)}
     # no converter may edit the user's module (coremltools' passes once shifted teacher_mean in place)
@@ -69,7 +53,7 @@ def test_detect_anomaly_agrees_across_runtimes_and_with_torch(detector_exports):
 
     x = np.asarray(Image.fromarray(image).resize((256, 256), Image.Resampling.BILINEAR), np.float32) / 255
     with torch.no_grad():
-        _, score = _calibrated_detector()(torch.from_numpy(x.transpose(2, 0, 1))[None])
+        _, score = calibrated_efficientad()(torch.from_numpy(x.transpose(2, 0, 1))[None])
     assert abs(score.item() - results[0].score) < 1e-4
 
 

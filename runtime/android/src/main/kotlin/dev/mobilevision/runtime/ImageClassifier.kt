@@ -1,0 +1,38 @@
+package dev.mobilevision.runtime
+
+import kotlin.math.exp
+
+/** One class of a classification: its index, label (the index as text when the metadata has no labels) and softmax probability. */
+data class Classification(val index: Int, val label: String, val score: Double)
+
+/** Top-k classes of an image, as the Python runtime's `Model.classify`. */
+class ImageClassifier(val model: Model) : AutoCloseable {
+    private val pre = model.metadata.requireTask("classify").requirePreprocessing()
+
+    fun classify(image: RgbImage, topK: Int = 5): List<Classification> {
+        val out = model.predict(listOf(ImagePreprocessor.preprocess(image, pre)))
+        return topK(out.values.first(), topK, model.metadata.labels)
+    }
+
+    override fun close() = model.close()
+
+    companion object {
+        /** Softmax in double precision of float32 logits (max subtracted first). */
+        fun softmax(logits: FloatArray): DoubleArray {
+            if (logits.isEmpty()) throw InputMismatchException("softmax of an empty logits vector")
+            val max = logits.maxOf { it.toDouble() }
+            val e = DoubleArray(logits.size) { exp(logits[it].toDouble() - max) }
+            val sum = e.sum()
+            return DoubleArray(e.size) { e[it] / sum }
+        }
+
+        /** The [k] most probable classes (ties keep index order), k clamped to 1..classes. */
+        fun topK(logits: FloatArray, k: Int, labels: List<String>?): List<Classification> {
+            val p = softmax(logits)
+            val n = k.coerceIn(1, p.size)
+            return p.indices.sortedByDescending { p[it] }.take(n).map { i ->
+                Classification(i, labels?.getOrNull(i) ?: i.toString(), p[i])
+            }
+        }
+    }
+}

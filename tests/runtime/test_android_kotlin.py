@@ -1,0 +1,136 @@
+"""The Kotlin runtime (runtime/android) gives the Python runtime's answers: golden vectors of one
+exported .tflite per task, written by the Python runtime and replayed by the JVM tests
+(runtime/android/tools/jvm_test.sh: kotlinc from npm, JUnit 4 from Debian) within 1e-5, bit-exact for
+the uint8 steps. Also: the JVM build is the Android-free core, and a corrupted golden fails it."""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mobilevision.export import export_all
+from mobilevision.runtime.golden import main as golden_main
+from mobilevision.runtime.golden import write_golden
+from mobilevision.testing import calibrated_efficientad
+
+REPO = Path(__file__).resolve().parents[2]
+ANDROID = REPO / "runtime" / "android"
+JVM_TEST = ANDROID / "tools" / "jvm_test.sh"
+CORE = ANDROID / "src" / "main" / "kotlin" / "dev" / "mobilevision" / "runtime"
+
+
+def _jvm_test(golden: Path, *classes: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(JVM_TEST), "--golden", str(golden), *classes], capture_output=True,
+                          text=True, timeout=900)
+
+
+def _tflite(results) -> Path:
+    (r,) = results
+    assert hasattr(r, "path"), r
+    return r.path
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory, toy_exports) -> dict[str, Path]:
+    """One .tflite per task: the toy classifier, a calibrated EfficientAD-S (maps O(0.1)), EfficientISP
+    with 32-pixel tiles (so a mosaic takes several) and a 64 px landmark model."""
+    out = tmp_path_factory.mktemp("android_art")
+    return {"classify": toy_exports["tflite"].path,
+            "anomaly": _tflite(export_all(calibrated_efficientad(), "tflite", out_dir=out)),
+            "isp": _tflite(export_all("efficientisp", "tflite", imgsz=32, out_dir=out)),
+            "landmarks": _tflite(export_all("landmarks_mnv2_035", "tflite", imgsz=64, out_dir=out))}
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory, artifacts) -> Path:
+    out = tmp_path_factory.mktemp("android_golden")
+    write_golden(list(artifacts.values()), out)
+    return out
+
+
+def test_golden_manifest_covers_every_task(golden):
+    m = json.loads((golden / "golden.json").read_text())
+    assert m["tolerance"] == 1e-5
+    assert sorted(x["task"] for x in m["models"]) == ["anomaly", "classify", "isp", "landmarks"]
+    for x in m["models"]:
+        assert x["tflite"] and (golden / x["tflite"]).is_file()
+        for case in x["cases"]:
+            assert case["calls"], case["name"]                  # every case ran the artifact
+    isp = next(x for x in m["models"] if x["task"] == "isp")
+    assert all(len(c["calls"]) > 1 for c in isp["cases"])      # the mosaic spans several tiles
+    anomaly = next(x for x in m["models"] if x["task"] == "anomaly")
+    for c in anomaly["cases"]:
+        amap = np.fromfile(golden / c["result"]["anomaly_map"]["file"], "<f4")
+        assert amap.max() > 0.01 and amap.std() > 0.001        # a map worth resizing, not all zeros
+
+
+def test_kotlin_runtime_matches_python_runtime(golden):
+    r = _jvm_test(golden)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
+    ran = re.search(r"OK \((\d+) tests\)", r.stdout)
+    assert ran and int(ran.group(1)) >= 16, r.stdout[-2000:]
+
+
+def test_a_corrupted_golden_fails_the_kotlin_tests(golden, tmp_path):
+    bad = tmp_path / "golden"
+    bad.mkdir()
+    for f in golden.iterdir():
+        (bad / f.name).symlink_to(f)
+    m = json.loads((golden / "golden.json").read_text())
+    lm = next(x for x in m["models"] if x["task"] == "landmarks")
+    entry = lm["cases"][0]["result"]
+    pts = np.fromfile(golden / entry["file"], "<f8")
+    pts[3] += 3e-5                                              # 3x the tolerance on one coordinate
+    (bad / entry["file"]).unlink()
+    pts.tofile(bad / entry["file"])
+    r = _jvm_test(bad, "dev.mobilevision.runtime.GoldenTest")
+    assert r.returncode != 0
+    assert "landmarks" in r.stdout and "> 1.0E-5" in r.stdout, r.stdout[-3000:]
+
+
+def test_jvm_core_has_no_android_types():
+    """The part CI compiles is plain Kotlin; the LiteRT / Android binding lives in android/ only."""
+    core = sorted(CORE.glob("*.kt"))
+    assert len(core) >= 10
+    for f in core:
+        imports = re.findall(r"^import\s+(\S+)", f.read_text(), re.M)
+        assert not [i for i in imports if i.startswith(("android.", "androidx.", "com.google."))], f
+    binding = list((CORE / "android").glob("*.kt"))
+    assert binding and any("CompiledModel" in f.read_text() for f in binding)
+
+
+def test_golden_cli_rejects_bad_input(tmp_path, capsys):
+    assert golden_main([str(tmp_path / "missing.tflite"), "--out", str(tmp_path / "g")]) == 2
+    assert "missing.tflite" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        golden_main([])
+
+
+def test_anomaly_cli_writes_the_heatmap_overlay(artifacts, tmp_path, capsys, one_line_error):
+    """`mobilevision anomaly` prints the score and writes the same overlay the Kotlin Heatmap draws."""
+    from PIL import Image
+
+    from mobilevision.cli import main
+    from mobilevision.runtime import load
+    from mobilevision.runtime.golden import synthetic_image
+    from mobilevision.runtime.tasks.anomaly import heatmap, overlay
+
+    img = synthetic_image(80, 60, seed=1)
+    Image.fromarray(img).save(tmp_path / "part.png")
+    out = tmp_path / "heat.png"
+    assert main(["anomaly", str(artifacts["anomaly"]), str(tmp_path / "part.png"), "--threshold", "0.1",
+                 "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    with load(artifacts["anomaly"]) as m:
+        r = m.detect_anomaly(img, threshold=0.1)
+    assert f"score {r.score:.4f}" in printed and ("anomalous" in printed) == r.is_anomalous
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), overlay(img, heatmap(r.anomaly_map)))
+    one_line_error(main(["anomaly", str(artifacts["anomaly"]), str(tmp_path / "part.png"), "--range", "0.2", "0.1"]),
+                   "--range")
+    one_line_error(main(["anomaly", str(artifacts["anomaly"]), str(tmp_path / "part.png"), "-o", "x.gif"]), "x.gif")
+    one_line_error(main(["anomaly", str(artifacts["classify"]), str(tmp_path / "part.png")]),
+                   "'classify' model, not 'anomaly'")
