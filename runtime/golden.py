@@ -91,7 +91,7 @@ def _calls(calls: list[dict[str, Any]], save: _Arrays) -> list[dict[str, Any]]:
 def _classify_cases(model: Model, save: _Arrays) -> list[dict[str, Any]]:
     pre = model.metadata.preprocessing
     cases = []
-    for i, (w, h) in enumerate([(97, 61), (45, 120), (20, 30)]):
+    for i, (w, h) in enumerate([(97, 61), (45, 120), (20, 30), (150, 120), (80, 260)]):   # up, down, both pass orders
         img = synthetic_image(w, h, seed=10 + i)
         calls = _recording(model)
         top = model.classify(img, top_k=5)
@@ -173,7 +173,8 @@ def _resample_cases(save: _Arrays) -> list[dict[str, Any]]:
     cases = []
     for name in RESAMPLE_FILTERS:
         f = classify_task.RESAMPLE.get(name) or getattr(Image.Resampling, name.upper())
-        for size, box in [((31, 17), None), ((120, 410), None), ((50, 38), None), ((24, 24), (3.25, 10.5, 40.75, 200.0))]:
+        for size, box in [((31, 17), None), ((120, 410), None), ((50, 38), None), ((20, 280), None),
+                          ((24, 24), (3.25, 10.5, 40.75, 200.0))]:
             out = np.asarray(Image.fromarray(img).resize(size, f, box=box))
             cases.append({"name": f"rgb_{name}_{size[0]}x{size[1]}" + ("_box" if box else ""), "filter": name,
                           "image": save(img, "uint8"), "size": list(size), "box": list(box) if box else None,

@@ -2,8 +2,9 @@
 # Compiles runtime/android's plain-Kotlin sources and JUnit 4 tests on the JVM
 # (no Gradle/Maven, no Android SDK) and runs the tests.
 #
-# Usage: runtime/android/tools/jvm_test.sh [--golden DIR] [JUnit class names...]
+# Usage: runtime/android/tools/jvm_test.sh [--golden DIR] [--compile-only] [JUnit class names...]
 #   --golden DIR   passed to the tests as -Dmobilevision.golden=DIR
+#   --compile-only compile (main into build/jvm/main, tests into build/jvm/test) and stop
 #   class names    default: every compiled top-level class under the test
 #                  output whose simple name ends in "Test"
 # Main sources under .../dev/mobilevision/runtime/android/ are skipped (they
@@ -27,13 +28,15 @@ TEST_OUT="$BUILD/test"
 die() { echo "jvm_test: $*" >&2; exit 1; }
 
 golden=""
+compile_only=0
 classes=()
 while (($#)); do
   case "$1" in
     --golden)   (($# >= 2)) || die "--golden needs a directory argument"
                 golden="$2"; shift 2 ;;
     --golden=*) golden="${1#--golden=}"; shift ;;
-    -h|--help)  sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --compile-only) compile_only=1; shift ;;
+    -h|--help)  sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     --)         shift; classes+=("$@"); break ;;
     -*)         die "unknown option $1 (usage: jvm_test.sh [--golden DIR] [classes...])" ;;
     *)          classes+=("$1"); shift ;;
@@ -106,6 +109,7 @@ else
   rm -rf "$MAIN_OUT"; mkdir -p "$MAIN_OUT"; printf '%s' "$main_dig" >"$BUILD/main.sha256"
 fi
 compile test "$TEST_OUT" "$BUILD/test.sha256" "$test_dig" "$MAIN_OUT:$JUNIT_CP" "${test_files[@]}"
+((compile_only)) && exit 0
 
 if ((${#classes[@]} == 0)); then
   mapfile -t classes < <(cd "$TEST_OUT" && find . -type f -name '*Test.class' ! -name '*$*' \

@@ -41,14 +41,20 @@ data class BenchResult(
 }
 
 /**
- * Latency of a model on one accelerator preference: open (timed as load), one cold first inference,
- * [warmup] untimed runs, then [runs] timed runs of a fixed random input (seeded, standard normal,
- * as `mobilevision bench` feeds). [clockNs] is injectable for tests.
+ * Latency of a model on one accelerator preference, measured as `mobilevision bench` does: open (timed
+ * as load), one cold first inference, [warmup] untimed runs, then [runs] timed runs of a fixed random
+ * input (seeded, standard normal), each timed run directly after [rewarm] untimed ones (bench's
+ * default 1). [onProgress] gets (timed runs done, runs) and may return false to stop early: the result
+ * then holds the runs done so far. [clockNs] is injectable for tests.
  */
 object Benchmark {
     fun run(metadata: ModelMetadata, factory: RunnerFactory, accelerators: List<Accelerator>, threads: Int = 0,
-            warmup: Int = 10, runs: Int = 50, seed: Long = 0, clockNs: () -> Long = System::nanoTime): BenchResult {
-        if (runs < 1 || warmup < 0) throw InputMismatchException("benchmark needs runs >= 1 and warmup >= 0, got $runs and $warmup")
+            warmup: Int = 10, runs: Int = 50, rewarm: Int = 1, seed: Long = 0,
+            onProgress: (done: Int, total: Int) -> Boolean = { _, _ -> true },
+            clockNs: () -> Long = System::nanoTime): BenchResult {
+        if (runs < 1 || warmup < 0 || rewarm < 0) {
+            throw InputMismatchException("benchmark needs runs >= 1, warmup >= 0 and rewarm >= 0, got $runs, $warmup, $rewarm")
+        }
         val rng = java.util.Random(seed)
         val inputs = metadata.inputs.map { spec -> FloatArray(spec.size) { rng.nextGaussian().toFloat() } }
         val t0 = clockNs()
@@ -58,13 +64,16 @@ object Benchmark {
             model.predict(inputs)
             val firstMs = (clockNs() - t1) / 1e6
             repeat(warmup) { model.predict(inputs) }
-            val samples = DoubleArray(runs) {
+            val samples = ArrayList<Double>(runs)
+            while (samples.size < runs) {
+                repeat(rewarm) { model.predict(inputs) }
                 val start = clockNs()
                 model.predict(inputs)
-                (clockNs() - start) / 1e6
+                samples.add((clockNs() - start) / 1e6)
+                if (!onProgress(samples.size, runs)) break
             }
             return BenchResult(metadata.model, model.accelerator, model.fallbacks, threads, loadMs, firstMs, warmup,
-                LatencyStats.of(samples), metadata.macs)
+                LatencyStats.of(samples.toDoubleArray()), metadata.macs)
         }
     }
 }

@@ -19,12 +19,8 @@ object ImagePreprocessor {
                 // Python's round(): halves to even, as Math.rint
                 val nw = maxOf(cropW, Math.rint(image.width * s).toInt())
                 val nh = maxOf(cropH, Math.rint(image.height * s).toInt())
-                val big = Resample.resize(image, nw, nh, filter)
-                val left = (nw - cropW) / 2
-                val top = (nh - cropH) / 2
-                val out = ByteArray(cropW * cropH * 3)
-                for (y in 0 until cropH) System.arraycopy(big.pixels, ((top + y) * nw + left) * 3, out, y * cropW * 3, cropW * 3)
-                RgbImage(cropW, cropH, out)
+                // the centre crop of the resized image, computed without the pixels it drops
+                Resample.resizeCrop(image, nw, nh, filter, (nw - cropW) / 2, (nh - cropH) / 2, cropW, cropH)
             }
             else -> throw ArtifactException("unknown resize_mode '${pre.resizeMode}' in the metadata; upgrade the runtime library")
         }

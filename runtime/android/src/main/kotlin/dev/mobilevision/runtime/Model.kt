@@ -53,6 +53,12 @@ class Model(val metadata: ModelMetadata, val runner: ModelRunner, val fallbacks:
             throw ArtifactException("the runtime returned ${outs.size} outputs, the metadata names ${metadata.outputs.size}; " +
                 "re-export the model")
         }
+        for ((spec, o) in metadata.outputs.zip(outs)) {
+            if (spec.shape.all { it > 0 } && o.size != spec.size) {
+                throw ArtifactException("output '${spec.name}' has ${o.size} values, the metadata says ${spec.shape}; " +
+                    "the model and its metadata do not match: re-export it")
+            }
+        }
         return metadata.outputs.map { it.name }.zip(outs).toMap()
     }
 
@@ -75,6 +81,8 @@ class Model(val metadata: ModelMetadata, val runner: ModelRunner, val fallbacks:
                 try {
                     return Model(metadata, factory.open(acc, threads), failed.toList())
                 } catch (e: Exception) {
+                    failed.add(Fallback(acc, e.message ?: e.javaClass.simpleName))
+                } catch (e: LinkageError) {      // a missing native library (e.g. the GPU delegate's .so)
                     failed.add(Fallback(acc, e.message ?: e.javaClass.simpleName))
                 }
             }

@@ -100,11 +100,12 @@ class RawIsp(val model: Model) : AutoCloseable {
             if (span.any { it <= 0f }) {
                 throw InputMismatchException("white level $white must exceed every black level $black")
             }
-            return FloatArray(packed.size) { i ->
-                val c = i / plane
+            val out = FloatArray(packed.size)
+            for (c in 0 until 4) for (i in c * plane until (c + 1) * plane) {
                 val v = (packed[i] - b[c]) / span[c]
-                if (clip) maxOf(v, 0f) else v
+                out[i] = if (clip) maxOf(v, 0f) else v
             }
+            return out
         }
 
         /** (window start, keep start, keep end) along one axis; windows lie inside [0, length). */

@@ -70,11 +70,47 @@ object Resample {
     private const val PRECISION_BITS = 32 - 8 - 2
 
     /** Pillow `Image.resize((width, height), filter, box)` of an RGB image; [box] = (x0, y0, x1, y1), edges at integers. */
-    fun resize(src: RgbImage, width: Int, height: Int, filter: ResampleFilter, box: DoubleArray? = null): RgbImage {
+    fun resize(src: RgbImage, width: Int, height: Int, filter: ResampleFilter, box: DoubleArray? = null): RgbImage =
+        resizeCrop(src, width, height, filter, 0, 0, width, height, box)
+
+    /**
+     * The [cropW] x [cropH] window at ([left], [top]) of [resize]`(src, width, height, filter, box)`, computed
+     * alone: the same pixels as resizing then cropping, without the pixels the crop throws away.
+     */
+    fun resizeCrop(src: RgbImage, width: Int, height: Int, filter: ResampleFilter, left: Int, top: Int,
+                   cropW: Int, cropH: Int, box: DoubleArray? = null): RgbImage {
         val b = checkBox(src.width, src.height, width, height, box)
-        if (isCrop(b, src.width, src.height, width, height)) return crop(src, b[0].toInt(), b[1].toInt(), width, height)
-        val planes = Plane8(src.width, src.height, 3, src.pixels)
-        return RgbImage(width, height, resample(planes, width, height, filter, b).data)
+        if (left < 0 || top < 0 || cropW < 1 || cropH < 1 || left + cropW > width || top + cropH > height) {
+            throw InputMismatchException("crop ${cropW}x$cropH at ($left, $top) is not inside the ${width}x$height resize")
+        }
+        if (isCrop(b, src.width, src.height, width, height)) {
+            return crop(src, b[0].toInt() + left, b[1].toInt() + top, cropW, cropH)
+        }
+        val w = src.width
+        val h = src.height
+        val needH = width != w || b[0] != 0f || b[2] != width.toFloat()
+        val needV = height != h || b[1] != 0f || b[3] != height.toFloat()
+        // Pillow's pass order (it changes the intermediate rounding): horizontal first unless the
+        // height shrinks more than twice as much as the width
+        val hFirst = !((h - height) > 0 && (h - height) > (w - width) * 2)
+        val hc = if (needH) Coeffs(w, b[0], b[2], width, filter) else null
+        val vc = if (needV) Coeffs(h, b[1], b[3], height, filter) else null
+        val px = src.pixels
+        val out = when {
+            hc != null && vc != null && hFirst -> {
+                val (r0, r1) = vc.span(top, cropH)
+                val tmp = horizontal8(px, w, r0, r1 - r0, hc, left, cropW, 0)
+                vertical8(tmp, cropW, r0, vc, top, cropH, 0, cropW)
+            }
+            hc != null && vc != null -> {
+                val (c0, c1) = hc.span(left, cropW)
+                val tmp = vertical8(px, w, 0, vc, top, cropH, c0, c1 - c0)
+                horizontal8(tmp, c1 - c0, 0, cropH, hc, left, cropW, c0)
+            }
+            hc != null -> horizontal8(px, w, top, cropH, hc, left, cropW, 0)
+            else -> vertical8(px, w, 0, vc!!, top, cropH, left, cropW)
+        }
+        return RgbImage(cropW, cropH, out)
     }
 
     /** Pillow `Image.fromarray(map, "F").resize((width, height), filter, box)`. */
@@ -161,6 +197,17 @@ object Resample {
             }
         }
 
+        /** Source indices [first, last) that output indices [start, start + count) read. */
+        fun span(start: Int, count: Int): Pair<Int, Int> {
+            var lo = Int.MAX_VALUE
+            var hi = 0
+            for (i in start until start + count) {
+                lo = minOf(lo, bounds[2 * i])
+                hi = maxOf(hi, bounds[2 * i] + bounds[2 * i + 1])
+            }
+            return lo to hi
+        }
+
         /** The weights in 22-bit fixed point, rounded away from zero as Pillow does. */
         fun fixed(): IntArray = IntArray(weights.size) { i ->
             val k = weights[i] * (1 shl PRECISION_BITS)
@@ -168,64 +215,65 @@ object Resample {
         }
     }
 
-    /** Interleaved 8-bit planes: [channels] values per pixel. */
-    private class Plane8(val width: Int, val height: Int, val channels: Int, val data: ByteArray)
-
-    private fun resample(src: Plane8, width: Int, height: Int, filter: ResampleFilter, b: FloatArray): Plane8 {
-        val needH = width != src.width || b[0] != 0f || b[2] != width.toFloat()
-        val needV = height != src.height || b[1] != 0f || b[3] != height.toFloat()
-        val hFirst = !((src.height - height) > 0 && (src.height - height) > (src.width - width) * 2)
-        val vert = if ((needH && hFirst) || needV) Coeffs(src.height, b[1], b[3], height, filter) else null
-        var cur = src
-        if (needH && hFirst) {
-            val rowFirst = vert!!.bounds[0]
-            val rowLast = vert.bounds[2 * (height - 1)] + vert.bounds[2 * (height - 1) + 1]
-            for (i in 0 until height) vert.bounds[2 * i] -= rowFirst
-            cur = horizontal8(cur, rowFirst, rowLast - rowFirst, Coeffs(src.width, b[0], b[2], width, filter))
-        }
-        if (needV) cur = vertical8(cur, vert!!)
-        if (needH && !hFirst) cur = horizontal8(cur, 0, cur.height, Coeffs(src.width, b[0], b[2], width, filter))
-        return if (cur === src) Plane8(src.width, src.height, src.channels, src.data.copyOf()) else cur
-    }
-
     private fun clip8(v: Int): Byte = (v shr PRECISION_BITS).coerceIn(0, 255).toByte()
 
-    private fun horizontal8(src: Plane8, rowOffset: Int, rows: Int, c: Coeffs): Plane8 {
-        val outW = c.bounds.size / 2
-        val ch = src.channels
+    /**
+     * Horizontal pass over RGB rows [row0, row0 + rows) of [src] ([srcW] pixels wide), output columns
+     * [col0, col0 + cols) of [c]; source column indices are shifted by -[shift] (the input starts there).
+     */
+    private fun horizontal8(src: ByteArray, srcW: Int, row0: Int, rows: Int, c: Coeffs, col0: Int, cols: Int, shift: Int): ByteArray {
         val k = c.fixed()
-        val out = ByteArray(outW * rows * ch)
+        val out = ByteArray(cols * rows * 3)
+        val half = 1 shl (PRECISION_BITS - 1)
         for (yy in 0 until rows) {
-            val rowIn = (yy + rowOffset) * src.width * ch
-            for (xx in 0 until outW) {
-                val xmin = c.bounds[2 * xx]
+            val rowIn = (row0 + yy) * srcW
+            for (j in 0 until cols) {
+                val xx = col0 + j
+                val first = c.bounds[2 * xx] - shift
                 val n = c.bounds[2 * xx + 1]
-                for (z in 0 until ch) {
-                    var ss = 1 shl (PRECISION_BITS - 1)
-                    for (x in 0 until n) ss += (src.data[rowIn + (x + xmin) * ch + z].toInt() and 0xFF) * k[xx * c.ksize + x]
-                    out[(yy * outW + xx) * ch + z] = clip8(ss)
+                val kb = xx * c.ksize
+                var s0 = half
+                var s1 = half
+                var s2 = half
+                var p = (rowIn + first) * 3
+                for (t in 0 until n) {
+                    val w = k[kb + t]
+                    s0 += (src[p].toInt() and 0xFF) * w
+                    s1 += (src[p + 1].toInt() and 0xFF) * w
+                    s2 += (src[p + 2].toInt() and 0xFF) * w
+                    p += 3
                 }
+                val o = (yy * cols + j) * 3
+                out[o] = clip8(s0)
+                out[o + 1] = clip8(s1)
+                out[o + 2] = clip8(s2)
             }
         }
-        return Plane8(outW, rows, ch, out)
+        return out
     }
 
-    private fun vertical8(src: Plane8, c: Coeffs): Plane8 {
-        val outH = c.bounds.size / 2
-        val ch = src.channels
+    /**
+     * Vertical pass: output rows [row0, row0 + rows) of [c] over source columns [col0, col0 + cols) of
+     * [src] ([srcW] pixels wide, whose first row is source row [srcRow0]). Accumulates row by row
+     * (integer sums, so the order does not change the result).
+     */
+    private fun vertical8(src: ByteArray, srcW: Int, srcRow0: Int, c: Coeffs, row0: Int, rows: Int, col0: Int, cols: Int): ByteArray {
         val k = c.fixed()
-        val rowLen = src.width * ch
-        val out = ByteArray(rowLen * outH)
-        for (yy in 0 until outH) {
-            val ymin = c.bounds[2 * yy]
-            val n = c.bounds[2 * yy + 1]
-            for (i in 0 until rowLen) {
-                var ss = 1 shl (PRECISION_BITS - 1)
-                for (y in 0 until n) ss += (src.data[(y + ymin) * rowLen + i].toInt() and 0xFF) * k[yy * c.ksize + y]
-                out[yy * rowLen + i] = clip8(ss)
+        val len = cols * 3
+        val out = ByteArray(len * rows)
+        val acc = IntArray(len)
+        for (i in 0 until rows) {
+            val yy = row0 + i
+            acc.fill(1 shl (PRECISION_BITS - 1))
+            val first = c.bounds[2 * yy] - srcRow0
+            for (t in 0 until c.bounds[2 * yy + 1]) {
+                val w = k[yy * c.ksize + t]
+                val base = ((first + t) * srcW + col0) * 3
+                for (e in 0 until len) acc[e] += (src[base + e].toInt() and 0xFF) * w
             }
+            for (e in 0 until len) out[i * len + e] = clip8(acc[e])
         }
-        return Plane8(src.width, outH, ch, out)
+        return out
     }
 
     private fun floatHorizontal(src: FloatArray, width: Int, rowOffset: Int, rows: Int, c: Coeffs): FloatArray {

@@ -89,6 +89,11 @@ class CoreTest {
             Model.open(md, { acc, _ -> throw UnsupportedOperationException("no $acc") }, listOf(Accelerator.GPU, Accelerator.CPU))
         }
         assertEquals(2, e.attempts.size)
+        val linked = Model.open(md, { acc, _ ->
+            if (acc == Accelerator.GPU) throw UnsatisfiedLinkError("libLiteRtGpuAccelerator.so not found")
+            FixedRunner(acc, emptyList())
+        })
+        assertEquals("CPU (GPU unavailable: libLiteRtGpuAccelerator.so not found)", linked.acceleratorReport)
         assertThrows<InputMismatchException>("at least one accelerator") { Model.open(md, { a, _ -> FixedRunner(a, emptyList()) }, emptyList()) }
     }
 
@@ -99,6 +104,8 @@ class CoreTest {
         val model = Model(md, runner)
         assertThrows<InputMismatchException>("expects 48 values") { model.predict(listOf(FloatArray(5))) }
         assertThrows<InputMismatchException>("takes 1 input") { model.predict(emptyList()) }
+        val wrong = Model(md, FixedRunner(Accelerator.CPU, listOf(FloatArray(4))))
+        assertThrows<ArtifactException>("output 'logits' has 4 values") { wrong.predict(listOf(FloatArray(48))) }
         val top = ImageClassifier(model).classify(RgbImage(6, 5, ByteArray(90)), topK = 2)
         assertEquals(listOf(1, 2), top.map { it.index })
         assertEquals(listOf("b", "c"), top.map { it.label })
@@ -156,13 +163,20 @@ class CoreTest {
             override val accelerator = Accelerator.CPU
             override fun run(inputs: List<FloatArray>): List<FloatArray> { step++; now += step * 1_000_000; return listOf(FloatArray(3)) }
         }
-        val r = Benchmark.run(md, { _, _ -> runner }, listOf(Accelerator.CPU), warmup = 2, runs = 4, clockNs = { now })
+        val r = Benchmark.run(md, { _, _ -> runner }, listOf(Accelerator.CPU), warmup = 2, runs = 4, rewarm = 0, clockNs = { now })
         assertEquals(1.0, r.firstMs, 1e-12)               // first inference took 1 ms, warm-up 2 and 3 ms
         assertEquals(4, r.stats.runs)
         assertEquals(5.5, r.stats.medianMs, 1e-12)        // timed runs: 4, 5, 6, 7 ms
         assertEquals(4.0, r.stats.minMs, 1e-12)
         assertEquals(7.0, r.stats.maxMs, 1e-12)
         assertEquals(6.7, r.stats.p90Ms, 1e-12)
+        // rewarm 1 (bench's default): an untimed run before each timed one; a stop after 2 timed runs
+        now = 0; step = 0
+        val seen = ArrayList<Int>()
+        val s = Benchmark.run(md, { _, _ -> runner }, listOf(Accelerator.CPU), warmup = 0, runs = 10,
+            onProgress = { done, _ -> seen.add(done); done < 2 }, clockNs = { now })
+        assertEquals(listOf(1, 2), seen)
+        assertEquals(listOf(3.0, 5.0), listOf(s.stats.minMs, s.stats.maxMs))   // runs 1 (first), 2 untimed, 3, 4 untimed, 5
         assertThrows<InputMismatchException>("runs >= 1") { Benchmark.run(md, { _, _ -> runner }, listOf(Accelerator.CPU), runs = 0) }
     }
 }
