@@ -172,7 +172,7 @@ def _resample_cases(save: _Arrays) -> list[dict[str, Any]]:
     fmap = np.random.default_rng(51).random((37, 29)).astype(np.float32)
     cases = []
     for name in RESAMPLE_FILTERS:
-        f = classify_task.RESAMPLE.get(name) or getattr(Image.Resampling, name.upper())
+        f = classify_task.RESAMPLE[name]
         for size, box in [((31, 17), None), ((120, 410), None), ((50, 38), None), ((20, 280), None),
                           ((24, 24), (3.25, 10.5, 40.75, 200.0))]:
             out = np.asarray(Image.fromarray(img).resize(size, f, box=box))

@@ -164,3 +164,17 @@ def test_demo_app_logic_compiles_and_passes_on_the_jvm(tmp_path):
                                           "kotlin-stdlib.jar", *junit), "org.junit.runner.JUnitCore",
                         "dev.mobilevision.demo.DemoLogicTest"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0 and "OK (4 tests)" in r.stdout, r.stdout[-3000:]
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"MOBILEVISION": "/nonexistent/mobilevision"}, "is not an executable; point it at the mobilevision CLI"),
+    ({"EMO_WEIGHTS": "/nonexistent/emo.pth"}, "EMO_WEIGHTS=/nonexistent/emo.pth is not a file"),
+])
+def test_export_models_script_refuses_bad_setup_before_exporting(env, message):
+    """android_demo/export_models.sh checks its CLI and every weights file before minutes of exports
+    (the full run was done by hand: four .tflite + the RAW sample, 64-82 s on this VM)."""
+    r = subprocess.run(["bash", str(REPO / "android_demo" / "export_models.sh")], capture_output=True, text=True,
+                       env={**os.environ, **env}, timeout=60)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], r.stderr
