@@ -481,12 +481,12 @@ def anomaly_cmd(artifact: Path = typer.Argument(..., help="An exported anomaly d
         raise MobileVisionError(f"--output {output}: use a .png or .jpg file name")
     if not heat_range[1] > heat_range[0]:
         raise MobileVisionError(f"--range {heat_range[0]} {heat_range[1]}: the second value must exceed the first")
+    rgb = np.asarray(as_rgb_image(image))          # read once: scored and drawn on
     with load(artifact, backend=backend) as model:
-        r = model.detect_anomaly(image, threshold=threshold)
+        r = model.detect_anomaly(rgb, threshold=threshold)
     verdict = "" if r.is_anomalous is None else ("  anomalous" if r.is_anomalous else "  normal")
     out.print(f"score {r.score:.4f}{verdict}", markup=False, highlight=False)
     if output is not None:
-        rgb = np.asarray(as_rgb_image(image))
         buf = io.BytesIO()
         Image.fromarray(overlay(rgb, heatmap(r.anomaly_map, *heat_range))).save(buf, format=fmt)
         atomic_write_bytes(output, buf.getvalue())
