@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import importlib.metadata
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,10 +20,11 @@ import numpy as np
 import torch
 
 import mobilevision
-from mobilevision.atomic_io import atomic_write_text, move_into_place
+from mobilevision.atomic_io import atomic_write_text, make_scratch_dir, move_into_place, remove_stale_scratch
 from mobilevision.errors import ExportError, ExportParityError, MobileVisionError, UnknownTarget
 from mobilevision.registry import ModelCard
 
+from .integrity import artifact_digests, companions, sidecar_text
 from .metadata import LandmarkOutput, ModelMetadata, Preprocessing, RawInput, TensorSpec, sidecar_path
 from .parity import INT8_BROKEN_COSINE, TOLERANCES, ParityReport, compare, parity_inputs
 from .quantize import CALIB_MIN_IMAGES, AccuracyReport
@@ -139,7 +139,7 @@ def prepare(model_or_name: str | torch.nn.Module, weights: str | None = None, im
         raise ExportError(f"expected a model name or nn.Module, got {type(model_or_name).__name__}")
     module.eval()
     c = card.input_size[0]
-    h = w = int(imgsz) if imgsz else None
+    h = w = int(imgsz) if imgsz is not None else None
     if h is not None and not 32 <= h <= 4096:
         raise ExportError(f"--imgsz {h} is out of range: use 32..4096 pixels")
     size = (c, h or card.input_size[1], w or card.input_size[2])
@@ -261,7 +261,8 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
             warnings.append(f"only {len(calibration.inputs)} calibration inputs ({calibration.source}); int8 ranges "
                             f"from fewer than {CALIB_MIN_IMAGES} are unreliable: give more with --calib-data / "
                             f"--calib-n")
-    work = Path(tempfile.mkdtemp(prefix=f".{stem}.{target}.", dir=out))
+    remove_stale_scratch(out)   # what killed exports into this folder left behind
+    work = make_scratch_dir(out, f".{stem}.{target}.")
     try:
         say(f"{target} {precision}: converting")
         options = ExportOptions(precision=precision, input_names=prep.card.input_names,
@@ -320,7 +321,7 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
         accuracy = None
         if held is not None:
             say(f"{target} {precision}: measuring {md.task} accuracy on {len(held.inputs)} held-out inputs")
-            accuracy = _measure(prep, md, held, path, tgt, note, files_size([path, *_companions(path)]))
+            accuracy = _measure(prep, md, held, path, tgt, note, files_size([path, *[c for c in companions(path) if c.is_file()]]))
             if accuracy.exceeded and precision == "int8" and calibration is not None:
                 from .quantize import layer_sensitivity
 
@@ -336,10 +337,13 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
             again = _run_artifact(path, tgt.runtime, samples)
             if not all(np.array_equal(a, b) for s1, s2 in zip(actual, again) for a, b in zip(s1, s2)):
                 raise ExportError(f"{target}: rewriting the metadata changed the outputs; nothing was written")
-        atomic_write_text(work / sidecar_path(path).name, md.to_json(indent=2))
+        # The sidecar is the manifest: the SHA-256 of every file, renamed into place last. A run killed
+        # between two renames leaves files that disagree with the sidecar, which loading refuses.
+        atomic_write_text(work / sidecar_path(path).name, sidecar_text(md, artifact_digests(path)))
         final = out / path.name
-        for f in reversed(files):  # companions (.bin) first, the entry file last
+        for f in reversed(files):  # companions (.bin) first, the entry file, then the sidecar
             move_into_place(f, out / f.name)
+            _after_rename(out / f.name)
         sidecar = move_into_place(work / sidecar_path(path).name, sidecar_path(final))
         return ExportResult(prep.card.name, target, precision, final, [out / f.name for f in files],
                             sidecar, md, report, time.perf_counter() - t0, accuracy, warnings)
@@ -356,9 +360,8 @@ def _keep_float_hint(prep: PreparedModel, calibration, say: Progress) -> str:
         "; try --precision fp16"
 
 
-def _companions(path: Path) -> list[Path]:
-    """Files written beside the entry file (OpenVINO's .bin)."""
-    return [p for p in (path.with_suffix(".bin"),) if path.suffix == ".xml" and p.is_file()]
+def _after_rename(path: Path) -> None:
+    """Fault-injection point between two renames of an export (tests kill the process here)."""
 
 
 def _measure(prep: PreparedModel, md: ModelMetadata, held, path: Path, tgt, unavailable: str | None,

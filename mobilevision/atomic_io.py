@@ -67,3 +67,39 @@ def atomic_save_figure(fig, path: str | os.PathLike, **savefig_kwargs) -> Path:
     finally:
         plt.close(fig)
     return atomic_write_bytes(path, buf.getvalue())
+
+
+SCRATCH_OWNER = ".owner-pid"   # inside a scratch folder: the process writing it
+
+
+def make_scratch_dir(folder: str | os.PathLike, prefix: str) -> Path:
+    """A hidden scratch folder inside ``folder`` (same filesystem, so its files rename into place), marked
+    with this process's id so that one a killed process left behind can be told from one in use."""
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir=folder))
+    (d / SCRATCH_OWNER).write_text(str(os.getpid()))
+    return d
+
+
+def remove_stale_scratch(folder: str | os.PathLike, prefix: str = ".") -> list[Path]:
+    """Remove the scratch folders (``make_scratch_dir``) in ``folder`` whose process is gone; returns them.
+    Folders of running processes, and anything not marked as scratch, are left alone."""
+    removed = []
+    for d in Path(folder).glob(f"{prefix}*"):
+        try:
+            pid = int((d / SCRATCH_OWNER).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if pid != os.getpid() and not _process_alive(pid):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # someone else's process
+        return True
+    return True

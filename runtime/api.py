@@ -7,9 +7,11 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from mobilevision.errors import ArtifactError, InputMismatch, MobileVisionError
+from mobilevision.export.integrity import Integrity
 from mobilevision.export.metadata import ModelMetadata, TensorSpec, read_sidecar
 
 from .backends import Backend, open_backend
+from .backends.base import ArtifactClosed
 from .tasks import anomaly as anomaly_task
 from .tasks import classify as classify_task
 from .tasks import isp as isp_task
@@ -29,6 +31,14 @@ def _check_input(spec: TensorSpec, a: np.ndarray) -> None:
                             f" (convert with .astype(np.{spec.dtype}))")
 
 
+def _check_values(spec: TensorSpec, a: np.ndarray) -> None:
+    """Refuse NaN / Inf in a float input: the model would answer NaN without a word."""
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        raise InputMismatch(f"input '{spec.name}' holds {bad} NaN/Inf value(s) of {a.size}; "
+                            f"replace them (e.g. np.nan_to_num) before calling the model")
+
+
 def _renamed(specs: list[TensorSpec], named: list[TensorSpec]) -> list[TensorSpec]:
     if len(specs) != len(named):
         return list(specs)
@@ -45,13 +55,28 @@ class Model:
         self.inputs = _renamed(backend.inputs, metadata.inputs if metadata else [])
         self.outputs = _renamed(backend.outputs, metadata.outputs if metadata else [])
         self.output_names = [o.name for o in self.outputs]
+        self._closed = False
 
     @property
     def path(self) -> Path:
         return self.backend.path
 
+    @property
+    def integrity(self) -> Integrity:
+        """The artifact files' SHA-256 checked against its sidecar on load (or why none could be)."""
+        return self.backend.integrity
+
     def predict(self, inputs: np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run the raw model. Returns {output name: array}; inputs are checked against the artifact."""
+        """Run the raw model. Returns {output name: array}; inputs are checked against the artifact.
+        Safe to call from several threads at once (each backend keeps per-thread state where its runtime
+        needs it)."""
+        if self._closed:
+            raise ArtifactClosed(f"{self.path} was closed: load it again")
+        if not isinstance(inputs, (np.ndarray, Mapping, Sequence)) or isinstance(inputs, (str, bytes)) or (
+                isinstance(inputs, np.ndarray) and inputs.ndim == 0):
+            what = "a 0-d array" if isinstance(inputs, np.ndarray) else type(inputs).__name__
+            raise InputMismatch(f"predict() takes a numpy array (or a list / dict of them) for "
+                                f"{[s.name for s in self.inputs]}, received {what}")
         if isinstance(inputs, np.ndarray):
             arrays = [inputs]
         elif isinstance(inputs, Mapping):
@@ -68,6 +93,7 @@ class Model:
             if not isinstance(a, np.ndarray):
                 raise InputMismatch(f"input '{spec.name}' must be a numpy array, received {type(a).__name__}")
             _check_input(spec, a)
+            _check_values(spec, a)
         outs = self.backend.run([np.ascontiguousarray(a) for a in arrays])
         return dict(zip(self.output_names, outs))
 
@@ -143,7 +169,10 @@ class Model:
         return self.metadata
 
     def close(self) -> None:
-        self.backend.close()
+        """Release the runtime; later calls raise ArtifactClosed. Closing twice is harmless."""
+        if not self._closed:
+            self._closed = True
+            self.backend.close()
 
     def __enter__(self) -> "Model":
         return self

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from mobilevision.errors import ArtifactError, BackendUnavailable
 
+from mobilevision.export.integrity import verify_artifact
+
 from .base import ACCELERATOR_DEVICES, AcceleratorFallback, AcceleratorUnavailable, Backend, Delegation
 
 BACKENDS: dict[str, str] = {
@@ -48,7 +50,11 @@ ACCELERATOR_BACKENDS: tuple[str, ...] = ("ort", "openvino", "litert", "coreml")
 
 def open_backend(path: str | Path, backend: str | None = None, threads: int | None = None,
                  device: str = "cpu") -> Backend:
-    """Open ``path`` with ``backend`` (default: the format's own runtime) on ``device`` (cpu, gpu, npu)."""
+    """Open ``path`` with ``backend`` (default: the format's own runtime) on ``device`` (cpu, gpu, npu).
+
+    Symlinks are followed; a device, FIFO or directory (a file, for ``.mlpackage``) is refused unread."""
+    import stat
+
     p = Path(path)
     allowed = backends_for(p)
     name = backend or allowed[0]
@@ -58,15 +64,28 @@ def open_backend(path: str | Path, backend: str | None = None, threads: int | No
         raise BackendUnavailable(f"backend {name!r} cannot open {p.suffix} files: use one of {', '.join(allowed)}")
     if not p.exists():
         raise ArtifactError(f"artifact not found: {p}")
+    checks = [(p, p.suffix.lower() == ".mlpackage")]   # (path, must be a directory)
+    weights = p.with_suffix(".bin")   # OpenVINO IR keeps its weights beside the .xml; a missing one is the backend's
+    if p.suffix.lower() == ".xml" and weights.exists():
+        checks.append((weights, False))
+    for f, want_dir in checks:
+        mode = f.stat().st_mode
+        if not (stat.S_ISDIR(mode) if want_dir else stat.S_ISREG(mode)):
+            kind = {"d": "a directory", "p": "a FIFO", "c": "a device", "b": "a device", "s": "a socket"}.get(
+                stat.filemode(mode)[0], "a file")
+            raise ArtifactError(f"{f} is not a {'directory' if want_dir else 'regular file'} (it is {kind}): "
+                                "give the path of the exported artifact")
     module, cls = BACKENDS[name].split(":")
-    if device == "cpu":
-        return getattr(importlib.import_module(module), cls)(p, threads=threads)
-    if device not in ACCELERATOR_DEVICES:
+    if device != "cpu" and device not in ACCELERATOR_DEVICES:
         raise BackendUnavailable(f"unknown device {device!r}: choose cpu, {' or '.join(ACCELERATOR_DEVICES)}")
-    if name not in ACCELERATOR_BACKENDS:
+    if device != "cpu" and name not in ACCELERATOR_BACKENDS:
         raise BackendUnavailable(f"the {name} backend runs on the CPU only: for --device {device} use one of "
                                  f"{', '.join(ACCELERATOR_BACKENDS)}")
-    return getattr(importlib.import_module(module), cls)(p, threads=threads, device=device)
+    integrity = verify_artifact(p)   # before any runtime parses a file that is not what was exported
+    kwargs = {"threads": threads} if device == "cpu" else {"threads": threads, "device": device}
+    b = getattr(importlib.import_module(module), cls)(p, **kwargs)
+    b.integrity = integrity
+    return b
 
 
 __all__ = ["ACCELERATOR_BACKENDS", "ACCELERATOR_DEVICES", "AcceleratorFallback", "AcceleratorUnavailable", "Backend",

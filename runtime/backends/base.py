@@ -12,13 +12,15 @@ Backends that can run on an accelerator take ``device="gpu"|"npu"`` and then als
 from __future__ import annotations
 
 import importlib
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Callable, Generic, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
 from mobilevision.errors import BackendUnavailable, MobileVisionError
+from mobilevision.export.integrity import Integrity
 from mobilevision.export.metadata import TensorSpec
 
 ACCELERATOR_DEVICES = ("gpu", "npu")
@@ -68,12 +70,57 @@ class Backend(Protocol):
     path: Path
     inputs: list[TensorSpec]
     outputs: list[TensorSpec]
+    integrity: "Integrity"   # set by open_backend: the files' SHA-256 it checked against the sidecar
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]: ...
 
     def embedded_metadata(self) -> str | None: ...
 
     def close(self) -> None: ...
+
+
+T = TypeVar("T")
+
+
+class ArtifactClosed(MobileVisionError):
+    """A model used after ``close()``."""
+
+
+class PerThread(Generic[T]):
+    """One ``make()`` per calling thread (an OpenVINO infer request, a LiteRT interpreter): a runtime
+    object that must not serve two threads at once is never shared, and threads run in parallel.
+
+    ``get()`` returns the calling thread's own object, made on first use; ``close()`` drops them all, after
+    which ``get()`` raises ArtifactClosed (a call already running keeps its object until it returns)."""
+
+    def __init__(self, make: Callable[[], T], what: str):
+        self._make, self._what = make, what
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._made: list[T] = []
+        self.closed = False
+
+    def get(self) -> T:
+        obj = getattr(self._local, "obj", None)
+        if obj is None or self.closed:
+            if self.closed:
+                raise ArtifactClosed(f"{self._what} is closed: load it again")
+            obj = self._make()
+            with self._lock:
+                if self.closed:
+                    raise ArtifactClosed(f"{self._what} is closed: load it again")
+                self._made.append(obj)
+            self._local.obj = obj
+        return obj
+
+    def __len__(self) -> int:
+        return len(self._made)
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            self._made.clear()
+        self._local = threading.local()
 
 
 def require(module: str, package: str, purpose: str):

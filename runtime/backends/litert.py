@@ -6,6 +6,7 @@ import os
 import re
 import sys
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -15,7 +16,7 @@ import numpy as np
 from mobilevision.errors import ArtifactError, MobileVisionError
 from mobilevision.export.metadata import METADATA_KEY, TensorSpec
 
-from .base import AcceleratorFallback, AcceleratorUnavailable, Delegation, require
+from .base import AcceleratorFallback, AcceleratorUnavailable, ArtifactClosed, Delegation, PerThread, require
 
 NOT_ACCELERATED = "Some ops are not accelerated"  # LiteRT's words when the accelerator cannot take the whole graph
 
@@ -121,17 +122,21 @@ class LiteRTCompiledModel:
         self.outputs = [self._spec(outs[n]) for n in signatures[key]["outputs"]]
         self._in = self.model.create_input_buffers(self._signature)
         self._out = self.model.create_output_buffers(self._signature)
+        self._lock = threading.Lock()
 
     @staticmethod
     def _spec(d: dict) -> TensorSpec:
         return TensorSpec(d["name"], [int(s) for s in d["shape"]], np.dtype(d["dtype"]).name)
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        for buffer, a in zip(self._in, arrays):
-            buffer.write(a)
-        self.model.run_by_index(self._signature, self._in, self._out)
-        return [b.read(int(np.prod(s.shape)), np.dtype(s.dtype)).reshape(s.shape)
-                for b, s in zip(self._out, self.outputs)]
+        with self._lock:   # one set of buffers on one accelerator: calls from several threads take turns
+            if self.model is None:
+                raise ArtifactClosed(f"LiteRT model {self.path} is closed: load it again")
+            for buffer, a in zip(self._in, arrays):
+                buffer.write(a)
+            self.model.run_by_index(self._signature, self._in, self._out)
+            return [b.read(int(np.prod(s.shape)), np.dtype(s.dtype)).reshape(s.shape)
+                    for b, s in zip(self._out, self.outputs)]
 
     def delegation(self) -> Delegation:
         """LiteRT's own fully-accelerated flag for a model compiled with the accelerator alone."""
@@ -141,7 +146,8 @@ class LiteRTCompiledModel:
                           fallback_ops=None, note=f"compiled for the {name} alone (no CPU fallback allowed)")
 
     def close(self) -> None:
-        self._in = self._out = self.model = None
+        with self._lock:
+            self._in = self._out = self.model = None
 
 
 class LiteRTBackend:
@@ -156,23 +162,32 @@ class LiteRTBackend:
             return
         self._compiled = None
         interp_mod = require("ai_edge_litert.interpreter", "ai-edge-litert", "LiteRT backend")
-        try:
-            self.interpreter = interp_mod.Interpreter(model_path=str(self.path), num_threads=threads)
-            self.interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as e:
-            raise ArtifactError(f"LiteRT cannot load {self.path}: {str(e).splitlines()[0][:200]}") from e
-        self._in = self.interpreter.get_input_details()
-        self._out = self.interpreter.get_output_details()
+
+        def make():
+            try:
+                interpreter = interp_mod.Interpreter(model_path=str(self.path), num_threads=threads)
+                interpreter.allocate_tensors()
+            except (ValueError, RuntimeError) as e:
+                raise ArtifactError(f"LiteRT cannot load {self.path}: {str(e).splitlines()[0][:200]}") from e
+            return interpreter
+
+        # An Interpreter serves one call at a time: each calling thread gets its own (made on its first
+        # call), so a shared Model runs threads in parallel and never mixes tensors.
+        self._interpreters = PerThread(make, f"LiteRT model {self.path}")
+        interpreter = self._interpreters.get()
+        self._in = interpreter.get_input_details()
+        self._out = interpreter.get_output_details()
         self.inputs = [TensorSpec(d["name"], [int(s) for s in d["shape"]], np.dtype(d["dtype"]).name) for d in self._in]
         self.outputs = [TensorSpec(d["name"], [int(s) for s in d["shape"]], np.dtype(d["dtype"]).name) for d in self._out]
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         if self._compiled is not None:
             return self._compiled.run(arrays)
+        interpreter = self._interpreters.get()
         for d, a in zip(self._in, arrays):
-            self.interpreter.set_tensor(d["index"], a)
-        self.interpreter.invoke()
-        return [self.interpreter.get_tensor(d["index"]).copy() for d in self._out]
+            interpreter.set_tensor(d["index"], a)
+        interpreter.invoke()
+        return [interpreter.get_tensor(d["index"]).copy() for d in self._out]
 
     def delegation(self) -> Delegation:
         if self._compiled is None:
@@ -185,4 +200,5 @@ class LiteRTBackend:
     def close(self) -> None:
         if self._compiled is not None:
             self._compiled.close()
-        self.interpreter = None
+        else:
+            self._interpreters.close()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ctypes
+import re
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -12,7 +13,7 @@ import numpy as np
 from mobilevision.errors import ArtifactError
 from mobilevision.export.metadata import METADATA_KEY, TensorSpec
 
-from .base import AcceleratorFallback, AcceleratorUnavailable, Delegation, require
+from .base import AcceleratorFallback, AcceleratorUnavailable, Delegation, PerThread, require
 
 NOT_COMPUTE = ("Parameter", "Result", "Constant")  # graph plumbing, not ops a device runs
 
@@ -61,6 +62,14 @@ def execution_delegation(device: str, executed_on: list[str]) -> Delegation:
     note = None if on_device else f"the compiled model's EXECUTION_DEVICES are {', '.join(executed_on)}"
     return Delegation(device.lower(), f"OpenVINO {device}", list(executed_on), accelerated=whole, fallback_ops=[],
                       offloaded=bool(on_device), note=note)
+
+
+def error_cause(e: Exception) -> str:
+    """The line of an OpenVINO exception that names the cause: its messages open with
+    ``Exception from src/...cpp:NN:`` location lines, and the reason comes after them."""
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    causes = [l for l in lines if not re.match(r"^(Exception from \S+:\d+:?|Check '.*' failed at \S+:\d+:?)$", l)]
+    return (causes[0] if causes else (lines[0] if lines else type(e).__name__))[:300]
 
 
 def _spec(port) -> TensorSpec:
@@ -118,11 +127,14 @@ class OpenVINOBackend:
                     self._check_supported(core)
                 self.compiled = core.compile_model(self.model, self.device, config)
             except RuntimeError as e:
-                raise ArtifactError(f"OpenVINO cannot load {self.path} on {self.device}: "
-                                    f"{str(e).splitlines()[0][:200]}") from e
+                raise ArtifactError(f"OpenVINO cannot load {self.path} on {self.device}: {error_cause(e)}") from e
             finally:
                 core = None
-        self.request = self.compiled.create_infer_request()
+        # An infer request serves one call at a time: each calling thread gets its own (the compiled
+        # model itself is thread-safe), so a shared Model runs threads in parallel and never mixes outputs.
+        self._requests = PerThread(self.compiled.create_infer_request, f"OpenVINO model {self.path}")
+        self._requests.get()
+        self._ports = list(self.compiled.outputs)
         self.inputs = [_spec(p) for p in self.compiled.inputs]
         self.outputs = [_spec(p) for p in self.compiled.outputs]
 
@@ -144,8 +156,9 @@ class OpenVINOBackend:
         return execution_delegation(self.device, list(self.compiled.get_property("EXECUTION_DEVICES")))
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        result = self.request.infer(list(arrays))
-        return [np.array(result[p]) for p in self.compiled.outputs]
+        request = self._requests.get()
+        result = request.infer(list(arrays))
+        return [np.array(result[p]) for p in self._ports]
 
     def embedded_metadata(self) -> str | None:
         if self.model.has_rt_info([METADATA_KEY]):
@@ -154,7 +167,9 @@ class OpenVINOBackend:
 
     def close(self) -> None:
         with keep_signal_stack():  # the release, not only the compile, moves the signal stack
-            self.request = self.compiled = self.model = None
+            if getattr(self, "_requests", None) is not None:
+                self._requests.close()
+            self.compiled = self.model = None
 
     def __del__(self) -> None:  # a backend dropped without close() still releases under the guard
         if getattr(self, "compiled", None) is not None:

@@ -9,7 +9,7 @@ import numpy as np
 from mobilevision.errors import ArtifactError
 from mobilevision.export.metadata import METADATA_KEY, TensorSpec
 
-from .base import AcceleratorUnavailable, Delegation, numpy_dtype, require
+from .base import AcceleratorUnavailable, ArtifactClosed, Delegation, numpy_dtype, require
 
 CPU_EP = "CPUExecutionProvider"
 # Set on accelerator sessions so ONNX Runtime records which provider got which node
@@ -122,8 +122,11 @@ class OrtBackend:
         return placement(self.device, self.provider, providers, subgraphs)
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        session = self.session   # InferenceSession.run is thread-safe: one session serves every thread
+        if session is None:
+            raise ArtifactClosed(f"ONNX Runtime model {self.path} is closed: load it again")
         feed = {spec.name: a for spec, a in zip(self.inputs, arrays)}
-        return self.session.run(None, feed)
+        return session.run(None, feed)
 
     def embedded_metadata(self) -> str | None:
         return self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)
