@@ -5,6 +5,7 @@ normalised with the file's own black/white levels (spec §2.2, "real camera RAW"
 ``tile`` packed pixels, so memory stays bounded for a 12-megapixel photo. EfficientISP / RobustISP
 tiles carry a 3-pixel halo: exact. RMFA-Net's channel attention pools over the whole input, so its
 tiles (halo 16, or a quarter of a smaller tile) approximate a full-image pass (spec P15); ``tile=0`` runs the image in one piece.
+The rendered picture is turned upright with the RAW's orientation (LibRaw's flip).
 """
 from __future__ import annotations
 
@@ -19,19 +20,19 @@ from torch import nn
 import mobilevision
 from mobilevision.data.isp import (IspData, load_mosaic, load_srgb, pack_mosaic, read_mosaic, reference_demosaic,
                                    reference_rendering, resolve_isp_data)
-from mobilevision.data.raw import RawMosaic, read_raw
+from mobilevision.data.raw import ISP_MODELS, RawMosaic, check_isp_request, check_tile, read_raw
 from mobilevision.data.seeded import SeededDraws
 from mobilevision.errors import DataError, MobileVisionError, TrainingError
 from mobilevision.train.config import TrainConfig
-from mobilevision.runtime.tasks.isp import HALO, normalize_raw, pack_bayer, run_tiled, to_uint8
+from mobilevision.runtime.tasks.isp import HALO, apply_flip, normalize_raw, pack_bayer, run_tiled, to_uint8
 
-MODELS = ("efficientisp", "robustisp", "rmfa_net_tiny")
+MODELS = ISP_MODELS
 RMFA_HALO = 16
 
 
 @dataclass
 class IspResult:
-    rgb: np.ndarray          # (H, W, 3) uint8
+    rgb: np.ndarray          # (H, W, 3) uint8, upright (the RAW's orientation applied)
     pattern: str
     black_level: list[float]
     white_level: float
@@ -47,9 +48,8 @@ def _is_local(model: torch.nn.Module) -> bool:
 @torch.no_grad()
 def render_mosaic(model: torch.nn.Module, raw: RawMosaic, tile: int = 512, clip: bool = False,
                   device: str = "cpu") -> IspResult:
-    """RGB of a mosaic through a RawToRGB model, in ``tile`` x ``tile`` packed tiles (0: one piece)."""
-    if tile and (tile < 16 or tile % 2):
-        raise MobileVisionError(f"--tile {tile}: use an even number of packed pixels >= 16, or 0 for no tiling")
+    """Upright RGB of a mosaic through a RawToRGB model, in ``tile`` x ``tile`` packed tiles (0: one piece)."""
+    check_tile(tile)
     mosaic = raw.mosaic
     local = _is_local(model)
     if not local:  # RMFA-Net's pyramid needs full-resolution sides divisible by 4
@@ -65,26 +65,33 @@ def render_mosaic(model: torch.nn.Module, raw: RawMosaic, tile: int = 512, clip:
 
     size = tile or max(x.shape[1:])
     rgb = run_tiled(x, run, size, halo=HALO if local else min(RMFA_HALO, size // 4))
-    return IspResult(to_uint8(rgb), raw.pattern, raw.black_level, raw.white_level, count)
+    return IspResult(apply_flip(to_uint8(rgb), raw.flip), raw.pattern, raw.black_level, raw.white_level, count)
 
 
-def process_raw_file(path: str | Path, out: str | Path, model: str = "efficientisp", weights: str | None = None,
-                     tile: int = 512, clip: bool = False, device: str = "cpu") -> IspResult:
-    """Read a camera RAW file, render it with ``model`` (+ local ``weights``), write an 8-bit PNG/JPEG atomically."""
+def _check_cuda(device: str) -> None:
+    if device.startswith("cuda"):
+        index = int(device.partition(":")[2] or 0)
+        if index >= torch.cuda.device_count():
+            raise MobileVisionError(f"--device {device}: this machine's torch sees {torch.cuda.device_count()} CUDA "
+                                    "GPU(s) (use --device cpu)")
+
+
+def process_raw_file(path: str | Path | RawMosaic, out: str | Path, model: str = "efficientisp",
+                     weights: str | None = None, tile: int = 512, clip: bool = False,
+                     device: str = "cpu") -> IspResult:
+    """Read a camera RAW file (or take ``read_raw``'s mosaic), render it upright with ``model`` (+ local
+    ``weights``), write an 8-bit PNG/JPEG/TIFF atomically; arguments and RAW data are checked first."""
     import io
 
     from PIL import Image
 
     from mobilevision.atomic_io import atomic_write_bytes
 
-    out = Path(out)
-    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}.get(out.suffix.lower())
-    if fmt is None:
-        raise MobileVisionError(f"output {out}: use a .png, .jpg or .tif file name")
+    fmt = check_isp_request(path.path if isinstance(path, RawMosaic) else path, out, model, tile, weights, device)
+    raw = path if isinstance(path, RawMosaic) else read_raw(path)
+    _check_cuda(device)
     net = mobilevision.create_model(model, weights=weights)
-    if net.model_card.task != "isp":
-        raise MobileVisionError(f"{model} is a {net.model_card.task!r} model: pick an ISP model ({', '.join(MODELS)})")
-    result = render_mosaic(net, read_raw(path), tile=tile, clip=clip, device=device)
+    result = render_mosaic(net, raw, tile=tile, clip=clip, device=device)
     buf = io.BytesIO()
     Image.fromarray(result.rgb).save(buf, format=fmt)
     atomic_write_bytes(out, buf.getvalue())

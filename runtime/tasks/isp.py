@@ -8,6 +8,9 @@ Normalisation per packed channel: (x - black_c) / (white - black_c), clipped at 
 Tiling: the EfficientISP/RobustISP graphs are local (7x7 packed receptive field, zero padding per
 conv), so a large photo processed in tiles whose interior borders carry a halo of >= 3 real packed
 pixels, and whose outer borders coincide with the image border, equals one full-image pass.
+
+Orientation: the mosaic stays as the sensor reads it (turning it would change the CFA pattern); the
+rendered RGB is turned upright afterwards with LibRaw's flip code (``apply_flip``).
 """
 from __future__ import annotations
 
@@ -136,3 +139,17 @@ def run_tiled(packed: np.ndarray, run: Callable[[np.ndarray], np.ndarray], tile:
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
     """(3, H, W) float in [0, 1] -> (H, W, 3) uint8, rounded (clamped first, as the reference saves PNGs)."""
     return (np.clip(np.asarray(rgb, dtype=np.float32), 0.0, 1.0).transpose(1, 2, 0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def apply_flip(image: np.ndarray, flip: int) -> np.ndarray:
+    """``image`` (H, W, ...) turned as LibRaw's ``sizes.flip`` says (0 none, 3 180°, 5 90° CCW, 6 90° CW;
+    bit 1 mirrors columns, bit 2 rows, bit 4 swaps the axes, as LibRaw's flip_index), so a photo comes out upright."""
+    if flip not in range(8):
+        raise ValueError(f"LibRaw flip {flip} is not one of 0-7")
+    if flip & 2:
+        image = image[::-1]
+    if flip & 1:
+        image = image[:, ::-1]
+    if flip & 4:
+        image = image.swapaxes(0, 1)
+    return np.ascontiguousarray(image)

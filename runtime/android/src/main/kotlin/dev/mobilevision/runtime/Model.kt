@@ -27,6 +27,9 @@ data class Fallback(val accelerator: Accelerator, val reason: String)
 /**
  * A model ready for inference: its metadata, the runner, and what happened while choosing the
  * accelerator ([fallbacks] lists every preferred accelerator that failed before [accelerator]).
+ *
+ * Threads: a Model may be shared by several threads; their calls take turns (a runner owns one set of
+ * input/output buffers on one accelerator). For calls in parallel, open one Model per thread.
  */
 class Model(val metadata: ModelMetadata, val runner: ModelRunner, val fallbacks: List<Fallback> = emptyList()) :
     AutoCloseable {
@@ -48,7 +51,10 @@ class Model(val metadata: ModelMetadata, val runner: ModelRunner, val fallbacks:
                 throw InputMismatchException("input '${spec.name}' expects ${spec.size} values ${spec.shape}, received ${a.size}")
             }
         }
-        val outs = runner.run(inputs)
+        val outs = synchronized(lock) {
+            if (closed) throw ArtifactException("${metadata.model} is closed: open it again")
+            runner.run(inputs)
+        }
         if (outs.size != metadata.outputs.size) {
             throw ArtifactException("the runtime returned ${outs.size} outputs, the metadata names ${metadata.outputs.size}; " +
                 "re-export the model")
@@ -62,7 +68,16 @@ class Model(val metadata: ModelMetadata, val runner: ModelRunner, val fallbacks:
         return metadata.outputs.map { it.name }.zip(outs).toMap()
     }
 
-    override fun close() = runner.close()
+    private val lock = Any()
+    private var closed = false
+
+    /** Releases the runner (after a running call returns); later calls throw. Closing twice is harmless. */
+    override fun close() = synchronized(lock) {
+        if (!closed) {
+            closed = true
+            runner.close()
+        }
+    }
 
     companion object {
         /** The usual preference: GPU, then CPU (XNNPACK). NPU needs a vendor plugin, so it is opt-in. */
