@@ -6,6 +6,7 @@ Core ML's compute plan (``MLComputePlan``, macOS 14.4+): the device it prefers f
 from __future__ import annotations
 
 import platform
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import numpy as np
 from mobilevision.errors import ArtifactError, BackendUnavailable
 from mobilevision.export.metadata import METADATA_KEY, TensorSpec
 
-from .base import AcceleratorUnavailable, Delegation, require
+from .base import AcceleratorUnavailable, ArtifactClosed, Delegation, require
 
 DEVICE_COMPUTE_UNITS = {"cpu": "CPU_ONLY", "gpu": "CPU_AND_GPU", "npu": "CPU_AND_NE"}
 # coremltools.models.compute_device classes, by the accelerator they stand for
@@ -58,6 +59,7 @@ class CoreMLBackend:
 
     def __init__(self, path: Path, threads: int | None = None, compute_units: str = "CPU_ONLY", device: str = "cpu"):
         self.path = Path(path)
+        self._lock = threading.Lock()
         self.device = device
         if device != "cpu":
             compute_units = DEVICE_COMPUTE_UNITS[device]
@@ -97,11 +99,16 @@ class CoreMLBackend:
         return plan_delegation(self.device, ops)
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        result = self.model.predict({s.name: a for s, a in zip(self.inputs, arrays)})
+        # coremltools does not document MLModel.predict as thread-safe: calls from several threads take turns
+        with self._lock:
+            if self.model is None:
+                raise ArtifactClosed(f"Core ML model {self.path} is closed: load it again")
+            result = self.model.predict({s.name: a for s, a in zip(self.inputs, arrays)})
         return [np.asarray(result[s.name]) for s in self.outputs]
 
     def embedded_metadata(self) -> str | None:
         return self.model.user_defined_metadata.get(METADATA_KEY)
 
     def close(self) -> None:
-        self.model = None
+        with self._lock:
+            self.model = None
