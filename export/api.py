@@ -21,7 +21,7 @@ import torch
 
 import mobilevision
 from mobilevision.atomic_io import atomic_write_text, make_scratch_dir, move_into_place, remove_stale_scratch
-from mobilevision.errors import ExportError, ExportParityError, MobileVisionError, UnknownTarget
+from mobilevision.errors import ArtifactError, ExportError, ExportParityError, MobileVisionError, UnknownTarget
 from mobilevision.registry import ModelCard
 
 from .integrity import artifact_digests, companions, sidecar_text
@@ -252,6 +252,10 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
     stem = _artifact_stem(prep, precision, name)
     md = replace(prep.base, target=target, precision=precision, tools=_tool_versions(target),
                  created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    try:
+        md.validate()   # what every runtime will check on load, checked before anything is converted
+    except ArtifactError as e:
+        raise ExportError(f"{prep.card.name}: {e}".replace("; re-export the artifact", "; fix the model card")) from e
     warnings: list[str] = []
     calibration = None
     if precision == "int8" and getattr(tgt, "int8_calibrates", True):

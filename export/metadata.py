@@ -10,15 +10,123 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
+import re
+import reprlib
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, Sequence
 
 from mobilevision.errors import ArtifactError
 
 SCHEMA_VERSION = 5  # 2: Preprocessing.resize_mode; 3: ModelMetadata.raw (RAW-input models); 4: .landmarks;
 #                    5: .quantization (fp16 / int8: tool, scheme, calibration, accuracy report)
 METADATA_KEY = "mobilevision"
+
+# Metadata is untrusted on read: bounded sizes, checked types (see ``ModelMetadata.validate``).
+MAX_JSON_BYTES = 16 * 1024 * 1024   # the 1000 ImageNet labels are ~30 KB
+MAX_DEPTH = 32                      # JSON nesting; a parity report nests 4 deep
+MAX_INT_DIGITS = 20
+MAX_STR = 1024                      # characters in a name, label or version
+MAX_LABELS = 100_000
+MAX_TENSORS = 64                    # inputs, outputs
+MAX_RANK, MAX_DIM, MAX_ELEMENTS = 8, 1 << 20, 1 << 31   # tensor shapes; -1 is a dynamic dimension
+MAX_CROP = 4096                     # pixels: export's --imgsz limit
+MAX_RESIZE = 2 * MAX_CROP           # pixels: the shorter side before the centre crop
+MAX_POINTS = 10_000                 # landmarks
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos", "box", "hamming")  # runtime.tasks.classify.RESAMPLE
+RESIZE_MODES = ("shorter_side", "stretch")
+IMAGE_LAYOUTS = ("NCHW", "NHWC")
+DTYPES = ("float32", "float16", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
+          "uint64", "bool")
+PACKING = ("B", "G_R", "R", "G_B")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_REPR = reprlib.Repr()   # bounded work and length however large the value
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxlong, _REPR.maxother = 2, 4, 2, 40, 24, 40
+
+
+def _fail(name: str, problem: str) -> NoReturn:
+    """Raise the one-line error about field ``name`` ("" for the whole object)."""
+    raise ArtifactError(f"metadata {name + ' ' if name else ''}{problem}; re-export the artifact")
+
+
+def _shown(value: Any) -> str:
+    """``repr(value)`` cut short, so that a message stays one short line."""
+    return _REPR.repr(value)
+
+
+def _int(value: Any, name: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(name, f"is {_shown(value)}, not an integer")
+    if not lo <= value <= hi:
+        _fail(name, f"is {_shown(value)}, outside {lo}..{hi}")
+    return value
+
+
+def _float(value: Any, name: str, lo: float = -math.inf, above: float | None = None) -> float:
+    """A finite number >= ``lo`` (and > ``above`` when given); ints count, bools do not."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+        _fail(name, f"is {_shown(value)}, not a finite number")
+    if value < lo or (above is not None and not value > above):
+        _fail(name, f"is {_shown(value)}, expected {f'> {above:g}' if above is not None else f'>= {lo:g}'}")
+    return float(value)
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float range
+        return False
+
+
+def _str(value: Any, name: str, choices: Sequence[str] = ()) -> str:
+    if not isinstance(value, str):
+        _fail(name, f"is {_shown(value)}, not a string")
+    if len(value) > MAX_STR:
+        _fail(name, f"is {len(value)} characters long, over {MAX_STR}")
+    if _CONTROL.search(value):
+        _fail(name, f"is {_shown(value)}, with control characters")
+    if choices and value not in choices:
+        _fail(name, f"is {_shown(value)}: expected one of {', '.join(map(repr, choices))}")
+    return value
+
+
+def _list(value: Any, name: str, lo: int, hi: int) -> list:
+    if not isinstance(value, list):
+        _fail(name, f"is {_shown(value)}, not a list")
+    if not lo <= len(value) <= hi:
+        _fail(name, f"has {len(value)} items, expected {lo if lo == hi else f'{lo}..{hi}'}")
+    return value
+
+
+def _ints(value: Any, name: str, lo: int, hi: int, items: tuple[int, int]) -> list[int]:
+    return [_int(v, f"{name}[{i}]", lo, hi) for i, v in enumerate(_list(value, name, *items))]
+
+
+def _floats(value: Any, name: str, items: tuple[int, int], lo: float = -math.inf,
+            above: float | None = None) -> list[float]:
+    return [_float(v, f"{name}[{i}]", lo, above) for i, v in enumerate(_list(value, name, *items))]
+
+
+def _dict(value: Any, name: str) -> dict:
+    if not isinstance(value, dict):
+        _fail(name, f"is {_shown(value)}, not an object")
+    return value
+
+
+def _build(cls: type, value: Any, name: str) -> Any:
+    """``cls(**value)`` from a JSON object, refusing unknown and missing fields (values: see ``validate``)."""
+    fields = dataclasses.fields(cls)
+    unknown = set(_dict(value, name)) - {f.name for f in fields}
+    if unknown:
+        _fail(name, f"has the unknown field {_shown(sorted(unknown)[0])}")
+    missing = [f.name for f in fields if f.name not in value
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        _fail(name, f"is malformed: the field {missing[0]!r} is missing")
+    return cls(**value)
 
 
 @dataclass
@@ -29,6 +137,15 @@ class TensorSpec:
     shape: list[int]
     dtype: str = "float32"
     layout: str = ""            # "NCHW" for images; "" when it does not apply
+
+    def validate(self, name: str = "tensor") -> None:
+        """Raise ArtifactError unless every field has its type and a sane range."""
+        _str(self.name, f"{name}.name")
+        shape = _ints(self.shape, f"{name}.shape", -1, MAX_DIM, (0, MAX_RANK))
+        if math.prod(max(d, 1) for d in shape) > MAX_ELEMENTS:
+            _fail(f"{name}.shape", f"is {shape}, over {MAX_ELEMENTS} elements")
+        _str(self.dtype, f"{name}.dtype", DTYPES)
+        _str(self.layout, f"{name}.layout", ("", *IMAGE_LAYOUTS))
 
 
 @dataclass
@@ -58,6 +175,18 @@ class Preprocessing:
                    crop=[height, width], interpolation=card.interpolation, mean=list(card.mean),
                    std=list(card.std), layout=card.layout, resize_mode=mode)
 
+    def validate(self, name: str = "preprocessing") -> None:
+        """Raise ArtifactError unless sizes are bounded (pixels) and the arithmetic is defined."""
+        _int(self.resize, f"{name}.resize", 1, MAX_RESIZE)
+        _ints(self.crop, f"{name}.crop", 1, MAX_CROP, (2, 2))
+        _str(self.interpolation, f"{name}.interpolation", INTERPOLATIONS)
+        _float(self.scale, f"{name}.scale", above=0.0)
+        _floats(self.mean, f"{name}.mean", (3, 3))
+        _floats(self.std, f"{name}.std", (3, 3), above=0.0)
+        _str(self.color, f"{name}.color", ("RGB",))
+        _str(self.layout, f"{name}.layout", IMAGE_LAYOUTS)
+        _str(self.resize_mode, f"{name}.resize_mode", RESIZE_MODES)
+
 
 @dataclass
 class RawInput:
@@ -75,6 +204,19 @@ class RawInput:
     clip: bool = False
     packing: list[str] = field(default_factory=lambda: ["B", "G_R", "R", "G_B"])
 
+    def validate(self, name: str = "raw") -> None:
+        """Raise ArtifactError unless the levels define a division (white above every black) and
+        ``packing`` is an order of B, G_R, R, G_B."""
+        black = _floats(self.black_level, f"{name}.black_level", (1, 4), lo=0.0)
+        if len(black) not in (1, 4):
+            _fail(f"{name}.black_level", f"has {len(black)} values, expected 1 or 4 (B, G_R, R, G_B)")
+        _float(self.white_level, f"{name}.white_level", above=max(black))
+        if not isinstance(self.clip, bool):
+            _fail(f"{name}.clip", f"is {_shown(self.clip)}, not true or false")
+        packing = [_str(p, f"{name}.packing[{i}]") for i, p in enumerate(_list(self.packing, f"{name}.packing", 4, 4))]
+        if sorted(packing) != sorted(PACKING):
+            _fail(f"{name}.packing", f"is {_shown(packing)}, not an order of {', '.join(PACKING)}")
+
 
 @dataclass
 class LandmarkOutput:
@@ -89,6 +231,15 @@ class LandmarkOutput:
     coordinates: str = "input_pixels"
     flip_pairs: list[list[int]] = field(default_factory=list)
     eye_corners: list[int] | None = None
+
+    def validate(self, name: str = "landmarks") -> None:
+        """Raise ArtifactError unless ``points`` is bounded and every index names a point."""
+        last = _int(self.points, f"{name}.points", 1, MAX_POINTS) - 1
+        _str(self.coordinates, f"{name}.coordinates", ("input_pixels",))
+        for i, pair in enumerate(_list(self.flip_pairs, f"{name}.flip_pairs", 0, last + 1)):
+            _ints(pair, f"{name}.flip_pairs[{i}]", 0, last, (2, 2))
+        if self.eye_corners is not None:
+            _ints(self.eye_corners, f"{name}.eye_corners", 0, last, (2, 2))
 
 
 @dataclass
@@ -119,39 +270,151 @@ class ModelMetadata:
     created: str = ""
     schema_version: int = SCHEMA_VERSION
 
+    def validate(self) -> None:
+        """Raise ArtifactError (one line naming the field) unless every field has its type and a bounded size."""
+        for name in ("task", "model", "target", "precision", "created"):
+            _str(getattr(self, name), name)
+        for name in ("label_set", "weights", "weights_sha256"):
+            if getattr(self, name) is not None:
+                _str(getattr(self, name), name)
+        for name in ("inputs", "outputs"):
+            for i, spec in enumerate(_list(getattr(self, name), name, 0, MAX_TENSORS)):
+                if not isinstance(spec, TensorSpec):
+                    _fail(f"{name}[{i}]", f"is {_shown(spec)}, not a tensor description")
+                spec.validate(f"{name}[{i}]")
+        if self.num_classes is not None:
+            _int(self.num_classes, "num_classes", 0, MAX_LABELS)
+        if self.labels is not None:
+            labels = _list(self.labels, "labels", 0, MAX_LABELS)
+            for i, label in enumerate(labels):
+                _str(label, f"labels[{i}]")
+            if self.num_classes is not None and len(labels) > self.num_classes:
+                _fail("labels", f"has {len(labels)} names for num_classes {self.num_classes}")
+        for name in ("params", "macs"):
+            if getattr(self, name) is not None:
+                _int(getattr(self, name), name, 0, 10**18)
+        for key, version in _dict(self.tools, "tools").items():
+            _str(version, f"tools[{_shown(_str(key, 'tools key'))}]")
+        for name in ("parity", "quantization"):
+            if getattr(self, name) is not None:
+                _dict(getattr(self, name), name)
+        for name, cls in (("preprocessing", Preprocessing), ("raw", RawInput), ("landmarks", LandmarkOutput)):
+            part = getattr(self, name)
+            if part is not None:
+                if not isinstance(part, cls):
+                    _fail(name, f"is {_shown(part)}, not an object")
+                part.validate(name)
+
     def to_json(self, indent: int | None = None) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=indent, sort_keys=False)
+        """Strict JSON: a non-finite number in a report (a NaN cosine) is written as null."""
+        return json.dumps(_finite_only(dataclasses.asdict(self)), indent=indent, sort_keys=False, allow_nan=False)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ModelMetadata":
-        version = d.get("schema_version", 0)
-        if not isinstance(version, int) or version > SCHEMA_VERSION:
+        """The metadata of a parsed JSON object, validated (ArtifactError names the first bad field)."""
+        version = _dict(d, "").get("schema_version", 0)
+        if isinstance(version, int) and not isinstance(version, bool) and version > SCHEMA_VERSION:
             raise ArtifactError(f"metadata schema version {version} is newer than this mobilevision "
                                 f"understands ({SCHEMA_VERSION}); upgrade mobilevision")
-        known = {f.name for f in dataclasses.fields(cls)}
-        kw = {k: v for k, v in d.items() if k in known}
-        try:
-            kw["inputs"] = [TensorSpec(**t) for t in d["inputs"]]
-            kw["outputs"] = [TensorSpec(**t) for t in d["outputs"]]
-            if d.get("preprocessing") is not None:
-                kw["preprocessing"] = Preprocessing(**d["preprocessing"])
-            if d.get("raw") is not None:
-                kw["raw"] = RawInput(**d["raw"])
-            if d.get("landmarks") is not None:
-                kw["landmarks"] = LandmarkOutput(**d["landmarks"])
-            return cls(**kw)
-        except (KeyError, TypeError) as e:
-            raise ArtifactError(f"malformed mobilevision metadata ({e}); re-export the artifact") from e
+        _int(version, "schema_version", 0, SCHEMA_VERSION)
+        fields = dataclasses.fields(cls)
+        missing = [f.name for f in fields if f.name not in d
+                   and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        if missing:
+            _fail("", f"is malformed: the field {missing[0]!r} is missing")
+        kw = {f.name: d[f.name] for f in fields if f.name in d}   # unknown fields: ignored
+        kw["schema_version"] = version
+        for name, spec in (("inputs", TensorSpec), ("outputs", TensorSpec)):
+            kw[name] = [_build(spec, t, f"{name}[{i}]") for i, t in enumerate(_list(d[name], name, 0, MAX_TENSORS))]
+        for name, part in (("preprocessing", Preprocessing), ("raw", RawInput), ("landmarks", LandmarkOutput)):
+            if d.get(name) is not None:
+                kw[name] = _build(part, d[name], name)
+        md = cls(**kw)
+        md.validate()
+        return md
 
     @classmethod
-    def from_json(cls, text: str | bytes) -> "ModelMetadata":
+    def from_json(cls, text: str | bytes, source: str | Path | None = None) -> "ModelMetadata":
+        """The metadata in JSON ``text`` (at most MAX_JSON_BYTES, UTF-8), validated; ``source`` (the
+        file it came from) starts every error message."""
         try:
-            d = json.loads(text)
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ArtifactError(f"metadata is not valid JSON ({e}); re-export the artifact") from e
-        if not isinstance(d, dict):
-            raise ArtifactError("metadata is not a JSON object; re-export the artifact")
-        return cls.from_dict(d)
+            return cls.from_dict(_parse(text))
+        except ArtifactError as e:
+            if source is None:
+                raise
+            raise ArtifactError(f"{source}: {e}") from e
+
+
+def _finite_only(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by None (JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_only(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_only(v) for v in value]
+    return value
+
+
+def _json_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ArtifactError(f"metadata holds an integer of {len(text)} digits; re-export the artifact")
+    return int(text)
+
+
+def _json_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ArtifactError(f"metadata holds the number {_shown(text)}, beyond float range; re-export the artifact")
+    return value
+
+
+def _json_constant(name: str) -> NoReturn:
+    raise ArtifactError(f"metadata holds {name}, which is not JSON; re-export the artifact")
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ArtifactError(f"metadata has the duplicate key {_shown(key)}; re-export the artifact")
+        seen.add(key)
+    return dict(pairs)
+
+
+def _depth(value: Any) -> int:
+    """How deep lists and objects nest in ``value`` (iterative: no recursion limit), up to MAX_DEPTH + 1."""
+    deepest, stack = 0, [(value, 1)]
+    while stack and deepest <= MAX_DEPTH:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, d)
+            stack.extend((c, d + 1) for c in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
+def _parse(text: str | bytes) -> Any:
+    """JSON ``text`` bounded in size, nesting and number length; NaN, Infinity and duplicate keys refused."""
+    if len(text) > MAX_JSON_BYTES:
+        raise ArtifactError(f"metadata is {len(text) / 2**20:.1f} MiB, over the {MAX_JSON_BYTES >> 20} MiB limit; "
+                            "re-export the artifact")
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise ArtifactError(f"metadata is not UTF-8 text (byte {e.start}); re-export the artifact") from e
+    try:
+        value = json.loads(text, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant,
+                           object_pairs_hook=_json_object)
+    except RecursionError as e:
+        raise ArtifactError(f"metadata nests deeper than {MAX_DEPTH} levels; re-export the artifact") from e
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"metadata is not valid JSON ({e}); re-export the artifact") from e
+    if _depth(value) > MAX_DEPTH:
+        raise ArtifactError(f"metadata nests deeper than {MAX_DEPTH} levels; re-export the artifact")
+    if not isinstance(value, dict):
+        raise ArtifactError("metadata is not a JSON object; re-export the artifact")
+    return value
 
 
 def sidecar_path(artifact: str | Path) -> Path:
@@ -161,7 +424,24 @@ def sidecar_path(artifact: str | Path) -> Path:
 
 
 def read_sidecar(artifact: str | Path) -> ModelMetadata | None:
+    """The metadata in ``<artifact>.json``, or None when there is none. Symlinks are followed; a FIFO,
+    device or directory, or a file over MAX_JSON_BYTES, is refused without being read."""
     p = sidecar_path(artifact)
-    if not p.is_file():
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))   # a FIFO must not block the open
+    except FileNotFoundError:                                          # also a dangling symlink
         return None
-    return ModelMetadata.from_json(p.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise ArtifactError(f"cannot read {p} ({e.strerror}); fix its permissions or re-export the artifact") from e
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ArtifactError(f"{p} is not a regular file; remove it or re-export the artifact")
+        if info.st_size > MAX_JSON_BYTES:
+            raise ArtifactError(f"{p} is {info.st_size / 2**20:.1f} MiB, over the {MAX_JSON_BYTES >> 20} MiB "
+                                "metadata limit; re-export the artifact")
+        with open(fd, "rb", closefd=False) as f:
+            text = f.read(MAX_JSON_BYTES + 1)
+    finally:
+        os.close(fd)
+    return ModelMetadata.from_json(text, source=p)

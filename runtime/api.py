@@ -189,7 +189,7 @@ def read_metadata(backend: Backend) -> ModelMetadata | None:
     """Embedded metadata first; the sidecar JSON when the format has none."""
     text = backend.embedded_metadata()
     if text:
-        return ModelMetadata.from_json(text)
+        return ModelMetadata.from_json(text, source=f"{backend.path} (embedded)")
     return read_sidecar(backend.path)
 
 

@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from mobilevision.errors import ArtifactError, MobileVisionError
-from mobilevision.export.metadata import METADATA_KEY, TensorSpec
+from mobilevision.export.metadata import MAX_JSON_BYTES, METADATA_KEY, TensorSpec
 
 from .base import AcceleratorFallback, AcceleratorUnavailable, ArtifactClosed, Delegation, PerThread, require
 
@@ -22,18 +22,27 @@ NOT_ACCELERATED = "Some ops are not accelerated"  # LiteRT's words when the acce
 
 
 def read_tflite_metadata(path: Path, key: str = METADATA_KEY) -> str | None:
-    """The bytes of the flatbuffer metadata entry ``key`` (decoded), or None."""
+    """The text of the flatbuffer metadata entry ``key`` (UTF-8, at most MAX_JSON_BYTES), or None."""
     schema = require("ai_edge_litert.schema_py_generated", "ai-edge-litert", "Reading .tflite metadata")
     buf = Path(path).read_bytes()
     try:
         model = schema.Model.GetRootAs(buf, 0)
         for i in range(model.MetadataLength()):
             entry = model.Metadata(i)
-            if entry.Name() is not None and entry.Name().decode() == key:
+            if entry.Name() is not None and entry.Name().decode("utf-8", "replace") == key:
                 data = model.Buffers(entry.Buffer())
-                if data.Offset() > 1:  # large models keep buffers outside the flatbuffer
-                    return buf[data.Offset():data.Offset() + data.Size()].decode("utf-8")
-                return data.DataAsNumpy().tobytes().decode("utf-8")
+                outside = data.Offset() > 1   # large models keep buffers outside the flatbuffer
+                if (data.Size() if outside else data.DataLength()) > MAX_JSON_BYTES:
+                    raise ArtifactError(f"{path}: its {key} metadata entry is over {MAX_JSON_BYTES >> 20} MiB; "
+                                        f"re-export the artifact")
+                raw = buf[data.Offset():data.Offset() + data.Size()] if outside else data.DataAsNumpy().tobytes()
+                try:
+                    return raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise ArtifactError(f"{path}: its {key} metadata entry is not UTF-8 text; re-export the "
+                                        f"artifact") from None
+    except ArtifactError:
+        raise
     except Exception as e:  # a corrupt flatbuffer raises arbitrary errors from the generated code
         raise ArtifactError(f"{path} is not a valid .tflite flatbuffer ({type(e).__name__})") from e
     return None

@@ -133,8 +133,14 @@ def test_sidecar_used_when_nothing_embedded(toy_exports, tmp_path):
         with pytest.raises(ArtifactError, match="no mobilevision metadata"):
             m.classify(np.zeros((64, 64, 3), np.uint8))
     sidecar_path(bare).write_text(toy_exports["onnx"].sidecar.read_text())
+    with pytest.raises(ArtifactError, match="another artifact"):   # its SHA-256 are of another file
+        load(bare)
+    hand_written = json.loads(toy_exports["onnx"].sidecar.read_text())
+    del hand_written["files"]
+    sidecar_path(bare).write_text(json.dumps(hand_written))
     with load(bare) as m:
         assert m.metadata.model == "toy_test_classifier" and len(m.classify(np.zeros((64, 64, 3), np.uint8))) == 5
+        assert not m.integrity.verified
 
 
 def test_metadata_schema_round_trip_and_versions(toy_exports):
