@@ -48,5 +48,6 @@ dependencies {
     implementation(libs.androidx.camera.camera2)
     implementation(libs.androidx.camera.lifecycle)
     implementation(libs.androidx.camera.view)
+    implementation(libs.androidx.exifinterface)
     testImplementation(libs.junit)       // DemoLogicTest: the app's Android-free logic (also run in CI without Gradle)
 }

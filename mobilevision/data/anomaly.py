@@ -24,10 +24,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from mobilevision.atomic_io import atomic_write_text, move_into_place
 from mobilevision.errors import DataError
+from mobilevision.imaging import image_size, open_image, opened, upright
 
 from .cache import cache_root
 from .classification import IMAGE_SUFFIXES
@@ -37,8 +38,6 @@ log = logging.getLogger("mobilevision.data")
 GOOD = "good"
 VAL_FRACTION = 0.1      # [NEL]: a random 10 % of train/good, torch random_split with seed 42
 VAL_SEED = 42
-_READ_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError, Image.DecompressionBombError)
-_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 @dataclass(frozen=True)
@@ -89,12 +88,9 @@ def _find_mask(gt: Path, stem: str) -> Path | None:
 
 
 def _header_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the file header only; an unreadable file is a DataError naming it."""
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except _READ_ERRORS as e:
-        raise DataError(f"cannot read image {path}: {e} (replace or remove the file)") from e
+    """(width, height) of the upright picture from the file header only; an unreadable file (or a
+    decompression bomb) is a DataError naming it."""
+    return image_size(path, DataError)
 
 
 def read_mvtec(root: str | Path) -> AnomalyData:
@@ -171,31 +167,11 @@ def _hw(size: int | tuple[int, int]) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def _to_rgb8(im: Image.Image, path: Path) -> np.ndarray:
-    """8-bit RGB by a fixed rule: 16-bit grey ("I;16*", and "I" as Pillow opens 16-bit files)
-    is divided by 257 (full 16-bit range -> full 8-bit range, not stretched to the image's max);
-    alpha is dropped, not composited; palette entries give their colour; grey is replicated."""
-    if im.mode in _SIXTEEN_BIT:
-        a = np.asarray(im).astype(np.float64)
-        grey = np.round(np.clip(a, 0, 65535) / 257.0).astype(np.uint8)
-        return np.repeat(grey[..., None], 3, axis=-1)
-    if im.mode == "F":
-        raise DataError(f"{path} is a 32-bit float image, which has no standard range: save it as 8- or 16-bit")
-    if im.mode in ("P", "PA", "LA", "La", "RGBa"):
-        im = im.convert("RGBA")
-    return np.asarray(im.convert("RGB"))
-
-
 def load_rgb(path: str | Path, size: int | tuple[int, int] | None = None) -> np.ndarray:
-    """uint8 H x W x 3; resized to ``size`` (height, width) by antialiased bilinear, aspect ratio not
-    kept (both EfficientAD references stretch). EXIF orientation is ignored, as for classification."""
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            im.load()
-            arr = _to_rgb8(im, path)
-    except _READ_ERRORS as e:
-        raise DataError(f"cannot read image {path}: {e} (replace or remove the file)") from e
+    """uint8 H x W x 3 by :func:`mobilevision.imaging.open_image` (upright by EXIF, 16-bit / 257, alpha
+    dropped, palette colours, grey replicated); resized to ``size`` (height, width) by antialiased bilinear,
+    aspect ratio not kept (both EfficientAD references stretch)."""
+    arr = np.asarray(open_image(path, DataError))
     return arr if size is None else resize_rgb(arr, size, path)
 
 
@@ -219,17 +195,14 @@ def resize_rgb(arr: np.ndarray, size: int | tuple[int, int], path: str | Path = 
 
 
 def load_mask(path: str | Path, size: int | tuple[int, int] | None = None) -> np.ndarray:
-    """bool H x W, True where any colour channel is nonzero (alpha ignored); resized with NEAREST."""
-    path = Path(path)
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode in ("1", "L", "F") or im.mode in _SIXTEEN_BIT:
-                m = np.asarray(im) != 0
-            else:
-                m = np.asarray(im.convert("RGBA"))[..., :3].any(axis=-1)
-    except _READ_ERRORS as e:
-        raise DataError(f"cannot read mask {path}: {e} (replace or remove the file)") from e
+    """bool H x W, True where any colour channel is nonzero (alpha ignored), upright by EXIF like its image;
+    resized with NEAREST."""
+    with opened(path, DataError) as im:
+        im = upright(im)
+        if im.mode in ("1", "L", "F", "I") or im.mode.startswith("I;16"):
+            m = np.asarray(im) != 0
+        else:
+            m = np.asarray(im.convert("RGBA"))[..., :3].any(axis=-1)
     if size is not None and m.shape != _hw(size):
         h, w = _hw(size)
         m = np.asarray(Image.fromarray(m.astype(np.uint8) * 255).resize((w, h), Image.Resampling.NEAREST)) > 0

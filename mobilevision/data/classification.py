@@ -7,15 +7,17 @@ reader from what is on disk and returns the train/val splits with the class name
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from mobilevision.errors import DataError
+from mobilevision.imaging import open_image
 
 log = logging.getLogger("mobilevision.data")
 
@@ -25,7 +27,8 @@ SPLIT_SEED = 0
 
 
 class CorruptImage(Exception):
-    """An image file that Pillow cannot decode (the dataset logs it and substitutes another)."""
+    """An image file that cannot be decoded, or is over Pillow's decompression-bomb limit (the dataset
+    logs it and substitutes another)."""
 
 
 class ImageSource:
@@ -42,24 +45,27 @@ class ImageSource:
     def describe(self, index: int) -> str:
         return f"sample {index}"
 
+    def location(self) -> str:
+        """Where the samples live, for messages."""
+        return type(self).__name__
+
 
 class FileSource(ImageSource):
-    """Image files on disk, decoded with Pillow on access."""
+    """Image files on disk, decoded on access by :func:`mobilevision.imaging.open_image` (upright by EXIF,
+    16-bit scaled)."""
 
     def __init__(self, paths: Sequence[Path], labels: Sequence[int]):
         self.paths = [Path(p) for p in paths]
         self.labels = np.asarray(labels, dtype=np.int64)
 
     def image(self, index: int) -> Image.Image:
-        path = self.paths[index]
-        try:
-            with Image.open(path) as im:
-                return im.convert("RGB")
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
-            raise CorruptImage(f"{path}: {e}") from e
+        return open_image(self.paths[index], CorruptImage)
 
     def describe(self, index: int) -> str:
         return str(self.paths[index])
+
+    def location(self) -> str:
+        return os.path.commonpath(self.paths) if self.paths else "an empty file list"
 
 
 class ArraySource(ImageSource):

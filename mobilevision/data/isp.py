@@ -27,6 +27,7 @@ from PIL import Image
 from mobilevision.data.cache import cache_root
 from mobilevision.data.classification import IMAGE_SUFFIXES
 from mobilevision.errors import DataError
+from mobilevision.imaging import open_image, opened
 from mobilevision.runtime.tasks.isp import normalize_raw, pack_bayer
 
 BUILTIN_VERSION = 1
@@ -171,12 +172,9 @@ def resolve_isp_data(data: str | None, seed: int = 0) -> IspData:
 
 
 def read_mosaic(path: Path) -> np.ndarray:
-    """A one-channel 16-bit RAW PNG -> its (H, W) integer mosaic, cropped to even sides."""
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im)
-    except OSError as e:
-        raise DataError(f"cannot read RAW file {path}: {e}") from e
+    """A one-channel 16-bit RAW PNG -> its (H, W) integer mosaic in stored (sensor) order, cropped to even sides."""
+    with opened(path, DataError) as im:
+        arr = np.asarray(im)
     if arr.ndim != 2:
         raise DataError(f"{path} is not a one-channel Bayer mosaic (shape {arr.shape})")
     return arr[: arr.shape[0] // 2 * 2, : arr.shape[1] // 2 * 2]
@@ -226,12 +224,10 @@ def reference_rendering(mosaic: np.ndarray, demosaic: str | None = None) -> torc
 
 
 def load_srgb(path: Path, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """An 8-bit RGB image -> (3, H, W) float32 in [0, 1]; ``size`` (H, W) must match when given."""
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB"))
-    except OSError as e:
-        raise DataError(f"cannot read image {path}: {e}") from e
+    """An RGB target image -> (3, H, W) float32 in [0, 1] (8- or 16-bit, by :mod:`mobilevision.imaging`);
+    ``size`` (H, W) must match when given. The EXIF orientation is not applied: targets pair pixel for
+    pixel with RAW mosaics, which are read in stored (sensor) order."""
+    arr = np.asarray(open_image(path, DataError, exif=False))
     if size is not None and arr.shape[:2] != tuple(size):
         raise DataError(f"{path} is {arr.shape[1]}x{arr.shape[0]} px, but the model outputs "
                         f"{size[1]}x{size[0]} for its RAW input: targets must be twice the packed size")

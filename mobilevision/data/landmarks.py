@@ -9,6 +9,12 @@ subtracts nothing (a constant 1 px shift, which cancels in NME because predictio
 in this frame; on 1-based values a flipped label lands 2 source px left of its mirror image (about 1 px at
 224 for a 450 px face), so ``zero_based=True`` is the cleaner choice when training with flips.
 
+**EXIF orientation.** Image files are read upright (:mod:`mobilevision.imaging`, as the runtime reads an app's
+photo), and points and boxes are taken in that upright frame: viewers, browsers and annotation tools (labelme,
+CVAT) show and annotate photos upright. 300W, WFLW and COFW carry no orientation tags (COFW's pixels are inside
+its .mat), so for them stored and upright pixels are the same; a file that does carry one is logged once, since
+annotations made on its stored pixels (MATLAB's ``imread`` ignores the tag) would then need the tag stripped.
+
 **Boxes.** (x0, y0, x1, y1) is the continuous rectangle [x0, x1] × [y0, y1] in that frame. A crop maps the
 rectangle onto the *whole* output image, edge to edge: x_out = (x − x0)·size/(x1 − x0) − 0.5, so a
 landmark on the box's left edge lands on the output's left edge (−0.5) and the box centre on the output
@@ -39,6 +45,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from mobilevision.errors import DataError
+from mobilevision.imaging import open_image, opened, orientation
 
 log = logging.getLogger("mobilevision.data")
 
@@ -149,13 +156,22 @@ def _as_rgb(arr: np.ndarray, where: str) -> np.ndarray:
     return np.ascontiguousarray(arr[..., :3])
 
 
+_WARNED_ORIENTATION: set[Path] = set()    # files whose EXIF orientation was logged (once per process)
+
+
 def load_image(sample: LandmarkSample) -> np.ndarray:
-    """The sample's pixels as uint8 (H, W, 3) RGB; grey is replicated to three channels."""
+    """The sample's pixels as uint8 (H, W, 3) RGB, read by :func:`mobilevision.imaging.open_image`: upright
+    by EXIF (annotations are taken in that frame; see the module docstring), 16-bit scaled, grey replicated."""
     if isinstance(sample.image, np.ndarray):
         return _as_rgb(sample.image, sample.source or "image array")
-    from .anomaly import load_rgb  # the house decoder (16-bit, palette and alpha rules)
-
-    return load_rgb(sample.image)
+    with opened(sample.image, DataError) as im:
+        turned = orientation(im) != 1
+    if turned and sample.image not in _WARNED_ORIENTATION:
+        _WARNED_ORIENTATION.add(sample.image)
+        log.warning("%s carries an EXIF orientation: its points (%s) are taken in the upright picture, as "
+                    "viewers and annotation tools show it; strip the tag if they were marked on the stored "
+                    "pixels", sample.image, sample.source or "annotation")
+    return np.asarray(open_image(sample.image, DataError))
 
 
 # ---------------------------------------------------------------- 300W .pts

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mobilevision.errors import DataError
 from mobilevision.export.metadata import Preprocessing
 from mobilevision.runtime.tasks.classify import RESAMPLE, preprocess
 
@@ -61,8 +62,9 @@ def to_tensor(im: Image.Image, pre: Preprocessing) -> torch.Tensor:
 class ClassificationDataset(torch.utils.data.Dataset):
     """An ImageSource as (C x H x W float32, label) pairs, with training augmentation or eval preprocessing.
 
-    A sample Pillow cannot decode is logged once and replaced by the next readable one, so one
-    bad file never ends a run mid-epoch.
+    A sample that cannot be decoded (or is a decompression bomb) is logged once and replaced by the next
+    readable one, so one bad file never ends a run mid-epoch; a source with no readable image at all is a
+    DataError here, in the process that builds the dataset (one decode in the usual case).
     """
 
     def __init__(self, source: ImageSource, pre: Preprocessing, augment: TrainAugment | None = None,
@@ -70,6 +72,8 @@ class ClassificationDataset(torch.utils.data.Dataset):
         self.source, self.pre, self.augment, self.seed = source, pre, augment, seed
         self.epoch = 0
         self._reported: set[int] = set()
+        if len(source):
+            self._image(0)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -86,8 +90,9 @@ class ClassificationDataset(torch.utils.data.Dataset):
             except CorruptImage as e:
                 if i not in self._reported:
                     self._reported.add(i)
-                    log.warning("skipped unreadable image %s", e)
-        raise CorruptImage(f"no readable image in {n} samples")
+                    log.warning("skipped unreadable image: %s", e)
+        raise DataError(f"no readable image among the {n} in {self.source.location()}: every file failed to "
+                        "decode (see the warnings above); replace them with PNG or JPEG images")
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         im, label = self._image(index)

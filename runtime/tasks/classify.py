@@ -8,11 +8,14 @@ import numpy as np
 from PIL import Image
 
 from mobilevision.errors import InputMismatch
+from mobilevision.imaging import open_image, to_rgb8, upright
 from mobilevision.export.metadata import Preprocessing
 
 RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
             "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS,
             "box": Image.Resampling.BOX, "hamming": Image.Resampling.HAMMING}
+
+MAX_RESIZED_PIXELS = 1 << 26    # shorter-side resizing of an extreme aspect ratio (1 x 100,000) stops here
 
 
 @dataclass(frozen=True)
@@ -23,20 +26,26 @@ class Classification:
 
 
 def as_rgb_image(image: np.ndarray | Image.Image | str | Path) -> Image.Image:
-    """An uint8 HWC RGB array, a PIL image or an image file path -> RGB PIL image."""
+    """An uint8 (H, W, 3) RGB or (H, W, 4) RGBA array (alpha dropped), a PIL image or an image file path ->
+    a new RGB PIL image. Files and PIL images are read by :mod:`mobilevision.imaging` (upright by EXIF,
+    16-bit scaled, bomb-guarded). A 2-D array is refused rather than guessed (grey, mask or RAW mosaic)."""
     if isinstance(image, (str, Path)):
-        try:
-            with Image.open(image) as im:
-                return im.convert("RGB")
-        except (OSError, ValueError) as e:
-            raise InputMismatch(f"cannot read image {image}: {e}") from e
+        return open_image(image, InputMismatch)
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    arr = np.asarray(image)
-    if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] not in (3, 4):
-        raise InputMismatch(f"classify expects an uint8 HWC RGB image (H, W, 3), got {arr.dtype} "
-                            f"array of shape {tuple(arr.shape)}")
-    return Image.fromarray(arr[..., :3])
+        arr = to_rgb8(upright(image), "the PIL image", InputMismatch)
+    else:
+        arr = np.asarray(image)
+    shape = tuple(arr.shape)
+    if arr.dtype != np.uint8 or arr.ndim != 3 or shape[2] not in (3, 4):
+        hint = {"f": ": scale to 0..255 and convert, e.g. (x * 255).round().astype(np.uint8)",
+                "b": ": convert, e.g. x.astype(np.uint8) * 255"}.get(arr.dtype.kind, "")
+        if arr.dtype == np.uint8 and arr.ndim == 2:
+            hint = ": replicate grey to RGB with np.repeat(x[..., None], 3, axis=2)"
+        raise InputMismatch(f"an image array must be uint8 HWC RGB (H, W, 3) or RGBA (H, W, 4), got "
+                            f"{arr.dtype} array of shape {shape}{hint}")
+    if shape[0] == 0 or shape[1] == 0:
+        raise InputMismatch(f"the image of shape {shape} has no pixels: pass a picture at least 1x1")
+    return Image.fromarray(np.ascontiguousarray(arr[..., :3]))
 
 
 def resized(image: np.ndarray | Image.Image | str | Path, pre: Preprocessing) -> Image.Image:
@@ -50,6 +59,9 @@ def resized(image: np.ndarray | Image.Image | str | Path, pre: Preprocessing) ->
         w, h = im.size
         s = pre.resize / min(w, h)
         nw, nh = max(pre.crop[1], round(w * s)), max(pre.crop[0], round(h * s))
+        if nw * nh > MAX_RESIZED_PIXELS:
+            raise InputMismatch(f"the {w}x{h} image is too elongated: its shorter side resized to {pre.resize} "
+                                f"would make it {nw}x{nh} px; crop it to a less extreme aspect ratio first")
         im = im.resize((nw, nh), resample)
         left, top = (nw - pre.crop[1]) // 2, (nh - pre.crop[0]) // 2
         return im.crop((left, top, left + pre.crop[1], top + pre.crop[0]))

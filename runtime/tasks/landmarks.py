@@ -23,21 +23,50 @@ def full_box(width: int, height: int) -> Box:
     return (-0.5, -0.5, width - 0.5, height - 0.5)
 
 
-def check_box(box: Sequence[float]) -> Box:
-    if len(box) != 4 or not all(math.isfinite(float(v)) for v in box):
-        raise InputMismatch(f"a face box is 4 finite numbers (x0, y0, x1, y1), got {list(box)}")
-    x0, y0, x1, y1 = (float(v) for v in box)
+MAX_BOX_SIDE = 4.0              # a face box may be at most this many times the image's width / height
+MAX_BOX_PIXELS = 1 << 26        # ... and cover at most this many pixels (or the whole image, if larger)
+
+
+def check_box(box: Sequence[float], image_size: tuple[int, int] | None = None) -> Box:
+    """``box`` as 4 floats with positive size; with ``image_size`` (width, height) it must also overlap
+    the image and be at most :data:`MAX_BOX_SIDE` times its sides (and :data:`MAX_BOX_PIXELS`, which bounds
+    the memory of the crop); partly outside is fine (padded black)."""
+    try:
+        values = [] if isinstance(box, (str, bytes)) else [float(v) for v in box]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise InputMismatch(f"a face box is 4 finite numbers (x0, y0, x1, y1), got {_show(box)}")
+    x0, y0, x1, y1 = values
     if not (x1 > x0 and y1 > y0):
-        raise InputMismatch(f"face box {list(box)} has no area: x1 must exceed x0 and y1 must exceed y0")
+        raise InputMismatch(f"face box {_show(box)} has no area: x1 must exceed x0 and y1 must exceed y0")
+    if image_size is None:
+        return (x0, y0, x1, y1)
+    w, h = image_size
+    edges = full_box(w, h)
+    if x1 <= edges[0] or x0 >= edges[2] or y1 <= edges[1] or y0 >= edges[3]:
+        raise InputMismatch(f"face box {_show(box)} does not overlap the {w}x{h} image (pixel centres x 0..{w - 1}, "
+                            f"y 0..{h - 1}): give the box in this image's pixels")
+    bw, bh, cap = x1 - x0, y1 - y0, max(MAX_BOX_PIXELS, w * h)
+    if bw > MAX_BOX_SIDE * w or bh > MAX_BOX_SIDE * h or bw * bh > cap:
+        raise InputMismatch(f"face box {_show(box)} is too large for the {w}x{h} image ({bw:.4g}x{bh:.4g} px; at "
+                            f"most {MAX_BOX_SIDE:g}x the image's width and height and {cap / 1e6:.0f} Mpx): "
+                            "give a box around the face")
     return (x0, y0, x1, y1)
+
+
+def _show(box: object) -> str:
+    """The box as given, short enough for one line."""
+    text = " ".join(repr(list(box) if isinstance(box, (tuple, list)) else box).split())
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 def crop_image(image: np.ndarray, box: Sequence[float], width: int, height: int) -> np.ndarray:
     """``box`` of an uint8 (H, W, 3) image resized (anisotropically, Pillow's antialiased bilinear) to
     ``height`` x ``width``; borders inside the image are replicated for the filter, and output pixels whose
     centre falls outside the image are black."""
-    x0, y0, x1, y1 = check_box(box)
     h, w = image.shape[:2]
+    x0, y0, x1, y1 = check_box(box, (w, h))
     bx0, by0, bx1, by1 = x0 + 0.5, y0 + 0.5, x1 + 0.5, y1 + 0.5        # Pillow's frame: edges at integers
     pad = int(math.ceil(max((bx1 - bx0) / width, (by1 - by0) / height, 1.0))) + 1   # filter support
     wx0, wy0 = int(math.floor(bx0)) - pad, int(math.floor(by0)) - pad

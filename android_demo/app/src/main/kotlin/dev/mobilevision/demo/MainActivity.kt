@@ -30,6 +30,7 @@ import androidx.camera.core.Preview
 import androidx.camera.lifecycle.ProcessCameraProvider
 import androidx.camera.lifecycle.awaitInstance
 import androidx.camera.view.PreviewView
+import androidx.exifinterface.media.ExifInterface
 import androidx.lifecycle.lifecycleScope
 import dev.mobilevision.runtime.RgbImage
 import dev.mobilevision.runtime.android.openAssetModel
@@ -40,6 +41,7 @@ import kotlinx.coroutines.Job
 import kotlinx.coroutines.asCoroutineDispatcher
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.withContext
+import java.io.IOException
 import java.util.concurrent.Executors
 
 /**
@@ -271,7 +273,8 @@ class MainActivity : ComponentActivity() {
         }
     }
 
-    /** The photo, upright (EXIF applied on API 28+), longest side at most [MAX_SIDE], in software memory. */
+    /** The photo, upright by its EXIF orientation (ImageDecoder applies it on API 28+, [exifUpright] below),
+     *  longest side at most [MAX_SIDE], in software memory. */
     private fun decode(uri: Uri): Bitmap {
         if (Build.VERSION.SDK_INT >= 28) {
             return ImageDecoder.decodeBitmap(ImageDecoder.createSource(contentResolver, uri)) { decoder, info, _ ->
@@ -285,8 +288,27 @@ class MainActivity : ComponentActivity() {
         val options = BitmapFactory.Options().apply {
             inSampleSize = maxOf(1, (maxOf(bounds.outWidth, bounds.outHeight) + MAX_SIDE - 1) / MAX_SIDE)
         }
-        return contentResolver.openInputStream(uri)?.use { BitmapFactory.decodeStream(it, null, options) }
+        val stored = contentResolver.openInputStream(uri)?.use { BitmapFactory.decodeStream(it, null, options) }
             ?: throw IllegalStateException("cannot decode $uri as an image")
+        return exifUpright(stored, uri)
+    }
+
+    /** [bitmap] turned as the EXIF orientation of [uri] says: mirrored first when flipped, then rotated
+     *  clockwise (androidx ExifInterface's convention; Pillow's exif_transpose gives the same pixels).
+     *  BitmapFactory ignores the tag; a photo without one, or whose tag cannot be read, stays as it is. */
+    private fun exifUpright(bitmap: Bitmap, uri: Uri): Bitmap {
+        val exif = (try {
+            contentResolver.openInputStream(uri)?.use { ExifInterface(it) }
+        } catch (e: IOException) {
+            null
+        }) ?: return bitmap
+        val degrees = exif.rotationDegrees
+        if (degrees == 0 && !exif.isFlipped) return bitmap
+        val turn = Matrix().apply {
+            if (exif.isFlipped) postScale(-1f, 1f)
+            postRotate(degrees.toFloat())
+        }
+        return Bitmap.createBitmap(bitmap, 0, 0, bitmap.width, bitmap.height, turn, true)
     }
 
     private fun runRawSample() {
