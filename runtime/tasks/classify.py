@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mobilevision.errors import InputMismatch
+from mobilevision.errors import ArtifactError, InputMismatch
 from mobilevision.imaging import open_image, to_rgb8, upright
 from mobilevision.export.metadata import Preprocessing
 
@@ -52,7 +52,9 @@ def resized(image: np.ndarray | Image.Image | str | Path, pre: Preprocessing) ->
     """The image the model sees, ``pre.crop`` (H, W): the shorter side resized to ``pre.resize`` and
     centre-cropped, or stretched straight to ``pre.crop`` (``resize_mode``)."""
     im = as_rgb_image(image)
-    resample = RESAMPLE.get(pre.interpolation, Image.Resampling.BICUBIC)
+    if pre.interpolation not in RESAMPLE:   # metadata read from a file is validated; a hand-made one may not be
+        raise ArtifactError(f"unknown interpolation {pre.interpolation!r}: use one of {', '.join(RESAMPLE)}")
+    resample = RESAMPLE[pre.interpolation]
     if pre.resize_mode == "stretch":
         return im.resize((pre.crop[1], pre.crop[0]), resample)
     if pre.resize_mode == "shorter_side":
