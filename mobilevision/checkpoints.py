@@ -48,12 +48,13 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         return torch.load(str(p), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         detail = str(e)
-        m = re.search(r"Unsupported global: GLOBAL (\S+)", detail)
+        m = re.search(r"GLOBAL (\S+)", detail)  # a class or function reference: code, not just tensors
         if m:
-            raise WeightsError(f"{p} contains a pickled Python object ({m.group(1)}), which is not loaded for "
-                               "safety; re-save it as a plain state dict or .safetensors") from e
-        m = re.search(r"WeightsUnpickler error:\s*(.+)", detail)
-        reason = m.group(1).strip().splitlines()[0] if m else type(e).__name__
+            raise WeightsError(f"{p} holds Python objects beyond tensors ({m.group(1)}) and is refused for safety "
+                               "(weights_only loading): load it yourself where you trust its source and save "
+                               "model.state_dict() with torch.save or safetensors") from e
+        m = re.search(r"WeightsUnpickler error:\s*(\S.*)", detail)
+        reason = m.group(1).strip() if m else type(e).__name__
         raise WeightsError(f"cannot read checkpoint {p}: {reason[:120]} (is it a PyTorch file?)") from e
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError, KeyError, IndexError,
             TypeError, AttributeError, UnicodeDecodeError) as e:  # what torch.load raises on non-checkpoints
@@ -61,14 +62,38 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         raise WeightsError(f"cannot read checkpoint {p}: {first[:160]} (is it a PyTorch file?)") from e
 
 
+def _check_keys(obj: Any, path: Path) -> None:
+    """The checkpoint's top-level keys and its state dict's keys are strings (nested optimizer states may
+    use integers, so only those two levels are checked)."""
+    bad = [k for k in obj if not isinstance(k, str)] if isinstance(obj, dict) else []
+    if bad:
+        raise WeightsError(f"{path}: keys are not strings ({', '.join(repr(k) for k in bad[:_MAX_LISTED])}): "
+                           "a state dict maps parameter names to tensors; re-save it with model.state_dict()")
+
+
 def _as_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict) or not obj:
         raise WeightsError(f"{path} is not a state dict (got {type(obj).__name__})")
+    _check_keys(obj, path)
     bad = [k for k, v in obj.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise WeightsError(f"{path}: entries are not tensors ({', '.join(map(str, bad[:_MAX_LISTED]))}); "
                            "pass a state dict or a checkpoint whose container key is known")
     return {k[len("module."):] if k.startswith("module.") else k: v for k, v in obj.items()}
+
+
+def _check_values(sd: dict[str, torch.Tensor], own: dict[str, torch.Tensor], path: Path) -> None:
+    """Floating parameters get floating values (float16/64 are cast on load; integers would truncate),
+    and every floating value is finite: NaN/Inf weights are refused here, not at parity minutes later."""
+    ints = [f"{k} ({str(v.dtype).removeprefix('torch.')})" for k, v in sd.items()
+            if k in own and own[k].is_floating_point() and not v.is_floating_point()]
+    if ints:
+        raise IncompatibleWeights(f"{path}: {_listed(ints)} are not floating point where the model has float "
+                                  "weights (a quantised or converted file?): save float32 weights")
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise WeightsError(f"{path}: {_listed(bad)} hold NaN/Inf values (a diverged run or a damaged file): "
+                           "use an earlier checkpoint")
 
 
 def _listed(keys: list[str]) -> str:
@@ -86,6 +111,7 @@ def load_into(model: torch.nn.Module, path: str | os.PathLike,
     """
     p = Path(path)
     obj = read_checkpoint(path)
+    _check_keys(obj, p)
     if extractor is not None:
         obj = extractor(obj, key=key, path=p)
     sd = _as_state_dict(obj, p)
@@ -108,6 +134,7 @@ def load_into(model: torch.nn.Module, path: str | os.PathLike,
         name = type(model).__name__
         raise IncompatibleWeights(f"{p} does not fit {name}: " + "; ".join(parts)
                                   + " (is it a checkpoint of this model variant?)")
+    _check_values(sd, own, p)
     model.load_state_dict(sd, strict=False)
 
 

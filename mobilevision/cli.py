@@ -1,14 +1,18 @@
 """``mobilevision`` command line: parse arguments, call the Python API, print.
 
-Every MobileVisionError becomes one line on stderr and exit code 2; ``--debug`` shows the
-traceback instead. Heavy imports (torch, converters, runtimes) happen inside commands.
+Every MobileVisionError, usage error, missing optional package and OS error on a user's path
+becomes one line on stderr and exit code 2; ``--debug`` shows the traceback instead. Heavy
+imports (torch, converters, runtimes) happen inside commands. Text that comes from files
+(artifact metadata, paths, tool messages) is printed through ``_safe`` / ``_visible``.
 """
 from __future__ import annotations
 
+import math
 import os
 import sys
+import unicodedata
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
@@ -16,14 +20,79 @@ from rich.markup import escape
 from rich.table import Table
 
 from mobilevision import __version__
-from mobilevision.errors import MobileVisionError
+from mobilevision.errors import MobileVisionError, os_problem
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="mobilevision: export lightweight vision models to ONNX / TFLite / Core ML / "
                        "OpenVINO with parity checks, run them without torch, and benchmark them.")
 # Piped output keeps whole table rows instead of folding them to 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # a message is one line, also in a log file
+
+_BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _visible(text: object) -> str:
+    """Untrusted text on one inert line: control characters (C0, DEL, C1: escape sequences, newlines)
+    and bidirectional overrides are shown as escapes (``\\x1b``) instead of reaching the terminal."""
+    return "".join(ch.encode("unicode_escape").decode("ascii")
+                   if ch in _BIDI or unicodedata.category(ch) == "Cc" else ch for ch in str(text))
+
+
+def _say(console: Console, text: object) -> None:
+    """Print a plain line holding untrusted parts (paths, names from run cards) through ``_visible``."""
+    console.print(_visible(text), markup=False, highlight=False)
+
+
+def _safe(text: object) -> str:
+    """Untrusted text for a rich markup context (tables, status lines): ``_visible`` and markup escaped."""
+    return escape(_visible(text))
+
+
+def _bounded(low: float | None = None, high: float | None = None, *, above: bool = False,
+             below: bool = False) -> Callable[[Any], Any]:
+    """An option callback: each number finite and within [low, high] (``above``/``below``: open ends).
+    A bad value is a usage error (one line, exit 2)."""
+    ends = ((f"> {low:g}" if above else f">= {low:g}") if low is not None else None,
+            (f"< {high:g}" if below else f"<= {high:g}") if high is not None else None)
+    rule = " and ".join(e for e in ends if e) or "finite"
+
+    def check(value: Any) -> Any:
+        for v in value if isinstance(value, tuple) else (value,):
+            if v is None:
+                continue
+            ok = (math.isfinite(v) and (low is None or (v > low if above else v >= low))
+                  and (high is None or (v < high if below else v <= high)))
+            if not ok:
+                raise typer.BadParameter(f"must be a finite number{'' if rule == 'finite' else ' ' + rule} (got {v})")
+        return value
+    return check
+
+
+def _check_output(path: Path, flag: str, folder: bool) -> Path:
+    """Fail in one line before any work when ``path`` cannot be written: a file where a folder is meant (or
+    the reverse), a file inside its path, or a read-only parent. Nothing is created."""
+    if path.exists():
+        if path.is_dir() != folder:
+            problem = "a file, not a folder: give a folder" if folder else "a folder: give a file name"
+            raise MobileVisionError(f"{flag} {path} is {problem}")
+        return path
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise MobileVisionError(f"{flag} {path}: {parent} is a file, not a folder: choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise MobileVisionError(f"{flag} {path}: {parent} is not writable: choose another path")
+    return path
+
+
+def _write(write: Callable[[], Any], path: Path, note: str = "") -> None:
+    """Run ``write`` (which writes ``path``); an OS error (a full disk) becomes one line naming the path."""
+    try:
+        write()
+    except OSError as e:
+        raise MobileVisionError(f"cannot write {path}: {os_problem(e)}{note}") from None
 
 
 def _version(value: bool) -> None:
@@ -41,7 +110,8 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 
 @app.command("list")
 def list_cmd(task: Optional[str] = typer.Option(None, help="Only models of this task (e.g. classify)."),
-             imgsz: Optional[int] = typer.Option(None, help="Count MACs at this input size instead of the default.")
+             imgsz: Optional[int] = typer.Option(None, min=32, max=4096,
+                                                 help="Count MACs at this input size instead of the default.")
              ) -> None:
     """List the model zoo: task, parameters (M), MACs (M) at the default input size."""
     import mobilevision
@@ -52,11 +122,12 @@ def list_cmd(task: Optional[str] = typer.Option(None, help="Only models of this 
     names = mobilevision.list_models(task)
     with err.status("counting parameters and MACs (torch.utils.flop_counter)") as status:
         for name in names:
-            status.update(f"counting {name}")
+            status.update(f"counting {_safe(name)}")
             card = mobilevision.get_model_card(name)
             size = (card.input_size[0], imgsz, imgsz) if imgsz else card.input_size
             params, macs = _count(name, size)
-            table.add_row(name, card.task, f"{params / 1e6:.3f}", f"{macs / 1e6:.1f}", "x".join(map(str, size)))
+            table.add_row(_safe(name), _safe(card.task), f"{params / 1e6:.3f}", f"{macs / 1e6:.1f}",
+                          "x".join(map(str, size)))
     out.print(table)
 
 
@@ -95,19 +166,20 @@ def _trained_model_name(path: Path, weights: Optional[Path]) -> str:
 def _export_table(results) -> Table:
     from mobilevision.export.api import ExportFailure
 
-    table = Table(title=f"export summary ({results[0].path.parent if results and hasattr(results[0], 'path') else ''})")
+    folder = results[0].path.parent if results and hasattr(results[0], "path") else ""
+    table = Table(title=f"export summary ({_safe(folder)})")
     for col in ("target", "precision", "artifact", "MB", "parity", "status", "s"):
         table.add_column(col)
     for r in results:
         if isinstance(r, ExportFailure):
-            table.add_row(r.target, r.precision, "-", "-", r.error, "[red]FAILED[/red]", "-")
+            table.add_row(_safe(r.target), _safe(r.precision), "-", "-", _safe(r.error), "[red]FAILED[/red]", "-")
             continue
         size = r.size_bytes / 1e6
         status = "[green]OK[/green]" if r.parity.numeric else "[yellow]OK (structure)[/yellow]"
         if r.warnings:
             status = "[bold yellow]WARN[/bold yellow]"
-        parity = r.parity.summary() if r.parity.numeric else "interface + ops checked; numbers need macOS"
-        table.add_row(r.target, r.precision, r.path.name, f"{size:.2f}", parity, status,
+        parity = _safe(r.parity.summary()) if r.parity.numeric else "interface + ops checked; numbers need macOS"
+        table.add_row(_safe(r.target), _safe(r.precision), _safe(r.path.name), f"{size:.2f}", parity, status,
                       f"{r.seconds:.1f}")
     return table
 
@@ -118,20 +190,22 @@ def export_cmd(
                                           "weights (RUN_DIR/best.safetensors: classes travel into the metadata)."),
     target: list[str] = typer.Option(..., "--target", "-t", help="onnx, tflite, coreml, openvino or all (repeatable)."),
     weights: Optional[Path] = typer.Option(None, help="Local checkpoint (.pth/.pt/.safetensors); default: random init."),
-    imgsz: Optional[int] = typer.Option(None, help="Square input size in pixels (default: the model's)."),
+    imgsz: Optional[int] = typer.Option(None, min=32, max=4096,
+                                        help="Square input size in pixels (default: the model's)."),
     precision: list[str] = typer.Option(["fp32"], "--precision", "-p",
                                         help="fp32, fp16 or int8 (repeatable). fp16 / int8 report the task metric "
                                              "before and after on held-out data; int8 calibrates first."),
     out_dir: Path = typer.Option(Path("exports"), "--out", help="Output folder."),
-    num_classes: Optional[int] = typer.Option(None, help="Classifier size when the weights are fine-tuned."),
+    num_classes: Optional[int] = typer.Option(None, min=2, max=100_000,
+                                              help="Classifier size when the weights are fine-tuned."),
     checkpoint_key: Optional[str] = typer.Option(None, help="Entry of a training checkpoint to load (EMO: net or net_E)."),
     bench: bool = typer.Option(False, "--bench", help="Benchmark every runnable artifact afterwards."),
-    runs: int = typer.Option(50, help="Timed runs per artifact for --bench."),
+    runs: int = typer.Option(50, min=1, help="Timed runs per artifact for --bench."),
     calib_data: Optional[Path] = typer.Option(None, "--calib-data",
                                               help="int8 calibration images: the task's dataset folder (as for "
                                                    "`train --data`) or a flat folder of images. Default: what the "
                                                    "weights were trained on, else the task's built-in data."),
-    calib_n: int = typer.Option(300, "--calib-n", help="Calibration inputs to use (a warning under 100)."),
+    calib_n: int = typer.Option(300, "--calib-n", min=1, help="Calibration inputs to use (a warning under 100)."),
     keep_float: list[str] = typer.Option([], "--keep-float",
                                          help="int8: keep this PyTorch module (path prefix, e.g. head or "
                                               "stages.0) in float (repeatable, or comma-separated)."),
@@ -139,7 +213,7 @@ def export_cmd(
                                              help="Held-out data for the metric before/after (the task's dataset "
                                                   "folder). Default: --calib-data's held-out split, the training "
                                                   "data of the weights, else the built-in data."),
-    eval_n: int = typer.Option(200, "--eval-n", help="Held-out inputs for the metric before/after."),
+    eval_n: int = typer.Option(200, "--eval-n", min=1, help="Held-out inputs for the metric before/after."),
     category: Optional[str] = typer.Option(None, help="Anomaly: the category inside a folder of categories."),
     accuracy: bool = typer.Option(True, "--accuracy/--no-accuracy",
                                   help="Measure the task metric before/after for fp16 / int8."),
@@ -159,9 +233,6 @@ def export_cmd(
     for p in precision:
         if p not in PRECISIONS:
             raise UnknownTarget(f"unknown precision {p!r}: choose one of {', '.join(PRECISIONS)}")
-    for value, flag in ((calib_n, "--calib-n"), (eval_n, "--eval-n")):
-        if value < 1:
-            raise MobileVisionError(f"{flag} must be >= 1 (got {value})")
     keep = tuple(dict.fromkeys(k.strip() for item in keep_float for k in item.split(",") if k.strip()))
     if keep and "int8" not in precision:
         raise MobileVisionError("--keep-float applies to --precision int8: add -p int8")
@@ -173,23 +244,24 @@ def export_cmd(
     quantize = QuantizeOptions(calib_data=str(calib_data) if calib_data else None, calib_n=calib_n, keep_float=keep,
                                eval_data=str(eval_data) if eval_data else None, eval_n=eval_n, category=category,
                                accuracy=accuracy)
-    with err.status(f"exporting {model}") as status:
+    _check_output(out_dir, "--out", folder=True)
+    with err.status(f"exporting {_safe(model)}") as status:
         results = export_all(model, list(dict.fromkeys(targets)), precisions=tuple(dict.fromkeys(precision)),
                              weights=str(weights) if weights else None, imgsz=imgsz, out_dir=out_dir,
                              num_classes=num_classes, checkpoint_key=checkpoint_key,
-                             on_progress=lambda msg: status.update(f"{model}: {msg}"), quantize=quantize)
+                             on_progress=lambda msg: status.update(_safe(f"{model}: {msg}")), quantize=quantize)
     out.print(_export_table(results))
     notes = {r.parity.note for r in results if not isinstance(r, ExportFailure) and r.parity.note}
     for note in notes:
-        err.print(f"note: {note}")
+        err.print(f"note: {_visible(note)}", markup=False, highlight=False)
     done = [r for r in results if not isinstance(r, ExportFailure)]
     for r in done:
         if r.accuracy is not None:
-            out.print(f"{r.target} {r.precision} accuracy ({escape(r.accuracy.data)}, {r.accuracy.samples} inputs): "
-                      f"{escape(r.accuracy.summary())}")
+            out.print(f"{_safe(r.target)} {_safe(r.precision)} accuracy ({_safe(r.accuracy.data)}, "
+                      f"{r.accuracy.samples} inputs): {_safe(r.accuracy.summary())}")
     for r in done:
         for w in r.warnings:
-            err.print(f"[bold yellow]WARNING[/bold yellow] {r.target} {escape(w)}")
+            err.print(f"[bold yellow]WARNING[/bold yellow] {_safe(r.target)} {_safe(w)}")
     failed = [r for r in results if isinstance(r, ExportFailure)]
     if bench:
         runnable = [str(r.path) for r in results if not isinstance(r, ExportFailure) and r.parity.numeric]
@@ -197,7 +269,8 @@ def export_cmd(
             _run_bench(runnable, None, None, runs, 5, None)
     if failed:
         for f in failed:
-            err.print(f"error: {f.target} {f.precision}: {f.error}")
+            err.print(f"error: {_visible(f.target)} {_visible(f.precision)}: {_visible(f.error)}", markup=False,
+                      highlight=False)
         raise typer.Exit(2)
     if fail_on_drop and any(r.accuracy is not None and r.accuracy.exceeded for r in done):
         err.print("error: a quantised artifact lost more than its task's threshold (--fail-on-drop); "
@@ -230,28 +303,34 @@ def _bench_table(rows, title: str = "latency (ms; timed runs interleaved across 
         table.add_column(col, justify="left" if col in ("artifact", "backend", "ran on") else "right")
     for r in rows:
         if r.error:
-            message = f"[red]{escape(r.error)}[/red]" if delegation else f"[red]{r.error}[/red]"
-            table.add_row(Path(r.artifact).name, r.backend, "-", *["-"] * 9, message, *(["-"] if delegation else []))
+            table.add_row(_safe(Path(r.artifact).name), _safe(r.backend), "-", *["-"] * 9,
+                          f"[red]{_safe(r.error)}[/red]", *(["-"] if delegation else []))
             continue
-        table.add_row(Path(r.artifact).name, r.backend, str(r.threads or "default"),
+        table.add_row(_safe(Path(r.artifact).name), _safe(r.backend), str(r.threads or "default"),
                       *(_num(v) for v in (r.load_ms, r.first_ms, r.median_ms, r.mean_ms, r.p90_ms,
                                            r.min_ms, r.max_ms, r.std_ms)),
                       _num(r.peak_rss_mb, ".0f"), f"{r.gmacs_per_s:.1f}" if r.gmacs_per_s else "-",
-                      *([escape(_delegation_cell(r))] if delegation else []))
+                      *([_safe(_delegation_cell(r))] if delegation else []))
     return table
 
 
 def _run_bench(artifacts, backends, threads, runs, warmup, json_path, rewarm: int = 1) -> list:
-    from mobilevision.runtime.profile import benchmark, write_json
+    from mobilevision.runtime.profile import benchmark
 
     with err.status("benchmarking") as status:
         rows = benchmark(artifacts, backends=backends, threads=threads, runs=runs, warmup=warmup,
-                         rewarm=rewarm, on_progress=lambda msg: status.update(msg))
+                         rewarm=rewarm, on_progress=lambda msg: status.update(_safe(msg)))
     out.print(_bench_table(rows))
-    if json_path:
-        write_json(rows, json_path)
-        err.print(f"wrote {json_path}")
+    _write_bench_json(rows, json_path)
     return rows
+
+
+def _write_bench_json(rows, json_path: Optional[Path]) -> None:
+    from mobilevision.runtime.profile import write_json
+
+    if json_path:
+        _write(lambda: write_json(rows, json_path), json_path, "; the table above has the results")
+        err.print(f"wrote {_visible(json_path)}", markup=False, highlight=False)
 
 
 @app.command("bench")
@@ -260,11 +339,12 @@ def bench_cmd(
     backend: Optional[list[str]] = typer.Option(None, "--backend", "-b",
                                                 help="ort, litert, openvino, coreml or torch (repeatable); "
                                                      "default: each artifact's own runtime."),
-    threads: Optional[int] = typer.Option(None, help="CPU threads per backend (default: the runtime's)."),
-    runs: int = typer.Option(50, help="Timed runs per artifact x backend."),
-    warmup: int = typer.Option(5, help="Untimed runs after the first inference."),
-    rewarm: int = typer.Option(1, help="Untimed runs right before each timed run (steady-state latency; "
-                                       "0 measures a cold turn after another row's)."),
+    threads: Optional[int] = typer.Option(None, min=1, max=1024,
+                                          help="CPU threads per backend (default: the runtime's)."),
+    runs: int = typer.Option(50, min=1, help="Timed runs per artifact x backend."),
+    warmup: int = typer.Option(5, min=0, help="Untimed runs after the first inference."),
+    rewarm: int = typer.Option(1, min=0, help="Untimed runs right before each timed run (steady-state latency; "
+                                              "0 measures a cold turn after another row's)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the rows as JSON."),
     device: str = typer.Option("cpu", "--device", help="cpu (this machine), gpu / npu (this machine's accelerator, "
                                                       "through every runtime that has one here), or android[:SERIAL] "
@@ -292,9 +372,9 @@ def bench_cmd(
     from mobilevision.errors import MobileVisionError as _E
     from mobilevision.runtime.devices import parse_device
 
-    if runs < 1 or warmup < 0 or rewarm < 0 or (threads is not None and threads < 1):
-        raise _E("--runs must be >= 1, --warmup and --rewarm >= 0 and --threads >= 1")
     target = parse_device(device)
+    if json_path is not None:
+        _check_output(json_path, "--json", folder=False)
     android_only = {"--android-binary": android_binary, "--taskset": taskset, "--use-gpu": use_gpu,
                     "--use-nnapi": use_nnapi, "--use-npu": use_npu, "--nnapi-accelerator": nnapi_accelerator,
                     "--android-arg": android_arg}
@@ -335,32 +415,30 @@ def bench_cmd(
 def _run_accelerated_bench(artifacts, device, backends, threads, runs, warmup, rewarm, json_path) -> list:
     """GPU/NPU rows from every runtime with that accelerator here; one line per runtime without."""
     from mobilevision.runtime.devices.accelerators import plan_accelerated
-    from mobilevision.runtime.profile import benchmark, write_json
+    from mobilevision.runtime.profile import benchmark
 
     name = device.upper()
     with err.status(f"looking for a {name}"):
         pairs, unavailable = plan_accelerated(artifacts, device, backends)
     for av in unavailable:
-        err.print(av.line(), markup=False, highlight=False, soft_wrap=True)
+        err.print(_visible(av.line()), markup=False, highlight=False, soft_wrap=True)
     if not pairs:
         files = ", ".join(Path(a).name for a in artifacts)
         article = "an" if device == "npu" else "a"
         raise MobileVisionError(f"nothing ran: no runtime here can run {files} on {article} {name} (reasons above)")
     with err.status(f"benchmarking on the {name}") as status:
         rows = benchmark([], threads=threads, runs=runs, warmup=warmup, rewarm=rewarm, pairs=pairs, device=device,
-                         on_progress=lambda msg: status.update(msg))
+                         on_progress=lambda msg: status.update(_safe(msg)))
     out.print(_bench_table(rows, title=f"latency on the {name} (ms; timed runs interleaved across rows)",
                            delegation=True))
     for r in rows:
         if not r.error and r.accelerated is False:
             ops = r.fallback_ops or []
             shown = ", ".join(ops[:6]) + (f" and {len(ops) - 6} more" if len(ops) > 6 else "")
-            err.print(f"warning: {Path(r.artifact).name} {r.backend}: part of the graph ran on the CPU"
-                      f"{f' ({shown})' if shown else ''}: not a pure {name} number",
+            err.print(_visible(f"warning: {Path(r.artifact).name} {r.backend}: part of the graph ran on the CPU"
+                               f"{f' ({shown})' if shown else ''}: not a pure {name} number"),
                       markup=False, highlight=False, soft_wrap=True)
-    if json_path:
-        write_json(rows, json_path)
-        err.print(f"wrote {json_path}")
+    _write_bench_json(rows, json_path)
     return rows
 
 
@@ -370,61 +448,79 @@ def _run_npu_aot(artifacts, spec) -> None:
 
     target = parse_npu_soc(spec)
     for a in artifacts:
-        with err.status(f"compiling {Path(a).name} for {target.target_id}"):
+        with err.status(_safe(f"compiling {Path(a).name} for {target.target_id}")):
             done = compile_for_npu(a, target)
         share = "all" if done.fully_offloaded else f"{done.ops_offloaded} of {done.ops_total}"
-        out.print(f"{Path(a).name} -> {done.path}: {share} ops on the {target.vendor.name} NPU in "
-                  f"{done.partitions} partition(s); measure it on {target.vendor.hardware}: "
-                  f"mobilevision bench {done.path} --device android --use-npu", markup=False, highlight=False)
+        out.print(_visible(f"{Path(a).name} -> {done.path}: {share} ops on the {target.vendor.name} NPU in "
+                           f"{done.partitions} partition(s); measure it on {target.vendor.hardware}: "
+                           f"mobilevision bench {done.path} --device android --use-npu"), markup=False, highlight=False)
         if not done.fully_offloaded:
-            err.print(f"warning: {done.ops_total - done.ops_offloaded} ops of {Path(a).name} stay on the phone's CPU",
-                      markup=False, highlight=False)
+            err.print(_visible(f"warning: {done.ops_total - done.ops_offloaded} ops of {Path(a).name} stay on the "
+                               "phone's CPU"), markup=False, highlight=False)
 
 
 def _run_android_bench(artifacts, options, json_path) -> list:
     from mobilevision.runtime.devices.android import benchmark_android
-    from mobilevision.runtime.profile import write_json
 
     with err.status("benchmarking on Android") as status:
-        rows = benchmark_android(artifacts, options, on_progress=lambda msg: status.update(msg))
+        rows = benchmark_android(artifacts, options, on_progress=lambda msg: status.update(_safe(msg)))
     out.print(_bench_table(rows, title="latency on Android (ms; benchmark_model's timed runs)"))
     for r in rows:
         if r.warning:
-            err.print(f"warning: {Path(r.artifact).name}: {r.warning}", markup=False, highlight=False, soft_wrap=True)
-    if json_path:
-        write_json(rows, json_path)
-        err.print(f"wrote {json_path}")
+            err.print(_visible(f"warning: {Path(r.artifact).name}: {r.warning}"), markup=False, highlight=False,
+                      soft_wrap=True)
+    _write_bench_json(rows, json_path)
     return rows
 
 
 @app.command("info")
 def info_cmd(artifact: Path = typer.Argument(..., help="An exported artifact.")) -> None:
-    """Show an artifact's metadata (task, input, preprocessing, parity report)."""
+    """Show an artifact's metadata (task, input, preprocessing, parity report) and the SHA-256 of its
+    files, checked against its sidecar (``integrity``)."""
+    import json
+
     from mobilevision.runtime import load
     from mobilevision.errors import BackendUnavailable
+    from mobilevision.export.integrity import verify_artifact
     from mobilevision.export.metadata import read_sidecar
 
     try:
         with load(artifact) as model:
-            md = model.metadata
-    except BackendUnavailable:
+            md, integrity = model.metadata, model.integrity
+    except BackendUnavailable:   # e.g. a .mlpackage off macOS: the files are still checked
+        integrity = verify_artifact(artifact)
         md = read_sidecar(artifact)
     if md is None:
         raise MobileVisionError(f"{artifact} carries no mobilevision metadata")
-    out.print_json(md.to_json())
+    checked = {"sha256": integrity.verified} if integrity.verified else {"not_verified": integrity.note}
+    _print_json(json.dumps({**json.loads(md.to_json()), "integrity": checked}))
+
+
+def _print_json(text: str) -> None:
+    """Untrusted JSON, pretty and still valid: markup is not interpreted, and control / bidi characters
+    inside strings stay escapes (``\\u009b``) instead of reaching the terminal."""
+    import json
+
+    from rich.highlighter import JSONHighlighter
+    from rich.text import Text
+
+    pretty = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    pretty = "".join(f"\\u{ord(ch):04x}" if ch in _BIDI or unicodedata.category(ch) == "Cc" and ch != "\n" else ch
+                     for ch in pretty)
+    out.print(JSONHighlighter()(Text(pretty)), soft_wrap=True)
 
 
 @app.command("classify")
 def classify_cmd(artifact: Path = typer.Argument(..., help="An exported classifier."),
                  image: Path = typer.Argument(..., help="An image file."),
-                 top_k: int = typer.Option(5, help="How many classes to print."),
+                 top_k: int = typer.Option(5, min=1, help="How many classes to print."),
                  backend: Optional[str] = typer.Option(None, help="Runtime (default: the artifact's own).")) -> None:
     """Classify one image with an exported model, using the preprocessing in its metadata."""
     from mobilevision.runtime import load
 
     with load(artifact, backend=backend) as model:
         for c in model.classify(image, top_k=top_k):
-            out.print(f"{c.score:7.4f}  {c.index:5d}  {c.label}")
+            out.print(f"{c.score:7.4f}  {c.index:5d}  {_visible(c.label)}", markup=False, highlight=False)
 
 
 @app.command("landmarks")
@@ -446,23 +542,26 @@ def landmarks_cmd(artifact: Path = typer.Argument(..., help="An exported landmar
             coords = [float(v) for v in box.split(",")]
         except ValueError:
             raise MobileVisionError(f"--box {box!r}: give four numbers x0,y0,x1,y1") from None
+    if output is not None:
+        _check_output(output, "--output", folder=False)
     with load(artifact, backend=backend) as model:
         points = model.detect_landmarks(image, box=coords)
     for x, y in points:
-        out.print(f"{x:.2f} {y:.2f}", markup=False, highlight=False)
+        _say(out, f"{x:.2f} {y:.2f}")
     if output is not None:
-        write_overlay(image, points, output)
-        err.print(f"wrote {output}", markup=False, highlight=False)
+        _write(lambda: write_overlay(image, points, output), output)
+        err.print(f"wrote {_visible(output)}", markup=False, highlight=False)
 
 
 @app.command("anomaly")
 def anomaly_cmd(artifact: Path = typer.Argument(..., help="An exported anomaly detector."),
                 image: Path = typer.Argument(..., help="An image file."),
-                threshold: Optional[float] = typer.Option(None, help="Score above which the image is anomalous "
-                                                                     "(pick it on your own data)."),
+                threshold: Optional[float] = typer.Option(None, callback=_bounded(),
+                                                          help="Score above which the image is anomalous "
+                                                               "(pick it on your own data)."),
                 output: Optional[Path] = typer.Option(None, "-o", "--output",
                                                       help="Write the heatmap over the image (PNG/JPEG)."),
-                heat_range: tuple[float, float] = typer.Option((0.0, 0.2), "--range",
+                heat_range: tuple[float, float] = typer.Option((0.0, 0.2), "--range", callback=_bounded(),
                                                                help="Map values drawn blue .. red."),
                 backend: Optional[str] = typer.Option(None, help="Runtime (default: the artifact's own).")) -> None:
     """Score one image with an exported anomaly detector; optionally write its heatmap overlay."""
@@ -481,16 +580,18 @@ def anomaly_cmd(artifact: Path = typer.Argument(..., help="An exported anomaly d
         raise MobileVisionError(f"--output {output}: use a .png or .jpg file name")
     if not heat_range[1] > heat_range[0]:
         raise MobileVisionError(f"--range {heat_range[0]} {heat_range[1]}: the second value must exceed the first")
+    if output is not None:
+        _check_output(output, "--output", folder=False)
     rgb = np.asarray(as_rgb_image(image))          # read once: scored and drawn on
     with load(artifact, backend=backend) as model:
         r = model.detect_anomaly(rgb, threshold=threshold)
     verdict = "" if r.is_anomalous is None else ("  anomalous" if r.is_anomalous else "  normal")
-    out.print(f"score {r.score:.4f}{verdict}", markup=False, highlight=False)
+    _say(out, f"score {r.score:.4f}{verdict}")
     if output is not None:
         buf = io.BytesIO()
         Image.fromarray(overlay(rgb, heatmap(r.anomaly_map, *heat_range))).save(buf, format=fmt)
-        atomic_write_bytes(output, buf.getvalue())
-        err.print(f"wrote {output}", markup=False, highlight=False)
+        _write(lambda: atomic_write_bytes(output, buf.getvalue()), output)
+        err.print(f"wrote {_visible(output)}", markup=False, highlight=False)
 
 
 @app.command("isp")
@@ -505,17 +606,21 @@ def isp_cmd(
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
 ) -> None:
     """Render a camera RAW photo to RGB with a learned ISP (mosaic, CFA pattern and levels read by LibRaw)."""
+    from mobilevision.data.raw import check_isp_request, read_raw
+
+    check_isp_request(photo, output, model, tile, weights, device)  # torch-free: bad arguments fail in ms
+    raw = read_raw(photo)  # and a truncated or stub RAW before torch loads
     from mobilevision.tasks.isp import process_raw_file
 
     if weights is None:
-        err.print(f"note: no --weights, {model} has random weights (the output shows the pipeline, not a "
-                  "trained ISP)", markup=False, highlight=False)
+        _say(err, f"note: no --weights, {model} has random weights (the output shows the pipeline, not a "
+                  "trained ISP)")
     with err.status("rendering"):
-        r = process_raw_file(photo, output, model=model, weights=str(weights) if weights else None, tile=tile,
+        r = process_raw_file(raw, output, model=model, weights=str(weights) if weights else None, tile=tile,
                              clip=clip, device=device)
     h, w = r.rgb.shape[:2]
-    out.print(f"wrote {output} ({w}x{h}, {r.pattern}, black {'/'.join(f'{b:g}' for b in r.black_level)}, "
-              f"white {r.white_level:g}, {r.tiles} tile{'s' if r.tiles != 1 else ''})", markup=False, highlight=False)
+    _say(out, f"wrote {output} ({w}x{h}, {r.pattern}, black {'/'.join(f'{b:g}' for b in r.black_level)}, "
+              f"white {r.white_level:g}, {r.tiles} tile{'s' if r.tiles != 1 else ''})")
 
 
 train_app = typer.Typer(no_args_is_help=True, help="Train a model (one engine for every task).")
@@ -543,17 +648,88 @@ def _run_dir(out_dir: Optional[Path], model: str, resume: bool, task: str = "cla
     return base if n == 1 else base.with_name(f"{model}-{n}")
 
 
-def _run_setup(resume: bool, out_dir: Optional[Path], model: str, task: str, options_cls, fresh):
-    """(options, TrainConfig, run_dir): from the run being resumed, or ``fresh()`` -> (options, config)."""
+RESUME_HELP = ("Continue the run in --out from its last finished epoch, with the run's saved settings: "
+               "only --epochs (to extend it), --workers and --device may change; any other option given with "
+               "a value unlike the run's is refused, naming both.")
+_RESUME_APPLIES = ("epochs", "workers", "device", "resume", "out_dir")
+_SAVED_AS = {"bias_norm": ("bias_normalisation",), "imgsz": ("imgsz", "size")}
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether option ``name`` was given (command line or environment), not left at its default."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT", "PROMPT")
+
+
+def _same(value: Any, kept: Any) -> bool:
+    if isinstance(value, Path) and isinstance(kept, str):
+        return value == Path(kept)
+    if isinstance(value, str) and isinstance(kept, list):  # --kd-from A,B
+        return [v.strip() for v in value.split(",") if v.strip()] == kept
+    if isinstance(value, (tuple, list)) and isinstance(kept, (tuple, list)):
+        return list(value) == list(kept)
+    if isinstance(value, float) and isinstance(kept, (int, float)) and not isinstance(kept, bool):
+        return math.isclose(value, kept, rel_tol=1e-9)
+    return value == kept
+
+
+def _spelled(param, value: Any) -> str:
+    """An option as a user types it: ``--lr 0.5``, ``--no-augment``, ``--lr default`` for None."""
+    if isinstance(value, bool):
+        names = param.opts if value or not param.secondary_opts else param.secondary_opts
+        return max(names, key=len) if value or param.secondary_opts else f"no {max(param.opts, key=len)}"
+    return f"{max(param.opts, key=len)} {'default' if value is None else value}"
+
+
+def _refuse_changes(ctx: typer.Context, run_dir: Path, saved: dict[str, Any]) -> None:
+    """--resume keeps the run's recipe: an option given with another value than the run's is an error."""
+    changed = []
+    for param in ctx.command.params:
+        if param.name in _RESUME_APPLIES or not _given(ctx, param.name):
+            continue
+        value = ctx.params[param.name]
+        key = next((k for k in _SAVED_AS.get(param.name, (param.name,)) if k in saved), None)
+        if key is None:
+            changed.append(_spelled(param, value))
+        elif not _same(value, saved[key]):
+            changed.append(f"{_spelled(param, value)} (the run has {_spelled(param, saved[key])})")
+    if changed:
+        one = len(changed) == 1
+        raise MobileVisionError(f"--resume keeps the saved settings of {run_dir}, but {'; '.join(changed)} "
+                                f"{'was' if one else 'were'} given: drop {'it' if one else 'them'}, or start a new "
+                                "run with another --out (with --resume only --epochs, --workers and --device change)")
+
+
+def _run_setup(ctx: typer.Context, resume: bool, out_dir: Optional[Path], model: str, task: str, options_cls,
+               fresh: Callable[[], tuple[Any, Any]], epochs: Optional[int] = None):
+    """(options, TrainConfig, run_dir): ``fresh()`` -> (options, config) for a new run; for --resume the saved
+    ones, where only --epochs (extend), --workers and --device may change (``RESUME_HELP``). A new run's
+    folder is checked here, before any data is read."""
+    from mobilevision.errors import TrainingError
     from mobilevision.train import TrainConfig
     from mobilevision.train.checkpoint import load_state
 
-    if resume:
-        run_dir = _run_dir(out_dir, model, True, task)
-        state = load_state(run_dir)
-        return options_cls(**state["task"]["options"]), TrainConfig.from_dict(state["config"]), run_dir
-    options, config = fresh()
-    return options, config, _run_dir(out_dir, model, False, task)
+    if not resume:
+        options, config = fresh()
+        return options, config, _check_output(_run_dir(out_dir, model, False, task), "--out", folder=True)
+    run_dir = _run_dir(out_dir, model, True, task)
+    state = load_state(run_dir)
+    _refuse_changes(ctx, run_dir, {**state["config"], **state["task"]["options"]})
+    options, config = options_cls(**state["task"]["options"]), TrainConfig.from_dict(state["config"])
+    done = int(state["epoch"])
+    finished = f"{run_dir} has already finished {done} epoch{'s' if done != 1 else ''}"
+    if epochs is not None:
+        if epochs <= done:
+            raise TrainingError(f"--epochs {epochs}: {finished}; give more --epochs to extend it")
+        config.epochs = epochs
+    elif done >= config.epochs:  # nothing to train: say so, rather than seem to resume
+        _say(err, f"note: {finished} of {config.epochs}, so there is nothing to train; " + (
+            f"extend it with --epochs above {done}" if "epochs" in ctx.params
+            else "start a longer run with another --out"))
+    for name in ("workers", "device"):
+        if _given(ctx, name):
+            setattr(config, name, ctx.params[name])
+    return options, config, run_dir
 
 
 def _fit(task, config, run_dir: Path, resume: bool, command: str):
@@ -563,83 +739,81 @@ def _fit(task, config, run_dir: Path, resume: bool, command: str):
     try:
         return fit(task, config, run_dir, resume=resume, console=err)
     except KeyboardInterrupt:
-        err.print(f"interrupted: the finished epochs are in {run_dir}; continue with "
-                  f"`mobilevision train {command} --resume --out {run_dir}`", markup=False, highlight=False)
+        err.print(_visible(f"interrupted: the finished epochs are in {run_dir}; continue with "
+                           f"`mobilevision train {command} --resume --out {run_dir}`"), markup=False, highlight=False)
         raise typer.Exit(130)
 
 
 @train_app.command("classify")
 def train_classify_cmd(
+    ctx: typer.Context,
     model: Optional[str] = typer.Option(None, help="Zoo classifier, e.g. skipnet_m or emo_1m (see `mobilevision list`)."),
     loss: str = typer.Option("ce", help="ce (cross-entropy) or bias (Bias Loss, ICCV 2021)."),
     data: Optional[Path] = typer.Option(None, help="Image folder (train/<class>/..., val/<class>/...) or CIFAR python "
                                                    "folder; default: the built-in digits."),
-    epochs: Optional[int] = typer.Option(None, help="Epochs in total (default 10; with --resume: extend the run)."),
-    batch_size: int = typer.Option(64, help="Global batch size (split over torchrun processes)."),
-    imgsz: Optional[int] = typer.Option(None, help="Square input size (default: 64 for digits, 32 for CIFAR, else the model's)."),
+    epochs: Optional[int] = typer.Option(None, min=1,
+                                         help="Epochs in total (default 10; with --resume: extend the run)."),
+    batch_size: int = typer.Option(64, min=1, help="Global batch size (split over torchrun processes)."),
+    imgsz: Optional[int] = typer.Option(None, min=16, max=2048, help="Square input size (default: 64 for digits, "
+                                                                     "32 for CIFAR, else the model's)."),
     optimizer: str = typer.Option("adamw", help="adamw, sgd or adam."),
-    lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: AdamW 1e-3, SGD 0.1)."),
-    weight_decay: Optional[float] = typer.Option(None, help="Default: AdamW 0.05, SGD 1e-4 (not on biases/norms)."),
+    lr: Optional[float] = typer.Option(None, callback=_bounded(0, above=True),
+                                       help="Peak learning rate (default: AdamW 1e-3, SGD 0.1)."),
+    weight_decay: Optional[float] = typer.Option(None, callback=_bounded(0),
+                                                 help="Default: AdamW 0.05, SGD 1e-4 (not on biases/norms)."),
     schedule: str = typer.Option("cosine", help="cosine, step (x0.1 at 50 % and 75 %) or constant, after warm-up."),
-    warmup_epochs: float = typer.Option(1.0, help="Linear warm-up length in epochs."),
-    label_smoothing: float = typer.Option(0.0, help="Cross-entropy label smoothing (--loss ce only)."),
-    ema_decay: Optional[float] = typer.Option(None, help="Keep an EMA of the weights with this decay (e.g. 0.999); "
-                                                         "the EMA is evaluated and saved."),
-    clip_grad: Optional[float] = typer.Option(None, help="Clip the global gradient norm to this."),
+    warmup_epochs: float = typer.Option(1.0, callback=_bounded(0), help="Linear warm-up length in epochs."),
+    label_smoothing: float = typer.Option(0.0, callback=_bounded(0, 1, below=True),
+                                          help="Cross-entropy label smoothing (--loss ce only)."),
+    ema_decay: Optional[float] = typer.Option(None, callback=_bounded(0, 1, above=True, below=True),
+                                              help="Keep an EMA of the weights with this decay (e.g. 0.999); "
+                                                   "the EMA is evaluated and saved."),
+    clip_grad: Optional[float] = typer.Option(None, callback=_bounded(0, above=True),
+                                              help="Clip the global gradient norm to this."),
     amp: bool = typer.Option(False, "--amp", help="Mixed precision (fp16 on CUDA, bf16 on CPU)."),
-    bias_alpha: float = typer.Option(0.3, help="Bias Loss alpha."),
-    bias_beta: float = typer.Option(0.3, help="Bias Loss beta."),
+    bias_alpha: float = typer.Option(0.3, callback=_bounded(), help="Bias Loss alpha."),
+    bias_beta: float = typer.Option(0.3, callback=_bounded(), help="Bias Loss beta."),
     bias_norm: str = typer.Option("global", help="Bias Loss variance normalisation: global or local."),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Random-resized crop (+ flip where it keeps the class)."),
     weights: Optional[Path] = typer.Option(None, help="Start from this local checkpoint (classifier replaced if the class count differs)."),
-    seed: int = typer.Option(0, help="Seed for initialisation, shuffling and augmentation."),
-    workers: Optional[int] = typer.Option(None, help="Data-loader processes (default: 0 for in-memory data, else up to 4)."),
+    seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Seed for initialisation, shuffling and augmentation."),
+    workers: Optional[int] = typer.Option(None, min=0,
+                                          help="Data-loader processes (default: 0 for in-memory data, else up to 4)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     sync_bn: bool = typer.Option(False, "--sync-bn", help="With torchrun: BatchNorm statistics over the global batch."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/classify/<model>[-N])."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last finished epoch."),
+    resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
 ) -> None:
     """Train a classifier; writes RUN_DIR/{best,last}.safetensors + .json, metrics.csv."""
     from mobilevision.tasks.classify import ClassifyOptions, ClassifyTask
     from mobilevision.train import TrainConfig
-    from mobilevision.train.checkpoint import load_state
 
-    if resume:
-        if model is None and out_dir is None:
-            raise MobileVisionError("--resume needs --out RUN_DIR (or --model to continue its newest run)")
-        run_dir = _run_dir(out_dir, model or "", True)
-        state = load_state(run_dir)
-        options = ClassifyOptions(**state["task"]["options"])
-        config = TrainConfig.from_dict({**state["config"], **({"epochs": epochs} if epochs else {})})
-        if model is not None and model != options.model:
-            raise MobileVisionError(f"{run_dir} trains {options.model}, not {model}: drop --model or pick another --out")
-    else:
-        if model is None:
-            raise MobileVisionError("--model is required: e.g. --model skipnet_m (see `mobilevision list --task classify`)")
-        options = ClassifyOptions(model=model, data=str(data) if data else None, loss=loss, imgsz=imgsz,
-                                  label_smoothing=label_smoothing, bias_alpha=bias_alpha, bias_beta=bias_beta,
-                                  bias_normalisation=bias_norm, augment=augment, weights=str(weights) if weights else None)
-        config = TrainConfig(epochs=epochs or 10, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                             weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs,
-                             ema_decay=ema_decay, clip_grad=clip_grad, amp=amp, seed=seed, workers=workers,
-                             device=device, sync_bn=sync_bn)
-        if loss == "bias" and batch_size < 2:
-            raise MobileVisionError("Bias Loss needs --batch-size >= 2 (it normalises by the batch's variance range)")
-        run_dir = _run_dir(out_dir, model, False)
-    if workers is not None:
-        config.workers = workers
+    if resume and model is None and out_dir is None:
+        raise MobileVisionError("--resume needs --out RUN_DIR (or --model to continue its newest run)")
+    if not resume and model is None:
+        raise MobileVisionError("--model is required: e.g. --model skipnet_m (see `mobilevision list --task classify`)")
+    if not resume and loss == "bias" and batch_size < 2:
+        raise MobileVisionError("Bias Loss needs --batch-size >= 2 (it normalises by the batch's variance range)")
+    options, config, run_dir = _run_setup(ctx, resume, out_dir, model or "", "classify", ClassifyOptions, lambda: (
+        ClassifyOptions(model=model, data=str(data) if data else None, loss=loss, imgsz=imgsz,
+                        label_smoothing=label_smoothing, bias_alpha=bias_alpha, bias_beta=bias_beta,
+                        bias_normalisation=bias_norm, augment=augment, weights=str(weights) if weights else None),
+        TrainConfig(epochs=10 if epochs is None else epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                    weight_decay=weight_decay, schedule=schedule, warmup_epochs=warmup_epochs, ema_decay=ema_decay,
+                    clip_grad=clip_grad, amp=amp, seed=seed, workers=workers, device=device, sync_bn=sync_bn)),
+        epochs=epochs)
     with err.status("reading the dataset"):
         task = ClassifyTask(options)
     is_main = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 talks
     if is_main:
-        err.print(f"training {options.model} ({options.loss}) on {task.data.name}: {len(task.data.classes)} classes, "
-                  f"{len(task.data.train)} train / {len(task.data.val)} val images at {task.card.input_size[1]} px "
-                  f"-> {run_dir}", markup=False, highlight=False)
+        err.print(_visible(f"training {options.model} ({options.loss}) on {task.data.name}: {len(task.data.classes)} "
+                           f"classes, {len(task.data.train)} train / {len(task.data.val)} val images at "
+                           f"{task.card.input_size[1]} px -> {run_dir}"), markup=False, highlight=False)
     result = _fit(task, config, run_dir, resume, "classify")
     best = result.best_metric
     if is_main:
-        out.print(f"best val top-1 {best * 100:.2f} % at epoch {result.best_epoch}: {result.best}" if best is not None
-                  else f"done: {result.last}", markup=False, highlight=False)
+        out.print(_visible(f"best val top-1 {best * 100:.2f} % at epoch {result.best_epoch}: {result.best}"
+                           if best is not None else f"done: {result.last}"), markup=False, highlight=False)
 
 
 @eval_app.command("classify")
@@ -647,31 +821,32 @@ def eval_classify_cmd(
     weights: Path = typer.Option(..., help="Trained weights, e.g. RUN_DIR/best.safetensors."),
     data: Optional[Path] = typer.Option(None, help="Dataset whose validation split is used (default: the run's)."),
     model: Optional[str] = typer.Option(None, help="Model name, for checkpoints without a run card."),
-    batch_size: int = typer.Option(64, help="Batch size."),
+    batch_size: int = typer.Option(64, min=1, help="Batch size."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     confusion: Optional[Path] = typer.Option(None, help="Confusion-matrix PNG (default: beside the weights)."),
 ) -> None:
     """Top-1 / top-5 and a confusion-matrix PNG of trained weights on a validation split."""
     from mobilevision.tasks.classify import evaluate_checkpoint, save_confusion_png
 
-    if batch_size < 1:
-        raise MobileVisionError("--batch-size must be >= 1")
+    if confusion is not None:
+        _check_output(confusion, "--confusion", folder=False)
     with err.status("evaluating"):
         report = evaluate_checkpoint(str(weights), data=str(data) if data else None, model=model,
                                      batch_size=batch_size, device=device)
-    table = Table(title=f"{report.model} on {report.data} ({int(report.confusion.sum())} images)")
+    table = Table(title=_safe(f"{report.model} on {report.data} ({int(report.confusion.sum())} images)"))
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in report.metrics.items():
-        table.add_row(k, f"{v * 100:.2f} %" if k.startswith("top") else f"{v:.4f}")
+        table.add_row(_safe(k), f"{v * 100:.2f} %" if k.startswith("top") else f"{v:.4f}")
     out.print(table)
     png = confusion or weights.with_name(f"{weights.stem}_confusion.png")
-    save_confusion_png(report, str(png))
-    err.print(f"wrote {png}", markup=False, highlight=False)
+    _write(lambda: save_confusion_png(report, str(png)), png)
+    _say(err, f"wrote {png}")
 
 
 @train_app.command("anomaly")
 def train_anomaly_cmd(
+    ctx: typer.Context,
     model: str = typer.Option("efficientad_s", help="efficientad_s or efficientad_m."),
     data: Optional[Path] = typer.Option(None, help="MVTec AD-style folder (train/good, test/<defect>, ground_truth/); "
                                                    "default: a built-in category."),
@@ -681,36 +856,37 @@ def train_anomaly_cmd(
                                                       "Without it the teacher keeps random weights."),
     penalty_data: Optional[Path] = typer.Option(None, help="Folder of unrelated images for the penalty loss "
                                                            "(the paper: ImageNet). Without it the penalty is off."),
-    steps: int = typer.Option(70_000, help="Training steps of one image each (paper: 70,000)."),
-    imgsz: int = typer.Option(256, help="Square input size (multiple of 4, >= 256)."),
-    lr: Optional[float] = typer.Option(None, help="Adam learning rate (default 1e-4; x0.1 for the last 5 %)."),
-    seed: int = typer.Option(0, help="Seed for initialisation and augmentation."),
-    workers: Optional[int] = typer.Option(None, help="Data-loader processes (default up to 4)."),
+    steps: int = typer.Option(70_000, min=1, help="Training steps of one image each (paper: 70,000)."),
+    imgsz: int = typer.Option(256, min=256, max=4096, help="Square input size (multiple of 4, >= 256)."),
+    lr: Optional[float] = typer.Option(None, callback=_bounded(0, above=True),
+                                       help="Adam learning rate (default 1e-4; x0.1 for the last 5 %)."),
+    seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Seed for initialisation and augmentation."),
+    workers: Optional[int] = typer.Option(None, min=0, help="Data-loader processes (default up to 4)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/anomaly/<model>[-N])."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
 ) -> None:
     """Train an EfficientAD detector on normal images; writes RUN_DIR/{best,last}.safetensors + .json."""
     from mobilevision.tasks.anomaly import AnomalyOptions, AnomalyTask, recipe
 
-    options, config, run_dir = _run_setup(resume, out_dir, model, "anomaly", AnomalyOptions, lambda: (
+    options, config, run_dir = _run_setup(ctx, resume, out_dir, model, "anomaly", AnomalyOptions, lambda: (
         AnomalyOptions(model=model, data=str(data) if data else None, category=category,
                        teacher=str(teacher) if teacher else None,
                        penalty_data=str(penalty_data) if penalty_data else None, steps=steps, imgsz=imgsz),
         recipe(steps, lr=lr, seed=seed, workers=workers, device=device)))
     with err.status("reading the dataset"):
         task = AnomalyTask(options)
-    err.print(f"training {options.model} on {task.data.name}: {len(task.train_paths)} train / {len(task.val_paths)} "
+    _say(err, f"training {options.model} on {task.data.name}: {len(task.train_paths)} train / {len(task.val_paths)} "
               f"validation normals at {options.imgsz} px, {config.epochs * task.steps_per_epoch} steps"
               f"{'' if options.teacher else ' (random teacher: pass --teacher for the paper setting)'}"
-              f"{'' if options.penalty_data else ', no penalty images'} -> {run_dir}", markup=False, highlight=False)
+              f"{'' if options.penalty_data else ', no penalty images'} -> {run_dir}")
     result = _fit(task, config, run_dir, resume, "anomaly")
-    out.print(f"done: {result.last} (evaluate with `mobilevision eval anomaly --weights {result.last}`)",
-              markup=False, highlight=False)
+    _say(out, f"done: {result.last} (evaluate with `mobilevision eval anomaly --weights {result.last}`)")
 
 
 @train_app.command("anomaly-teacher")
 def train_anomaly_teacher_cmd(
+    ctx: typer.Context,
     model: str = typer.Option("pdn_s", help="Teacher to pretrain: pdn_s (EfficientAD-S) or pdn_m (EfficientAD-M)."),
     data: Optional[Path] = typer.Option(None, help="Folder of generic photos, searched recursively (the paper: "
                                                    "ImageNet train)."),
@@ -718,24 +894,26 @@ def train_anomaly_teacher_cmd(
                                                            "paper's) or wide_resnet50_2."),
     extractor_weights: Optional[Path] = typer.Option(None, help="Local torchvision-format state dict of the "
                                                                 "extractor (IMAGENET1K_V1)."),
-    steps: int = typer.Option(60_000, help="Training steps (paper: 60,000)."),
-    batch_size: int = typer.Option(16, help="Global batch size (paper: 16; split over torchrun processes)."),
-    imgsz: int = typer.Option(256, help="PDN input size (paper: 256)."),
-    target_size: int = typer.Option(512, help="Extractor input size (paper: 512; twice --imgsz)."),
-    norm_images: int = typer.Option(10_000, help="Images for the target's channel mean/std (paper: about 10,000)."),
-    lr: Optional[float] = typer.Option(None, help="Adam learning rate (default 1e-4, constant)."),
-    seed: int = typer.Option(0, help="Seed for initialisation and image sampling."),
-    workers: Optional[int] = typer.Option(None, help="Data-loader processes (default up to 4)."),
+    steps: int = typer.Option(60_000, min=1, help="Training steps (paper: 60,000)."),
+    batch_size: int = typer.Option(16, min=1, help="Global batch size (paper: 16; split over torchrun processes)."),
+    imgsz: int = typer.Option(256, min=32, max=4096, help="PDN input size (paper: 256)."),
+    target_size: int = typer.Option(512, min=32, max=8192, help="Extractor input size (paper: 512; twice --imgsz)."),
+    norm_images: int = typer.Option(10_000, min=1,
+                                    help="Images for the target's channel mean/std (paper: about 10,000)."),
+    lr: Optional[float] = typer.Option(None, callback=_bounded(0, above=True),
+                                       help="Adam learning rate (default 1e-4, constant)."),
+    seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Seed for initialisation and image sampling."),
+    workers: Optional[int] = typer.Option(None, min=0, help="Data-loader processes (default up to 4)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     amp: bool = typer.Option(False, "--amp", help="Mixed precision (fp16 on CUDA, bf16 on CPU)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/anomaly_teacher/<model>[-N])."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
 ) -> None:
     """Pretrain an EfficientAD teacher by distilling a WideResNet's features (done once; then
     `mobilevision train anomaly --teacher RUN_DIR/last.safetensors`)."""
     from mobilevision.tasks.anomaly_teacher import TeacherOptions, TeacherPretrainTask, recipe
 
-    options, config, run_dir = _run_setup(resume, out_dir, model, "anomaly_teacher", TeacherOptions, lambda: (
+    options, config, run_dir = _run_setup(ctx, resume, out_dir, model, "anomaly_teacher", TeacherOptions, lambda: (
         TeacherOptions(model=model, data=str(data) if data else "", extractor=extractor,
                        extractor_weights=str(extractor_weights) if extractor_weights else None, steps=steps,
                        imgsz=imgsz, target_size=target_size, norm_images=norm_images, workers=workers),
@@ -744,16 +922,14 @@ def train_anomaly_teacher_cmd(
         task = TeacherPretrainTask(options, batch_size=config.batch_size)
     is_main = os.environ.get("RANK", "0") == "0"
     if is_main:
-        err.print(f"distilling {options.extractor} ({'+'.join(options.layers)} at {options.target_size} px) into a "
+        _say(err, f"distilling {options.extractor} ({'+'.join(options.layers)} at {options.target_size} px) into a "
                   f"padded {options.model} at {options.imgsz} px: {len(task.train_paths)} train / "
                   f"{len(task.val_paths)} held-out images, {config.epochs * task.steps_per_epoch} steps x "
-                  f"{config.batch_size}; target statistics on {options.norm_images} images first -> {run_dir}",
-                  markup=False, highlight=False)
+                  f"{config.batch_size}; target statistics on {options.norm_images} images first -> {run_dir}")
     result = _fit(task, config, run_dir, resume, "anomaly-teacher")
     if is_main:
-        out.print(f"done: {result.last} (use it with `mobilevision train anomaly --model "
-                  f"{options.model.replace('pdn_', 'efficientad_')} --teacher {result.last}`)",
-                  markup=False, highlight=False)
+        _say(out, f"done: {result.last} (use it with `mobilevision train anomaly --model "
+                  f"{options.model.replace('pdn_', 'efficientad_')} --teacher {result.last}`)")
 
 
 @eval_app.command("anomaly")
@@ -769,11 +945,13 @@ def eval_anomaly_cmd(
     """Image AU-ROC, pixel AU-ROC and AU-PRO (30 % FPR) on a test set, heat-map overlays, summary JSON."""
     from mobilevision.tasks.anomaly import evaluate_detector
 
+    if out_dir is not None:
+        _check_output(out_dir, "--out", folder=True)
     with err.status("evaluating"):
         result = evaluate_detector(str(weights), data=str(data) if data else None, category=category,
                                    out_dir=str(out_dir) if out_dir else None, device=device, overlays=overlays)
     r = result.report
-    table = Table(title=f"{result.model} on {result.data} ({r.n_good} good / {r.n_anomalous} anomalous)")
+    table = Table(title=_safe(f"{result.model} on {result.data} ({r.n_good} good / {r.n_anomalous} anomalous)"))
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_row("image AU-ROC", f"{r.image_auroc * 100:.2f} %")
@@ -781,38 +959,39 @@ def eval_anomaly_cmd(
         table.add_row("pixel AU-ROC", f"{r.pixel_auroc * 100:.2f} %")
         table.add_row(f"AU-PRO (FPR <= {r.max_fpr:g})", f"{r.au_pro * 100:.2f} %")
     for defect, v in r.per_defect.items():
-        table.add_row(f"  {defect} image AU-ROC", f"{v * 100:.2f} %")
+        table.add_row(_safe(f"  {defect} image AU-ROC"), f"{v * 100:.2f} %")
     out.print(table)
-    err.print(f"wrote {result.summary}" + (f" and {len(result.overlays)} overlays" if result.overlays else ""),
-              markup=False, highlight=False)
+    _say(err, f"wrote {result.summary}" + (f" and {len(result.overlays)} overlays" if result.overlays else ""))
 
 
 @train_app.command("isp")
 def train_isp_cmd(
+    ctx: typer.Context,
     model: str = typer.Option("efficientisp", help="efficientisp, robustisp or rmfa_net_tiny."),
     mode: str = typer.Option("paired", help="paired (L1 + SSIM on aligned pairs) or unpaired (the paper: content, "
                                             "TV, two texture and one colour discriminator, gradient-norm balanced)."),
     data: Optional[Path] = typer.Option(None, help="Zurich RAW-to-RGB folder (train/huawei_raw + train/canon) or a "
                                                    "built-in-style one; default: the built-in unprocessed photos."),
-    steps: int = typer.Option(2000, help="Generator steps (batches)."),
-    batch_size: int = typer.Option(32, help="Global batch size (paper: 32)."),
+    steps: int = typer.Option(2000, min=1, help="Generator steps (batches)."),
+    batch_size: int = typer.Option(32, min=1, help="Global batch size (paper: 32)."),
     vgg19_weights: Optional[Path] = typer.Option(None, help="Unpaired: VGG-19 for the content term (torchvision "
                                                             "state dict or imagenet-vgg-verydeep-19.mat)."),
     alexnet_weights: Optional[Path] = typer.Option(None, help="Unpaired: AlexNet for the texture discriminators "
                                                               "(torchvision or pyiqa LPIPS file)."),
     vit_weights: Optional[Path] = typer.Option(None, help="Unpaired: ViT-B/16 for the colour discriminator (Hugging "
                                                           "Face google/vit-base-patch16-224 or torchvision file)."),
-    lr: Optional[float] = typer.Option(None, help="Adam learning rate (default 5e-4, betas 0.5/0.9, constant)."),
-    seed: int = typer.Option(0, help="Seed for initialisation and sampling."),
-    workers: Optional[int] = typer.Option(None, help="Data-loader processes (default up to 4)."),
+    lr: Optional[float] = typer.Option(None, callback=_bounded(0, above=True),
+                                       help="Adam learning rate (default 5e-4, betas 0.5/0.9, constant)."),
+    seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Seed for initialisation and sampling."),
+    workers: Optional[int] = typer.Option(None, min=0, help="Data-loader processes (default up to 4)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/isp/<model>[-N])."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
 ) -> None:
     """Train a learned ISP (RAW -> RGB); writes RUN_DIR/{best,last}.safetensors (best = validation PSNR)."""
     from mobilevision.tasks.isp import IspOptions, IspTask, isp_recipe
 
-    options, config, run_dir = _run_setup(resume, out_dir, model, "isp", IspOptions, lambda: (
+    options, config, run_dir = _run_setup(ctx, resume, out_dir, model, "isp", IspOptions, lambda: (
         IspOptions(model=model, mode=mode, data=str(data) if data else None, steps=steps,
                    vgg19_weights=str(vgg19_weights) if vgg19_weights else None,
                    alexnet_weights=str(alexnet_weights) if alexnet_weights else None,
@@ -820,20 +999,18 @@ def train_isp_cmd(
         isp_recipe(steps, batch_size=batch_size, lr=lr, seed=seed, workers=workers, device=device)))
     with err.status("reading the dataset"):
         task = IspTask(options, batch_size=config.batch_size)
-    err.print(f"training {options.model} ({options.mode}) on {task.data.name}: {len(task.train_idx)} train / "
+    _say(err, f"training {options.model} ({options.mode}) on {task.data.name}: {len(task.train_idx)} train / "
               f"{len(task.val_idx)} validation pairs, {config.epochs * task.steps_per_epoch} steps x {config.batch_size} "
-              f"-> {run_dir}",
-              markup=False, highlight=False)
+              f"-> {run_dir}")
     if options.mode == "unpaired":
         missing = [n for n, w in (("VGG-19", options.vgg19_weights), ("AlexNet", options.alexnet_weights),
                                   ("ViT-B/16", options.vit_weights)) if not w]
         if missing:
-            err.print(f"note: {', '.join(missing)} randomly initialised (no weights given): the losses run, but the "
-                      "paper's objective needs the pretrained networks; recorded in the run card",
-                      markup=False, highlight=False)
+            _say(err, f"note: {', '.join(missing)} randomly initialised (no weights given): the losses run, but the "
+                      "paper's objective needs the pretrained networks; recorded in the run card")
     result = _fit(task, config, run_dir, resume, "isp")
-    out.print(f"best validation PSNR {result.best_metric:.2f} dB at epoch {result.best_epoch}: {result.best} "
-              f"(evaluate with `mobilevision eval isp --weights {result.best}`)", markup=False, highlight=False)
+    _say(out, f"best validation PSNR {result.best_metric:.2f} dB at epoch {result.best_epoch}: {result.best} "
+              f"(evaluate with `mobilevision eval isp --weights {result.best}`)")
 
 
 @eval_app.command("isp")
@@ -842,14 +1019,14 @@ def eval_isp_cmd(
     data: Optional[Path] = typer.Option(None, help="Folder with test/ RAW + ground truth (default: the first run's)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for summary.json and grid.png "
                                                                "(default: <first weights stem>_eval)."),
-    grid_rows: int = typer.Option(4, help="Test images in the side-by-side grid (0: no grid)."),
+    grid_rows: int = typer.Option(4, min=0, help="Test images in the side-by-side grid (0: no grid)."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
 ) -> None:
     """PSNR / SSIM / MS-SSIM against ground truth, next to a naive demosaic; a side-by-side grid PNG."""
     from mobilevision.tasks.isp import evaluate_isp
 
-    if grid_rows < 0:
-        raise MobileVisionError("--grid-rows must be >= 0")
+    if out_dir is not None:
+        _check_output(out_dir, "--out", folder=True)
     with err.status("evaluating"):
         reports, summary, grid = evaluate_isp([str(w) for w in weights], data=str(data) if data else None,
                                               out_dir=str(out_dir) if out_dir else None, grid_rows=grid_rows,
@@ -858,13 +1035,15 @@ def eval_isp_cmd(
     for col in ("pipeline", "PSNR dB", "SSIM", "MS-SSIM"):
         table.add_column(col, justify="left" if col == "pipeline" else "right")
     for r in reports:
-        table.add_row(r.name, f"{r.psnr:.2f}", f"{r.ssim:.4f}", f"{r.ms_ssim:.4f}" if r.ms_ssim is not None else "-")
+        table.add_row(_safe(r.name), f"{r.psnr:.2f}", f"{r.ssim:.4f}",
+                      f"{r.ms_ssim:.4f}" if r.ms_ssim is not None else "-")
     out.print(table)
-    err.print(f"wrote {summary}" + (f" and {grid}" if grid else ""), markup=False, highlight=False)
+    _say(err, f"wrote {summary}" + (f" and {grid}" if grid else ""))
 
 
 @train_app.command("landmarks")
 def train_landmarks_cmd(
+    ctx: typer.Context,
     role: str = typer.Option("student", help="teacher-tough (ground truth), teacher-tolerant (PCA soft landmarks) "
                                              "or student."),
     model: Optional[str] = typer.Option(None, help="Zoo landmark model (default: landmarks_effb3 for teachers, "
@@ -874,43 +1053,46 @@ def train_landmarks_cmd(
     data: Optional[Path] = typer.Option(None, help="300W (images + .pts, train/ + test/ or the official folders), WFLW "
                                                    "root or COFW .mat folder; default: the built-in procedural faces."),
     points: Optional[int] = typer.Option(None, help="68, 98 or 29: checked against the data."),
-    epochs: Optional[int] = typer.Option(None, help="Epochs (paper: 150; default 150, with --resume: extend the run)."),
-    batch_size: int = typer.Option(70, help="Global batch size (paper: 70)."),
-    imgsz: int = typer.Option(224, help="Square input crop (paper: 224)."),
-    lr: Optional[float] = typer.Option(None, help="Adam learning rate (default 1e-3, Keras decay 1e-4 per step)."),
-    asm_variance: float = typer.Option(0.90, help="Tolerant teacher: shape-model variance kept (0.80 ... 0.97)."),
-    dropout: Optional[float] = typer.Option(None, help="Head dropout (default: student 0.1, teachers 0.5)."),
-    augmentation_factor: int = typer.Option(4, help="Augmented draws per face and epoch (reference: 300W 4, COFW 10)."),
+    epochs: Optional[int] = typer.Option(None, min=1,
+                                         help="Epochs (paper: 150; default 150, with --resume: extend the run)."),
+    batch_size: int = typer.Option(70, min=1, help="Global batch size (paper: 70)."),
+    imgsz: int = typer.Option(224, min=32, max=1024, help="Square input crop (paper: 224)."),
+    lr: Optional[float] = typer.Option(None, callback=_bounded(0, above=True),
+                                       help="Adam learning rate (default 1e-3, Keras decay 1e-4 per step)."),
+    asm_variance: float = typer.Option(0.90, callback=_bounded(0, 1, above=True, below=True),
+                                       help="Tolerant teacher: shape-model variance kept (0.80 ... 0.97)."),
+    dropout: Optional[float] = typer.Option(None, callback=_bounded(0, 1, below=True),
+                                            help="Head dropout (default: student 0.1, teachers 0.5)."),
+    augmentation_factor: int = typer.Option(4, min=1,
+                                            help="Augmented draws per face and epoch (reference: 300W 4, COFW 10)."),
     backbone_weights: Optional[Path] = typer.Option(None, help="torchvision ImageNet file for the trunk "
                                                                "(mobilenet_v2-*.pth / efficientnet_b3_*.pth; the paper trains from scratch)."),
-    seed: int = typer.Option(0, help="Seed for initialisation, shuffling and augmentation."),
-    workers: Optional[int] = typer.Option(None, help="Data-loader processes (default up to 4)."),
+    seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Seed for initialisation, shuffling and augmentation."),
+    workers: Optional[int] = typer.Option(None, min=0, help="Data-loader processes (default up to 4)."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/landmarks/<model>[-N])."),
-    resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
+    resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
 ) -> None:
     """Train a landmark teacher or the student (MSE, or KD-Loss with --kd-from); best = lowest validation NME."""
     from mobilevision.tasks.landmarks import DEFAULT_MODEL, LandmarkOptions, LandmarkTask, landmark_recipe
 
     name = model or DEFAULT_MODEL.get(role, "landmarks")
-    options, config, run_dir = _run_setup(resume, out_dir, name, "landmarks", LandmarkOptions, lambda: (
+    options, config, run_dir = _run_setup(ctx, resume, out_dir, name, "landmarks", LandmarkOptions, lambda: (
         LandmarkOptions(role=role, model=model, data=str(data) if data else None, points=points,
                         kd_from=[p.strip() for p in kd_from.split(",") if p.strip()] if kd_from else None,
                         asm_variance=asm_variance, dropout=dropout, size=imgsz,
                         augmentation_factor=augmentation_factor,
                         backbone_weights=str(backbone_weights) if backbone_weights else None),
-        landmark_recipe(epochs or 150, batch_size=batch_size, lr=lr, seed=seed, workers=workers, device=device)))
-    if resume and epochs:
-        config.epochs = epochs
+        landmark_recipe(150 if epochs is None else epochs, batch_size=batch_size, lr=lr, seed=seed, workers=workers,
+                        device=device)), epochs=epochs)
     with err.status("reading the dataset"):
         task = LandmarkTask(options)
-    err.print(f"training {options.model} as {options.role}{' with KD-Loss' if options.kd_from else ''}: "
+    _say(err, f"training {options.model} as {options.role}{' with KD-Loss' if options.kd_from else ''}: "
               f"{len(task.train_samples)} train / {len(task.val_samples)} validation faces x "
-              f"{options.augmentation_factor} augmentations, {task.points} points, {options.size}px -> {run_dir}",
-              markup=False, highlight=False)
+              f"{options.augmentation_factor} augmentations, {task.points} points, {options.size}px -> {run_dir}")
     result = _fit(task, config, run_dir, resume, "landmarks")
-    out.print(f"best validation NME {result.best_metric:.2f} % at epoch {result.best_epoch}: {result.best} "
-              f"(evaluate with `mobilevision eval landmarks --weights {result.best}`)", markup=False, highlight=False)
+    _say(out, f"best validation NME {result.best_metric:.2f} % at epoch {result.best_epoch}: {result.best} "
+              f"(evaluate with `mobilevision eval landmarks --weights {result.best}`)")
 
 
 @eval_app.command("landmarks")
@@ -922,44 +1104,109 @@ def eval_landmarks_cmd(
                                             "dataset's face box)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for summary.json, ced.png and overlays.png "
                                                                "(default: <first weights stem>_eval)."),
-    overlays: int = typer.Option(8, help="Test faces in the overlay grid (0: none)."),
+    overlays: int = typer.Option(8, min=0, help="Test faces in the overlay grid (0: none)."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
 ) -> None:
     """NME, failure rate at 0.1 and AUC@0.1 on the test faces; a CED curve and landmark overlays."""
     from mobilevision.tasks.landmarks import evaluate_landmarks
 
-    if overlays < 0:
-        raise MobileVisionError("--overlays must be >= 0")
+    if out_dir is not None:
+        _check_output(out_dir, "--out", folder=True)
     with err.status("evaluating"):
         reports, summary, ced, grid = evaluate_landmarks([str(w) for w in weights], data=str(data) if data else None,
                                                          out_dir=str(out_dir) if out_dir else None,
                                                          normaliser=normaliser, crop=crop, overlays=overlays,
                                                          device=device)
-    table = Table(title=f"landmarks on {reports[0].images} test faces ({normaliser.replace('_', '-')} NME, {crop} crop)")
+    table = Table(title=_safe(f"landmarks on {reports[0].images} test faces ({normaliser.replace('_', '-')} NME, "
+                              f"{crop} crop)"))
     for col in ("model", "NME %", "FR@0.1 %", "AUC@0.1", "AUC (Fard 2022)"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for r in reports:
-        table.add_row(r.name, f"{r.nme:.2f}", f"{r.failure_rate:.2f}", f"{r.auc:.4f}", f"{r.auc_fard2022:.4f}")
+        table.add_row(_safe(r.name), f"{r.nme:.2f}", f"{r.failure_rate:.2f}", f"{r.auc:.4f}", f"{r.auc_fard2022:.4f}")
     out.print(table)
-    err.print(f"wrote {summary}, {ced}" + (f" and {grid}" if grid else ""), markup=False, highlight=False)
+    _say(err, f"wrote {summary}, {ced}" + (f" and {grid}" if grid else ""))
+
+
+_EXTRAS = {"torch": "export", "safetensors": "export", "onnx": "export", "onnxscript": "export",
+           "coremltools": "export", "nncf": "export", "litert_torch": "export", "ai_edge_quantizer": "export",
+           "sklearn": "train", "skimage": "train", "matplotlib": "train", "pytorch_msssim": "train", "h5py": "train",
+           "rawpy": "isp", "colour_demosaicing": "isp", "onnxruntime": "runtime", "openvino": "runtime",
+           "ai_edge_litert": "runtime"}
+
+
+def _missing_package_line(e: ModuleNotFoundError, args: list[str]) -> str:
+    """What to install for a command whose optional dependency is missing (a runtime-only install has no torch)."""
+    package = (e.name or "").split(".")[0]
+    command = next((a for a in args if not a.startswith("-")), "this command")
+    extra = _EXTRAS.get(package)
+    if extra == "export" and package in ("torch", "safetensors"):
+        extra = {"train": "train", "eval": "train", "isp": "export,isp"}.get(command, "export")
+    fix = f"pip install 'mobilevision[{extra}]'" if extra else "install it (run with --debug for the traceback)"
+    return f"`mobilevision {command}` needs the Python package {package!r}, which is not installed: {fix}"
+
+
+_PARSE_WORDS = (("Input should be greater than or equal to", "must be >="),
+                ("Input should be less than or equal to", "must be <="), ("Input should be greater than", "must be >"),
+                ("Input should be less than", "must be <"), ("Input should be", "must be"))
+
+
+def _usage_line(e: Exception) -> str:
+    """A usage error as one line naming the option, what it must be, what was given and the help command:
+    ``--epochs must be >= 1 (got 0) (see 'mobilevision train classify --help')``."""
+    param = getattr(e, "param", None)
+    if param is not None and getattr(e, "message", None):  # a bad value
+        detail = e.message.split(", unable to parse")[0]
+        for words, short in _PARSE_WORDS:
+            detail = detail.replace(words, short)
+        errors = getattr(e.__cause__, "errors", None)  # typer's value parsing keeps what was typed here
+        try:
+            detail += f" (got {errors()[0]['input']})" if callable(errors) else ""
+        except (LookupError, TypeError, ValueError):
+            pass
+        flag = max(param.opts, key=len) if param.param_type_name == "option" else param.human_readable_name
+        message = f"{flag} {detail}"
+    else:
+        message = e.format_message() if hasattr(e, "format_message") else str(e)
+    ctx = getattr(e, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if ctx is not None else " (see 'mobilevision --help')"
+    return (message[:1].lower() + message[1:]).rstrip(".") + hint
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit code (usage errors 2, MobileVisionError 2, interrupted 130)."""
+    """Run the CLI and return its exit code: 0 done, 2 for any error a user can fix (one line on stderr:
+    usage, MobileVisionError, a missing optional package, an OS error such as a full disk), 130 interrupted."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     try:
-        app(args=args, prog_name="mobilevision")
-        return 0
-    except SystemExit as e:  # typer/click end every run with SystemExit in standalone mode
+        code = typer.main.get_command(app).main(args=args, prog_name="mobilevision", standalone_mode=False)
+        return code if isinstance(code, int) else 0
+    except SystemExit as e:  # e.g. a closed stdout pipe
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
+    except typer.TyperException as e:  # usage errors, before any work
+        if type(e).__name__ == "NoArgsIsHelpError":
+            e.show()
+            return 2
+        err.print(f"error: {_visible(_usage_line(e))}", markup=False, highlight=False)
+        return getattr(e, "exit_code", 2)
     except MobileVisionError as e:
         if debug:
             raise
-        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        err.print(f"error: {_visible(e)}", markup=False, highlight=False)
+        return 2
+    except ModuleNotFoundError as e:
+        if debug:
+            raise
+        err.print(f"error: {_visible(_missing_package_line(e, args))}", markup=False, highlight=False)
+        return 2
+    except OSError as e:  # last resort for a user's path (full disk, permissions); write sites say more
+        if debug:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        err.print(f"error: {_visible(where + os_problem(e))} (run with --debug for the traceback)", markup=False,
+                  highlight=False)
         return 2
 
 

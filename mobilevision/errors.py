@@ -3,6 +3,7 @@
 The CLI turns any MobileVisionError into a one-line message and exit code 2. Modules
 that must stay torch-free (the runtime) import only this file.
 """
+import errno
 
 
 class MobileVisionError(Exception):
@@ -51,3 +52,21 @@ class DataError(MobileVisionError):
 
 class TrainingError(MobileVisionError):
     """A training run that cannot start or continue (bad options, nothing to resume, loss diverged)."""
+
+
+# The fix to name for an OS error on a path the user gave (write sites turn these into one line).
+OS_FIXES = {errno.ENOSPC: "free space on that disk, or write elsewhere",
+             errno.EDQUOT: "free space (disk quota exceeded), or write elsewhere",
+             errno.EACCES: "check its permissions, or use another path",
+             errno.EPERM: "check its permissions, or use another path",
+             errno.EROFS: "the file system is read-only: use another path",
+             errno.ENOTDIR: "a part of the path is a file, not a folder: use another path",
+             errno.EISDIR: "it is a folder: give a file name",
+             errno.EEXIST: "something already exists there: use another path",
+             errno.ENOENT: "check the path",
+             errno.ENAMETOOLONG: "use a shorter path"}
+
+
+def os_problem(e: OSError) -> str:
+    """'<reason> (<fix>)' for an OS error, e.g. 'No space left on device (free space on that disk, ...)'."""
+    return f"{e.strerror or type(e).__name__} ({OS_FIXES.get(e.errno, 'check the path')})"

@@ -12,7 +12,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from .errors import IncompatibleWeights, ModelNotFound
+from .errors import IncompatibleWeights, MobileVisionError, ModelNotFound
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -141,6 +141,9 @@ def create_model(name: str, weights: str | None = None, num_classes: int | None 
             raise IncompatibleWeights(f"{weights} was trained as {trained['model']!r}, not {name!r}: "
                                       f"use the model name {trained['model']!r}")
         card = card_of_trained(card, trained)
+    if num_classes is not None and (isinstance(num_classes, bool) or int(num_classes) != num_classes
+                                    or num_classes < 1):
+        raise MobileVisionError(f"num_classes must be a whole number >= 1 (got {num_classes!r})")
     n_cls = card.num_classes if num_classes is None else int(num_classes)
     model = entry.builder(num_classes=n_cls, **kwargs)
     if weights is not None:

@@ -1,5 +1,7 @@
 """A run folder: weights, run cards, the resumable state and the metrics table, all written atomically.
 
+    RUN_DIR/run.json                       the run's card from its start: model, data, recipe, state
+                                           ("running" / "finished") and epochs done
     RUN_DIR/last.safetensors + last.json   weights after the latest epoch (EMA weights when EMA is on)
     RUN_DIR/best.safetensors + best.json   weights of the best validation epoch
     RUN_DIR/last.state.pt                  everything --resume needs, self-contained
@@ -9,7 +11,8 @@ The ``.safetensors`` files hold exactly the model's state dict, so
 ``mobilevision.create_model(name, weights=RUN_DIR/best.safetensors)`` (and ``mobilevision
 export``) load them; the JSON beside each (the run card) carries the class names, input size
 and normalisation. ``last.state.pt`` holds tensors and plain Python values only and is read
-back with ``torch.load(weights_only=True)``.
+back with ``torch.load(weights_only=True)``. A write that fails (a full disk) is a TrainingError
+naming the file; the epochs already finished stay resumable.
 """
 from __future__ import annotations
 
@@ -17,17 +20,29 @@ import csv
 import io
 import json
 import pickle
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
 from mobilevision.atomic_io import atomic_write_bytes, atomic_write_text
 from mobilevision.checkpoints import RUN_CARD_FORMAT
-from mobilevision.errors import TrainingError
+from mobilevision.errors import TrainingError, os_problem
 
 STATE_FILE = "last.state.pt"
 STATE_VERSION = 1
+RUN_CARD_FILE = "run.json"
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """An OS error while writing ``path`` (a full disk, a file where the run folder should be) becomes one line."""
+    try:
+        yield
+    except OSError as e:
+        raise TrainingError(f"cannot write {path}: {os_problem(e)}; finished epochs stay resumable with "
+                            "--resume") from e
 
 
 def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -39,15 +54,28 @@ def save_weights(path: Path, state: dict[str, torch.Tensor], card: dict[str, Any
     """``path`` (.safetensors) then its run card; each write is atomic."""
     from safetensors.torch import save
 
-    atomic_write_bytes(path, save(_tensors(state), metadata={"format": RUN_CARD_FORMAT}))
-    atomic_write_text(path.with_suffix(".json"), json.dumps({"format": RUN_CARD_FORMAT, "version": 1, **card},
-                                                            indent=2))
+    with _writing(path):
+        atomic_write_bytes(path, save(_tensors(state), metadata={"format": RUN_CARD_FORMAT}))
+    with _writing(path.with_suffix(".json")):
+        atomic_write_text(path.with_suffix(".json"), json.dumps({"format": RUN_CARD_FORMAT, "version": 1, **card},
+                                                                indent=2))
+
+
+def write_run_card(run_dir: Path, card: dict[str, Any]) -> Path:
+    """RUN_DIR/run.json (the folder is created): written when a run starts and after every epoch, so a
+    long run's folder says what it is from its first second."""
+    path = Path(run_dir) / RUN_CARD_FILE
+    with _writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, json.dumps({"format": "mobilevision-run", "version": 1, **card}, indent=2))
+    return path
 
 
 def save_state(run_dir: Path, state: dict[str, Any]) -> None:
     buf = io.BytesIO()
     torch.save({"version": STATE_VERSION, **state}, buf)
-    atomic_write_bytes(run_dir / STATE_FILE, buf.getvalue())
+    with _writing(run_dir / STATE_FILE):
+        atomic_write_bytes(run_dir / STATE_FILE, buf.getvalue())
 
 
 def has_state(run_dir: Path) -> bool:
@@ -79,4 +107,5 @@ def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
     writer.writeheader()
     for row in history:
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    atomic_write_text(Path(run_dir) / "metrics.csv", buf.getvalue())
+    with _writing(Path(run_dir) / "metrics.csv"):
+        atomic_write_text(Path(run_dir) / "metrics.csv", buf.getvalue())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,11 @@ class TrainConfig:
                   "--workers must be >= 0": self.workers is None or self.workers >= 0,
                   "betas must be two numbers in [0, 1)": self.betas is None or (
                       len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas))}
+        numbers = {"--lr": self.lr, "--weight-decay": self.weight_decay, "--warmup-epochs": self.warmup_epochs,
+                   "min_lr_ratio": self.min_lr_ratio, "inverse_time_rate": self.inverse_time_rate,
+                   "momentum": self.momentum, "--ema-decay": self.ema_decay, "--clip-grad": self.clip_grad}
+        checks.update({f"{name} must be a finite number (got {value})": value is None or math.isfinite(value)
+                       for name, value in numbers.items()})
         for message, ok in checks.items():
             if not ok:
                 raise TrainingError(message)

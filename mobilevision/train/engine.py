@@ -3,8 +3,10 @@
 What it does for any ``TrainTask``: seeding, data loading (DistributedSampler, also in a single
 process, so one process and N processes see the same global batches), AdamW/SGD with weight
 decay on weights only, per-step warm-up + cosine/step schedule, optional EMA of the weights
-(torch.optim.swa_utils), gradient clipping, autocast, DDP under ``torchrun``, a progress bar,
-per-epoch validation, atomic checkpoints and exact resume.
+(torch.optim.swa_utils), gradient clipping, autocast, DDP under ``torchrun``, progress (a bar on a
+terminal; plain lines every ``MOBILEVISION_PROGRESS_S`` seconds, default 30, in a log or pipe),
+per-epoch validation, atomic checkpoints and exact resume. The run folder and its ``run.json``
+exist from the start of training.
 
 Resume is exact because nothing random depends on history: every epoch reseeds torch from
 (seed, epoch, rank), the sampler shuffles from (seed, epoch) and augmentation draws from
@@ -13,6 +15,7 @@ with the same weights as an uninterrupted run (CPU; same seed and thread count).
 """
 from __future__ import annotations
 
+import datetime
 import math
 import os
 import time
@@ -29,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler
 
-from mobilevision.errors import TrainingError
+from mobilevision.errors import MobileVisionError, TrainingError
 
 from . import checkpoint
 from .config import TrainConfig
@@ -105,6 +108,46 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.AdamW(groups, lr=cfg.base_lr, **betas)
 
 
+PROGRESS_ENV = "MOBILEVISION_PROGRESS_S"
+
+
+def progress_interval() -> float:
+    """Seconds between progress lines when stderr is not a terminal (``MOBILEVISION_PROGRESS_S``, default 30)."""
+    raw = os.environ.get(PROGRESS_ENV, "30")
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = -1.0
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise TrainingError(f"{PROGRESS_ENV}={raw!r}: give the seconds between progress lines (a number >= 0)")
+    return seconds
+
+
+class ProgressLines:
+    """Progress as plain lines for a log file or pipe (no terminal, so no bar): the first step, then one line
+    per ``interval`` seconds with the epoch's mean loss and statistics, images/s and the run's ETA."""
+
+    def __init__(self, console: Console, interval: float, total_steps: int, batch_size: int):
+        self.console, self.interval, self.total, self.batch = console, interval, total_steps, batch_size
+        self.t0 = time.perf_counter()
+        self.last: float | None = None
+        self.steps = 0  # steps in this process's session (a resumed run restarts the rate)
+
+    def step(self, epoch: int, epochs: int, step: int, steps: int, means: dict[str, float]) -> None:
+        self.steps += 1
+        now = time.perf_counter()
+        if self.last is not None and now - self.last < self.interval:
+            return
+        self.last = now
+        rate = self.steps / max(now - self.t0, 1e-9)                 # steps per second
+        left = self.total - (epoch * steps + step + 1)
+        eta = datetime.timedelta(seconds=round(left / rate))
+        stats = "  ".join(f"{k} {v:.4f}" for k, v in means.items())
+        self.console.print(f"epoch {epoch + 1}/{epochs} step {step + 1}/{steps}  {stats}  "
+                           f"{rate * self.batch:.1f} img/s  ETA {eta}", markup=False, highlight=False,
+                           soft_wrap=True)
+
+
 def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919 + rank) % (2**63)
 
@@ -121,8 +164,22 @@ def fit(task: TrainTask, cfg: TrainConfig, run_dir: str | os.PathLike, *, resume
     try:
         return _Run(task, cfg, Path(run_dir), world, callbacks, show_progress,
                     console or Console(stderr=True)).run(resume)
+    except MobileVisionError as e:
+        cause = worker_cause(str(e))
+        if cause is None:
+            raise
+        raise type(e)(cause) from e
     finally:
         shutdown(world)
+
+
+def worker_cause(message: str) -> str | None:
+    """The original one-line message of an error that torch's DataLoader re-raised from a worker process
+    (its text is 'Caught X in DataLoader worker process N.' plus the worker's traceback); None otherwise."""
+    if not message.startswith("Caught ") or "DataLoader worker" not in message.splitlines()[0]:
+        return None
+    last = message.rstrip().splitlines()[-1]
+    return last.split(": ", 1)[1] if ": " in last else last
 
 
 class _Run:
@@ -131,6 +188,7 @@ class _Run:
         self.task, self.cfg, self.run_dir, self.world = task, cfg, run_dir, world
         self.callbacks, self.console = list(callbacks), console
         self.show_progress = show_progress and world.is_main
+        self.progress_interval = progress_interval()
         self.device = pick_device(cfg.device, world)
         if cfg.batch_size % world.size:
             raise TrainingError(f"--batch-size {cfg.batch_size} is the global batch: it must divide by the "
@@ -197,13 +255,19 @@ class _Run:
                                 "another --out")
         self._build()
         self.start_epoch, self.history, self.best_epoch, self.best_metric = 0, [], None, None
-        if not resume and hasattr(self.task, "on_fit_start"):
-            self.task.on_fit_start(self.model, self.device)  # e.g. statistics the model needs before step 1
         if resume:
             self._restore(state)
             if self.world.is_main:
                 checkpoint.write_metrics(self.run_dir, self.history)
-                self.console.print(f"resuming {self.run_dir} after epoch {self.start_epoch}/{self.cfg.epochs}")
+                self.console.print(f"resuming {self.run_dir} after epoch {self.start_epoch}/{self.cfg.epochs}",
+                                   markup=False, highlight=False)
+        if self.world.is_main:  # the folder says what it holds before the (possibly long) first epoch
+            self._write_run_card(self.start_epoch)
+        if not resume and hasattr(self.task, "on_fit_start"):
+            self.task.on_fit_start(self.model, self.device)  # e.g. statistics the model needs before step 1
+        self.lines = (ProgressLines(self.console, self.progress_interval, self.cfg.epochs * len(self.loader),
+                                    self.cfg.batch_size)
+                      if self.show_progress and not self.console.is_terminal else None)
         for epoch in range(self.start_epoch, self.cfg.epochs):
             row = self._train_epoch(epoch)
             if self.world.is_main:
@@ -225,7 +289,7 @@ class _Run:
         sums: dict[str, float] = defaultdict(float)
         steps = len(self.loader)
         t0 = time.perf_counter()
-        with _progress(self.show_progress, self.console) as bar:
+        with _progress(self.show_progress and self.lines is None, self.console) as bar:
             job = bar.add_task(f"epoch {epoch + 1}/{cfg.epochs}", total=steps, stats="")
             for step, batch in enumerate(self.loader):
                 with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
@@ -251,6 +315,8 @@ class _Run:
                 for k, v in stats.items():
                     sums[k] += float(v)
                 bar.update(job, advance=1, stats="  ".join(f"{k} {v / (step + 1):.4f}" for k, v in sums.items()))
+                if self.lines is not None:
+                    self.lines.step(epoch, cfg.epochs, step, steps, {k: v / (step + 1) for k, v in sums.items()})
                 info = StepInfo(epoch, step, epoch * steps + step + 1, value)
                 for cb in self.callbacks:
                     cb.on_step_end(info)
@@ -292,6 +358,14 @@ class _Run:
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "criterion": self.criterion.state_dict(), "scaler": self.scaler.state_dict()})
         checkpoint.write_metrics(self.run_dir, self.history)
+        self._write_run_card(epoch + 1)
+
+    def _write_run_card(self, epochs_done: int) -> None:
+        checkpoint.write_run_card(self.run_dir, {
+            **self.task.run_card(), "state": "finished" if epochs_done >= self.cfg.epochs else "running",
+            "epochs_done": epochs_done, "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"), "world_size": self.world.size, "train": self.cfg.to_dict(),
+            "task_options": self.task.options()})
 
 
 def _progress(enabled: bool, console: Console) -> Progress:

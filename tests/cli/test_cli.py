@@ -63,7 +63,7 @@ def test_unsafe_pickle_refused(capsys, toy_name, tmp_path, one_line_error):
     evil = tmp_path / "evil.pth"
     torch.save({"state": {"obj": ModelNotFound("x")}}, evil)
     one_line_error(main(["export", toy_name, "-t", "onnx", "--weights", str(evil), "--out", str(tmp_path)]),
-                    "not loaded for safety")
+                    "refused for safety", "state_dict")
 
 
 def test_debug_shows_traceback():
