@@ -3,11 +3,19 @@ package dev.mobilevision.runtime
 /**
  * The artifact metadata the exporter writes (export/metadata.py, schema 5): the same fields, read
  * from the JSON embedded in the .tflite (see [TfliteMetadata]) or from its `.tflite.json` sidecar.
- * Older schemas stay readable; a newer one is refused with "upgrade the runtime".
+ * Older schemas stay readable; a newer one is refused with "upgrade the runtime". The metadata is
+ * untrusted: [ModelMetadata.fromJson] applies export/metadata.py's limits and names the first bad field.
  */
 data class TensorSpec(val name: String, val shape: List<Int>, val dtype: String = "float32", val layout: String = "") {
-    /** Elements in one tensor (dynamic dimensions, <= 0, count as 1). */
-    val size: Int get() = shape.fold(1) { acc, d -> acc * maxOf(d, 1) }
+    /** Elements in one tensor (dynamic dimensions, <= 0, count as 1), capped at Int.MAX_VALUE (the
+     *  metadata allows 2^31, one more than a JVM array holds). */
+    val size: Int get() = elements(shape).coerceAtMost(Int.MAX_VALUE.toLong()).toInt()
+
+    internal companion object {
+        /** The product of [shape]'s dimensions (<= 0 counts as 1), saturating just above 2^31: no Long overflow. */
+        fun elements(shape: List<Int>): Long =
+            shape.fold(1L) { acc, d -> minOf(acc * maxOf(d, 1), ModelMetadata.MAX_ELEMENTS + 1) }
+    }
 }
 
 /** How an app turns an RGB image into the input tensor (see [ImagePreprocessor]). */
@@ -80,78 +88,115 @@ data class ModelMetadata(
         /** Key of the embedded entry in the .tflite metadata list. */
         const val METADATA_KEY = "mobilevision"
 
+        // export/metadata.py's bounds on untrusted metadata (JSON depth and numbers: see [Json]).
+        const val MAX_JSON_CHARS = 16 shl 20
+        const val MAX_LABELS = 100_000
+        const val MAX_TENSORS = 64                      // inputs, outputs
+        const val MAX_RANK = 8
+        const val MAX_DIM = 1 shl 20                    // -1 is a dynamic dimension
+        const val MAX_ELEMENTS = 1L shl 31
+        const val MAX_CROP = 4096                       // pixels
+        const val MAX_RESIZE = 2 * MAX_CROP             // pixels: the shorter side before the centre crop
+        const val MAX_POINTS = 10_000                   // landmarks
+        const val MAX_COUNT = 1_000_000_000_000_000_000L   // params, macs
+        val INTERPOLATIONS = listOf("bicubic", "bilinear", "nearest", "lanczos", "box", "hamming")
+        val RESIZE_MODES = listOf("shorter_side", "stretch")
+        val IMAGE_LAYOUTS = listOf("NCHW", "NHWC")
+        val DTYPES = listOf("float32", "float16", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32",
+            "int64", "uint64", "bool")
+        val PACKING = listOf("B", "G_R", "R", "G_B")
+
+        /** The metadata in JSON [text] (at most [MAX_JSON_CHARS]), every field checked as export/metadata.py does. */
         fun fromJson(text: String): ModelMetadata {
-            val o = JsonObject.parse(text, "metadata")
-            val version = if (o.has("schema_version")) o.int("schema_version") else 0
-            if (version > SCHEMA_VERSION) {
-                throw ArtifactException("metadata schema version $version is newer than this runtime understands " +
-                    "($SCHEMA_VERSION); upgrade the mobilevision runtime library")
+            if (text.length > MAX_JSON_CHARS) {
+                throw ArtifactException("mobilevision metadata is %.1f MiB, over the %d MiB limit; re-export the artifact"
+                    .format(text.length / 1048576.0, MAX_JSON_CHARS shr 20))
+            }
+            val o = JsonObject.parse(text.removePrefix("\uFEFF"), "metadata")   // a sidecar saved with a BOM
+            val version = o.optional("schema_version")
+            (version?.value as? Double)?.let { v ->
+                if (v > SCHEMA_VERSION && v == Math.rint(v)) {
+                    throw ArtifactException("metadata schema version ${shown(v)} is newer than this runtime understands " +
+                        "($SCHEMA_VERSION); upgrade the mobilevision runtime library")
+                }
+            }
+            val numClasses = o.nullable("num_classes")?.int(0, MAX_LABELS)
+            val labels = o.nullable("labels")?.strings(0..MAX_LABELS)
+            if (labels != null && numClasses != null && labels.size > numClasses) {
+                o["labels"].fail("has ${labels.size} names for num_classes $numClasses")
             }
             return ModelMetadata(
-                task = o.string("task"),
-                model = o.string("model"),
-                target = o.string("target"),
-                precision = o.string("precision"),
-                inputs = o.objects("inputs").map(::tensorSpec),
-                outputs = o.objects("outputs").map(::tensorSpec),
-                preprocessing = o.objOrNull("preprocessing")?.let(::preprocessing),
-                labels = o.listOrNull("labels")?.let { o.strings("labels") },
-                labelSet = o.stringOrNull("label_set"),
-                numClasses = o.intOrNull("num_classes"),
-                params = o.longOrNull("params"),
-                macs = o.longOrNull("macs"),
-                weights = o.stringOrNull("weights"),
-                weightsSha256 = o.stringOrNull("weights_sha256"),
-                tools = o.objOrNull("tools")?.toMap() ?: emptyMap(),
-                parity = o.objOrNull("parity")?.toMap(),
-                raw = o.objOrNull("raw")?.let(::rawInput),
-                landmarks = o.objOrNull("landmarks")?.let(::landmarkOutput),
-                quantization = o.objOrNull("quantization")?.toMap(),
-                created = o.stringOrNull("created") ?: "",
-                schemaVersion = version,
+                task = o["task"].string(),
+                model = o["model"].string(),
+                target = o["target"].string(),
+                precision = o["precision"].string(),
+                inputs = o["inputs"].list(0, MAX_TENSORS).map { tensorSpec(it.obj()) },
+                outputs = o["outputs"].list(0, MAX_TENSORS).map { tensorSpec(it.obj()) },
+                preprocessing = o.nullable("preprocessing")?.let { preprocessing(it.obj()) },
+                labels = labels,
+                labelSet = o.nullable("label_set")?.string(),
+                numClasses = numClasses,
+                params = o.nullable("params")?.long(0, MAX_COUNT),
+                macs = o.nullable("macs")?.long(0, MAX_COUNT),
+                weights = o.nullable("weights")?.string(),
+                weightsSha256 = o.nullable("weights_sha256")?.string(),
+                tools = o.optional("tools")?.obj()?.let(::tools) ?: emptyMap(),
+                parity = o.nullable("parity")?.obj()?.toMap(),
+                raw = o.nullable("raw")?.let { rawInput(it.obj()) },
+                landmarks = o.nullable("landmarks")?.let { landmarkOutput(it.obj()) },
+                quantization = o.nullable("quantization")?.obj()?.toMap(),
+                created = o.optional("created")?.string() ?: "",
+                schemaVersion = version?.int(0, SCHEMA_VERSION) ?: 0,
             )
         }
 
-        private fun tensorSpec(o: JsonObject) = TensorSpec(
-            o.string("name"), o.ints("shape"), o.stringOrNull("dtype") ?: "float32", o.stringOrNull("layout") ?: "")
+        private fun tensorSpec(o: JsonObject): TensorSpec {
+            o.only(listOf("name", "shape", "dtype", "layout"))
+            val shape = o["shape"].ints(-1, MAX_DIM, 0..MAX_RANK)
+            if (TensorSpec.elements(shape) > MAX_ELEMENTS) o["shape"].fail("has over $MAX_ELEMENTS elements, got ${shape}")
+            return TensorSpec(o["name"].string(), shape, o.optional("dtype")?.string(DTYPES) ?: "float32",
+                o.optional("layout")?.string(listOf("") + IMAGE_LAYOUTS) ?: "")
+        }
 
         private fun preprocessing(o: JsonObject): Preprocessing {
-            val d = Preprocessing(resize = o.int("resize"), crop = o.ints("crop"))
-            val p = d.copy(
-                interpolation = o.stringOrNull("interpolation") ?: d.interpolation,
-                scale = o.doubleOrNull("scale") ?: d.scale,
-                mean = if (o.has("mean")) o.doubles("mean") else d.mean,
-                std = if (o.has("std")) o.doubles("std") else d.std,
-                color = o.stringOrNull("color") ?: d.color,
-                layout = o.stringOrNull("layout") ?: d.layout,
+            o.only(listOf("resize", "crop", "interpolation", "scale", "mean", "std", "color", "layout", "resize_mode"))
+            val d = Preprocessing(resize = o["resize"].int(1, MAX_RESIZE), crop = o["crop"].ints(1, MAX_CROP, 2..2))
+            return d.copy(
+                interpolation = o.optional("interpolation")?.string(INTERPOLATIONS) ?: d.interpolation,
+                scale = o.optional("scale")?.number(above = 0.0) ?: d.scale,
+                mean = o.optional("mean")?.numbers(3..3) ?: d.mean,
+                std = o.optional("std")?.numbers(3..3, above = 0.0) ?: d.std,
+                color = o.optional("color")?.string(listOf("RGB")) ?: d.color,
+                layout = o.optional("layout")?.string(IMAGE_LAYOUTS) ?: d.layout,
                 // schema 1 files have no resize_mode and mean "shorter_side"
-                resizeMode = o.stringOrNull("resize_mode") ?: d.resizeMode,
+                resizeMode = o.optional("resize_mode")?.string(RESIZE_MODES) ?: d.resizeMode,
             )
-            if (p.crop.size != 2 || p.crop.any { it <= 0 }) {
-                throw ArtifactException("malformed mobilevision metadata: preprocessing.crop must be [H, W] > 0, " +
-                    "got ${p.crop}; re-export the artifact")
-            }
-            if (p.mean.size != 3 || p.std.size != 3 || p.std.any { it == 0.0 }) {
-                throw ArtifactException("malformed mobilevision metadata: preprocessing.mean/std need 3 values " +
-                    "(std non-zero); re-export the artifact")
-            }
-            return p
         }
 
-        private fun rawInput(o: JsonObject) = RawInput(
-            blackLevel = o.doubles("black_level"), whiteLevel = o.double("white_level"),
-            clip = o.boolOrNull("clip") ?: false,
-            packing = if (o.has("packing")) o.strings("packing") else listOf("B", "G_R", "R", "G_B"))
+        private fun rawInput(o: JsonObject): RawInput {
+            o.only(listOf("black_level", "white_level", "clip", "packing"))
+            val black = o["black_level"].numbers(1..4, lo = 0.0)
+            if (black.size !in listOf(1, 4)) o["black_level"].fail("has ${black.size} values, expected 1 or 4 (B, G_R, R, G_B)")
+            val packing = o.optional("packing")?.strings(4..4) ?: PACKING
+            if (packing.sorted() != PACKING.sorted()) {
+                o["packing"].fail("must be an order of ${PACKING.joinToString(", ")}, got ${shown(packing)}")
+            }
+            return RawInput(black, o["white_level"].number(above = black.max()), o.optional("clip")?.bool() ?: false, packing)
+        }
 
-        private fun landmarkOutput(o: JsonObject) = LandmarkOutput(
-            points = o.int("points"), coordinates = o.stringOrNull("coordinates") ?: "input_pixels",
-            flipPairs = o.listOrNull("flip_pairs")?.mapIndexed { i, v ->
-                (v as? List<*>)?.map { (it as? Double)?.toInt() ?: bad("landmarks.flip_pairs[$i]") }
-                    ?: bad("landmarks.flip_pairs[$i]")
-            } ?: emptyList(),
-            eyeCorners = if (o.has("eye_corners")) o.ints("eye_corners") else null)
+        private fun landmarkOutput(o: JsonObject): LandmarkOutput {
+            o.only(listOf("points", "coordinates", "flip_pairs", "eye_corners"))
+            val points = o["points"].int(1, MAX_POINTS)
+            return LandmarkOutput(
+                points = points,
+                coordinates = o.optional("coordinates")?.string(listOf("input_pixels")) ?: "input_pixels",
+                flipPairs = o.optional("flip_pairs")?.list(0, points)?.map { it.ints(0, points - 1, 2..2) } ?: emptyList(),
+                eyeCorners = o.nullable("eye_corners")?.ints(0, points - 1, 2..2),
+            )
+        }
 
-        private fun bad(field: String): Nothing =
-            throw ArtifactException("malformed mobilevision metadata: $field; re-export the artifact")
+        /** Tool name -> version, both strings. */
+        private fun tools(o: JsonObject): Map<String, String> =
+            o.keys.associateWith { key -> JsonField(key, "${o.path} key").string(); o[key].string() }
     }
 }

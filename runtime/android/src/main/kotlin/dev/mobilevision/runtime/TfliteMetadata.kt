@@ -12,6 +12,27 @@ import java.nio.ByteOrder
  */
 object TfliteMetadata {
     /** The embedded metadata JSON of a .tflite file's bytes, or null when there is none. */
+    /** A length read from the file, refused before anything is allocated when it is negative, past the
+     *  metadata cap or past the [available] bytes. */
+    private fun checkedLength(length: Long, available: Long): Int {
+        val cap = 4L * ModelMetadata.MAX_JSON_CHARS
+        if (length < 0 || length > cap || length > available) {
+            throw ArtifactException("the .tflite metadata entry claims $length bytes (at most ${minOf(cap, maxOf(available, 0))} " +
+                "possible); re-export the model")
+        }
+        return length.toInt()
+    }
+
+    /** Strict UTF-8 (invalid bytes are an error, as in the Python reader, not U+FFFD). */
+    private fun utf8(bytes: ByteArray): String = try {
+        Charsets.UTF_8.newDecoder()
+            .onMalformedInput(java.nio.charset.CodingErrorAction.REPORT)
+            .onUnmappableCharacter(java.nio.charset.CodingErrorAction.REPORT)
+            .decode(ByteBuffer.wrap(bytes)).toString()
+    } catch (e: java.nio.charset.CharacterCodingException) {
+        throw ArtifactException("the .tflite metadata entry is not UTF-8 text; re-export the model", e)
+    }
+
     fun readJson(model: ByteBuffer): String? {
         val b = model.duplicate().order(ByteOrder.LITTLE_ENDIAN)
         val base = b.position()
@@ -28,15 +49,18 @@ object TfliteMetadata {
                 val buffer = tableAt(b, buffers + 4 + 4 * index)
                 val data = field(b, buffer, 0)?.let { it + b.getInt(it) }
                 val bytes = if (data != null && b.getInt(data) > 0) {
-                    ByteArray(b.getInt(data)).also { b.position(data + 4); b.get(it) }
+                    ByteArray(checkedLength(b.getInt(data).toLong(), b.limit() - data - 4L))
+                        .also { b.position(data + 4); b.get(it) }
                 } else {
                     // large models keep buffers after the flatbuffer: offset from the file start + size
                     val offset = field(b, buffer, 1)?.let { b.getLong(it) } ?: 0L
                     val size = field(b, buffer, 2)?.let { b.getLong(it) } ?: 0L
                     if (offset <= 1L || size <= 0L) return null
-                    ByteArray(size.toInt()).also { b.position(base + offset.toInt()); b.get(it) }
+                    if (offset > b.limit() - base) throw ArtifactException("metadata buffer offset $offset is past the " +
+                        "end of the file; re-export the model")
+                    ByteArray(checkedLength(size, b.limit() - base - offset)).also { b.position(base + offset.toInt()); b.get(it) }
                 }
-                return String(bytes, Charsets.UTF_8).trimEnd('\u0000')
+                return utf8(bytes).trimEnd('\u0000')
             }
             return null
         } catch (e: IndexOutOfBoundsException) {
@@ -70,7 +94,7 @@ object TfliteMetadata {
 
     private fun string(b: ByteBuffer, ref: Int): String {
         val at = ref + b.getInt(ref)
-        val bytes = ByteArray(b.getInt(at))
+        val bytes = ByteArray(checkedLength(b.getInt(at).toLong(), b.limit() - at - 4L))
         b.position(at + 4)
         b.get(bytes)
         return String(bytes, Charsets.UTF_8)
