@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 import mobilevision
-from mobilevision.atomic_io import atomic_write_text, make_scratch_dir, move_into_place, remove_stale_scratch
+from mobilevision.atomic_io import (atomic_write_text, folder_lock, make_scratch_dir, move_into_place,
+                                   remove_stale_scratch)
 from mobilevision.errors import ArtifactError, ExportError, ExportParityError, MobileVisionError, UnknownTarget
 from mobilevision.registry import ModelCard
 
@@ -265,6 +266,7 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
             warnings.append(f"only {len(calibration.inputs)} calibration inputs ({calibration.source}); int8 ranges "
                             f"from fewer than {CALIB_MIN_IMAGES} are unreliable: give more with --calib-data / "
                             f"--calib-n")
+    _check_destination(out / f"{stem}{tgt.suffix}", tgt.suffix == ".mlpackage")
     remove_stale_scratch(out)   # what killed exports into this folder left behind
     work = make_scratch_dir(out, f".{stem}.{target}.")
     try:
@@ -345,10 +347,11 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
         # between two renames leaves files that disagree with the sidecar, which loading refuses.
         atomic_write_text(work / sidecar_path(path).name, sidecar_text(md, artifact_digests(path)))
         final = out / path.name
-        for f in reversed(files):  # companions (.bin) first, the entry file, then the sidecar
-            move_into_place(f, out / f.name)
-            _after_rename(out / f.name)
-        sidecar = move_into_place(work / sidecar_path(path).name, sidecar_path(final))
+        with folder_lock(out):   # two exports of one name into one folder: one set of renames after the other
+            for f in reversed(files):  # companions (.bin) first, the entry file, then the sidecar
+                move_into_place(f, out / f.name)
+                _after_rename(out / f.name)
+            sidecar = move_into_place(work / sidecar_path(path).name, sidecar_path(final))
         return ExportResult(prep.card.name, target, precision, final, [out / f.name for f in files],
                             sidecar, md, report, time.perf_counter() - t0, accuracy, warnings)
     finally:
@@ -362,6 +365,17 @@ def _keep_float_hint(prep: PreparedModel, calibration, say: Progress) -> str:
     say("int8: ranking layers by int8 sensitivity")
     return keep_float_hint(layer_sensitivity(prep.module, calibration.inputs[:4], top=3)) or \
         "; try --precision fp16"
+
+
+def _check_destination(final: Path, folder: bool) -> None:
+    """Refuse, before converting, a final name taken by something the export would not replace."""
+    for f in [final, *companions(final), sidecar_path(final)]:
+        if f.is_symlink() or not f.exists():
+            continue
+        if f.is_dir() != (folder and f == final):
+            raise ExportError(f"{f} exists and is {'a folder' if f.is_dir() else 'a file'}, where the export writes "
+                              f"its {'package folder' if folder and f == final else 'file'}: move it away, or export "
+                              f"with another --name / --out")
 
 
 def _after_rename(path: Path) -> None:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from mobilevision.errors import ArtifactError
 
-from .metadata import ModelMetadata, sidecar_path
+from .metadata import ModelMetadata, read_sidecar_json, sidecar_path
 
 FILES_KEY = "files"          # sidecar key: {path relative to the artifact's folder: sha256 hex}
 MAX_FILES = 10_000           # a .mlpackage holds a handful; a sidecar naming more is not ours
@@ -51,10 +50,15 @@ def sidecar_text(md: ModelMetadata, digests: dict[str, str]) -> str:
 
 @dataclass
 class Integrity:
-    """What loading checked: ``verified`` files (name -> SHA-256), or why nothing could be (``note``)."""
+    """What loading checked: ``verified`` files (name -> SHA-256), or why nothing could be (``note``).
+
+    ``contents``: the bytes of the entry file and its companions, read once and hashed; the runtime is
+    handed exactly these bytes (not the path again), so a file replaced or truncated after the check
+    cannot reach it. Empty for folder artifacts (``.mlpackage``)."""
 
     verified: dict[str, str]
     note: str | None = None
+    contents: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def describe(self) -> str:
         if not self.verified:
@@ -62,62 +66,89 @@ class Integrity:
         return "; ".join(f"{name} sha256 {digest}" for name, digest in self.verified.items())
 
 
-def _recorded(sidecar: Path, text: str) -> dict[str, str] | None:
-    try:
-        d = json.loads(text)
-    except (ValueError, RecursionError):
-        return None    # the metadata reader reports a malformed sidecar with its own message
-    files = d.get(FILES_KEY) if isinstance(d, dict) else None
-    if files is None:
-        return None
-    if (not isinstance(files, dict) or len(files) > MAX_FILES or not all(
-            isinstance(k, str) and isinstance(v, str) and len(v) == 64 for k, v in files.items())):
-        raise ArtifactError(f"{sidecar}: '{FILES_KEY}' must map file names to SHA-256 hex digests; re-export the artifact")
-    return files
+def _bad_name(name: object) -> bool:
+    return (not isinstance(name, str) or not name or len(name) > 1024
+            or any(len(part.encode("utf-8", "replace")) > 255 for part in name.split("/"))
+            or any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in name))
+
+
+def _recorded(artifact: Path) -> tuple[dict[str, str] | None, str | None]:
+    """(the SHA-256 the sidecar records, None) or (None, why nothing can be checked). A missing sidecar, or
+    one without the key (exports older than the hashes), can be loaded unverified; a damaged one cannot."""
+    side = sidecar_path(artifact)
+    d = read_sidecar_json(artifact)   # the metadata reader's limits: size, nesting, numbers, UTF-8, regular file
+    if d is None:
+        return None, f"no sidecar {side.name} records the files' SHA-256"
+    if FILES_KEY not in d:
+        return None, f"{side.name} records no SHA-256 (exported by an older mobilevision)"
+    files = d[FILES_KEY]
+    if (not isinstance(files, dict) or not files or len(files) > MAX_FILES or any(_bad_name(k) for k in files)
+            or not all(isinstance(v, str) and len(v) == 64 for v in files.values())):
+        raise ArtifactError(f"the sidecar {side} has a '{FILES_KEY}' entry that is not a map of plain file names to "
+                            f"SHA-256 hex digests; re-export the artifact")
+    return files, None
 
 
 def _inside(folder: Path, name: str, sidecar: Path) -> Path:
     """``folder / name`` for a plain relative name; a sidecar pointing elsewhere is refused."""
     pure = PurePosixPath(name)
-    if pure.is_absolute() or ".." in pure.parts or not pure.parts:
+    if pure.is_absolute() or ".." in pure.parts or "\\" in name or not pure.parts:
         raise ArtifactError(f"{sidecar} names the file {name!r} outside the artifact's folder; re-export the artifact")
     return folder.joinpath(*pure.parts)
 
 
-def verify_artifact(path: str | Path, sidecar_bytes_cap: int = 16 << 20) -> Integrity:
-    """Check every file of ``path`` against the SHA-256 its sidecar records; raise ArtifactError naming the
-    first file that differs or is missing. Without a sidecar, or a sidecar without hashes (exports older
-    than the hashes), nothing can be checked and the returned note says so."""
+def _read(f: Path) -> bytes:
+    try:
+        return f.read_bytes()
+    except OSError as e:
+        raise ArtifactError(f"cannot read {f}: {e.strerror}; re-export the artifact") from None
+
+
+def verify_artifact(path: str | Path) -> Integrity:
+    """Read the artifact's files once and check them against the SHA-256 its sidecar records; raise
+    ArtifactError naming the first file that differs or is missing. Without a sidecar, or with one written
+    before the hashes were recorded, nothing can be checked and the returned note says so; a damaged
+    sidecar is refused."""
     p = Path(path)
     side = sidecar_path(p)
-    try:
-        st = side.stat()
-    except FileNotFoundError:
-        return Integrity({}, f"no sidecar {side.name} records the files' SHA-256")
-    if not stat.S_ISREG(st.st_mode) or st.st_size > sidecar_bytes_cap:
-        return Integrity({}, f"{side.name} is not a readable sidecar")   # the metadata reader names the problem
-    with open(side, "rb") as f:
-        text = f.read(sidecar_bytes_cap + 1)
-    recorded = _recorded(side, text.decode("utf-8", "replace"))
-    if recorded is None:
-        return Integrity({}, f"{side.name} records no SHA-256 (exported by an older mobilevision)")
-    entry = p.name if not p.is_dir() else None
-    needed = [f.relative_to(p.parent).as_posix() for f in companions(p)] + ([entry] if entry else [])
-    missing = [n for n in needed if n not in recorded]
-    if missing or (p.is_dir() and not any(n.startswith(p.name + "/") for n in recorded)):
-        raise ArtifactError(f"{side} records no SHA-256 for {', '.join(missing) or p.name}: it belongs to another "
-                            f"artifact; re-export {p.name}")
+    recorded, note = _recorded(p)
     if p.is_dir():
-        on_disk = {f.relative_to(p.parent).as_posix() for f in p.rglob("*") if f.is_file()}
-        extra = sorted(on_disk - set(recorded))
-        if extra:
-            raise ArtifactError(f"{p.parent / extra[0]} is not among the files {side.name} records: the artifact "
-                                f"was changed after export; re-export it")
+        return _verify_folder(p, side, recorded, note)
+    files = [p, *(c for c in companions(p) if recorded is not None or c.is_file())]
+    names = [f.relative_to(p.parent).as_posix() for f in files]
+    if recorded is not None and {k.removeprefix("./") for k in recorded} != set(names):
+        raise ArtifactError(f"{side} records the SHA-256 of {sorted(recorded)!r}, not of this artifact's files "
+                            f"{names!r}: it belongs to another artifact; re-export {p.name}")
+    contents: dict[str, bytes] = {}
+    for f, name in zip(files, names):
+        if not f.exists():
+            raise ArtifactError(f"{f} is missing: {side.name} records it as part of the artifact; re-export it")
+        contents[name] = data = _read(f)
+        if recorded is not None:
+            digest = next(v for k, v in recorded.items() if k.removeprefix("./") == name)
+            if hashlib.sha256(data).hexdigest() != digest.lower():
+                raise ArtifactError(f"{f} does not match the SHA-256 recorded in {side.name} (changed, corrupted, or "
+                                    f"half-replaced by an interrupted export): re-export it")
+    verified = {n: hashlib.sha256(contents[n]).hexdigest() for n in names} if recorded is not None else {}
+    return Integrity(verified, note, contents)
+
+
+def _verify_folder(p: Path, side: Path, recorded: dict[str, str] | None, note: str | None) -> Integrity:
+    """A folder artifact (.mlpackage): every file inside, and no other, as recorded."""
+    if recorded is None:
+        return Integrity({}, note)
+    if not all(k.startswith(p.name + "/") for k in recorded):
+        raise ArtifactError(f"{side} records files outside {p.name}: it belongs to another artifact; re-export it")
+    on_disk = {f.relative_to(p.parent).as_posix() for f in p.rglob("*") if f.is_file() or f.is_symlink()}
+    extra = sorted(on_disk - set(recorded))
+    if extra:
+        raise ArtifactError(f"{p.parent / extra[0]} is not among the files {side.name} records: the artifact "
+                            f"was changed after export; re-export it")
     for name, digest in recorded.items():
         f = _inside(p.parent, name, side)
         if not f.is_file():
             raise ArtifactError(f"{f} is missing: {side.name} records it as part of the artifact; re-export it")
-        if sha256_file(f) != digest.lower():
+        if hashlib.sha256(_read(f)).hexdigest() != digest.lower():
             raise ArtifactError(f"{f} does not match the SHA-256 recorded in {side.name} (changed, corrupted, or "
                                 f"half-replaced by an interrupted export): re-export it")
     return Integrity(dict(recorded))

@@ -423,9 +423,9 @@ def sidecar_path(artifact: str | Path) -> Path:
     return p.with_name(p.name + ".json")
 
 
-def read_sidecar(artifact: str | Path) -> ModelMetadata | None:
-    """The metadata in ``<artifact>.json``, or None when there is none. Symlinks are followed; a FIFO,
-    device or directory, or a file over MAX_JSON_BYTES, is refused without being read."""
+def read_sidecar_json(artifact: str | Path) -> dict[str, Any] | None:
+    """The JSON object in ``<artifact>.json`` (parsed with the metadata limits), or None when there is none.
+    Symlinks are followed; a FIFO, device or directory, or a file over MAX_JSON_BYTES, is refused unread."""
     p = sidecar_path(artifact)
     try:
         fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))   # a FIFO must not block the open
@@ -444,4 +444,18 @@ def read_sidecar(artifact: str | Path) -> ModelMetadata | None:
             text = f.read(MAX_JSON_BYTES + 1)
     finally:
         os.close(fd)
-    return ModelMetadata.from_json(text, source=p)
+    try:
+        return _parse(text)
+    except ArtifactError as e:
+        raise ArtifactError(f"{p}: {e}") from e
+
+
+def read_sidecar(artifact: str | Path) -> ModelMetadata | None:
+    """The metadata in ``<artifact>.json``, or None when there is none (see ``read_sidecar_json``)."""
+    d = read_sidecar_json(artifact)
+    if d is None:
+        return None
+    try:
+        return ModelMetadata.from_dict(d)
+    except ArtifactError as e:
+        raise ArtifactError(f"{sidecar_path(artifact)}: {e}") from e

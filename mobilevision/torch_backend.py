@@ -18,7 +18,7 @@ from mobilevision.export.metadata import TensorSpec
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, path: Path, threads: int | None = None):
+    def __init__(self, path: Path, threads: int | None = None, data: dict[str, bytes] | None = None):
         from mobilevision import create_model
         from mobilevision.errors import BackendUnavailable
         from mobilevision.export.metadata import read_sidecar

@@ -83,15 +83,20 @@ class Model:
             missing = [s.name for s in self.inputs if s.name not in inputs]
             if missing:
                 raise InputMismatch(f"missing input(s) {missing}; the model takes {[s.name for s in self.inputs]}")
-            arrays = [np.asarray(inputs[s.name]) for s in self.inputs]
+            arrays = [np.asanyarray(inputs[s.name]) for s in self.inputs]
         else:
-            arrays = [np.asarray(a) for a in inputs]
+            arrays = [np.asanyarray(a) for a in inputs]
         if len(arrays) != len(self.inputs):
             raise InputMismatch(f"the model takes {len(self.inputs)} input(s) "
                                 f"{[s.name for s in self.inputs]}, received {len(arrays)}")
-        for spec, a in zip(self.inputs, arrays):
+        for i, (spec, a) in enumerate(zip(self.inputs, arrays)):
             if not isinstance(a, np.ndarray):
                 raise InputMismatch(f"input '{spec.name}' must be a numpy array, received {type(a).__name__}")
+            if isinstance(a, np.ma.MaskedArray):   # a runtime would read the hidden values under the mask
+                if np.ma.count_masked(a):
+                    raise InputMismatch(f"input '{spec.name}' is a masked array with {np.ma.count_masked(a)} masked "
+                                        f"value(s); fill them (a.filled(value)) before calling the model")
+                arrays[i] = a = np.asarray(a)
             _check_input(spec, a)
             _check_values(spec, a)
         outs = self.backend.run([np.ascontiguousarray(a) for a in arrays])

@@ -6,9 +6,10 @@ main package (it needs torch); the runtime never imports it unless asked for it.
 from __future__ import annotations
 
 import importlib
+import numbers
 from pathlib import Path
 
-from mobilevision.errors import ArtifactError, BackendUnavailable
+from mobilevision.errors import ArtifactError, BackendUnavailable, MobileVisionError
 
 from mobilevision.export.integrity import verify_artifact
 
@@ -48,6 +49,9 @@ def backends_for(path: str | Path) -> tuple[str, ...]:
 ACCELERATOR_BACKENDS: tuple[str, ...] = ("ort", "openvino", "litert", "coreml")
 
 
+MAX_THREADS = 1024
+
+
 def open_backend(path: str | Path, backend: str | None = None, threads: int | None = None,
                  device: str = "cpu") -> Backend:
     """Open ``path`` with ``backend`` (default: the format's own runtime) on ``device`` (cpu, gpu, npu).
@@ -81,8 +85,15 @@ def open_backend(path: str | Path, backend: str | None = None, threads: int | No
     if device != "cpu" and name not in ACCELERATOR_BACKENDS:
         raise BackendUnavailable(f"the {name} backend runs on the CPU only: for --device {device} use one of "
                                  f"{', '.join(ACCELERATOR_BACKENDS)}")
-    integrity = verify_artifact(p)   # before any runtime parses a file that is not what was exported
-    kwargs = {"threads": threads} if device == "cpu" else {"threads": threads, "device": device}
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
+                                or not 1 <= threads <= MAX_THREADS):
+        raise MobileVisionError(f"threads={threads!r}: give an integer in 1..{MAX_THREADS}, or None for the "
+                                f"runtime's default")
+    # Read and hashed once, before any runtime parses a byte; the runtime gets exactly these bytes.
+    integrity = verify_artifact(p)
+    kwargs = {"threads": None if threads is None else int(threads), "data": integrity.contents}
+    if device != "cpu":
+        kwargs["device"] = device
     b = getattr(importlib.import_module(module), cls)(p, **kwargs)
     b.integrity = integrity
     return b

@@ -90,36 +90,27 @@ class PerThread(Generic[T]):
     """One ``make()`` per calling thread (an OpenVINO infer request, a LiteRT interpreter): a runtime
     object that must not serve two threads at once is never shared, and threads run in parallel.
 
-    ``get()`` returns the calling thread's own object, made on first use; ``close()`` drops them all, after
-    which ``get()`` raises ArtifactClosed (a call already running keeps its object until it returns)."""
+    ``get()`` returns the calling thread's own object, made on first use; it lives in a ``threading.local``,
+    so it is freed when its thread ends (a pool that keeps making fresh threads does not grow memory).
+    ``close()`` drops them all and the factory; then ``get()`` raises ArtifactClosed (a call already
+    running keeps its object until it returns)."""
 
     def __init__(self, make: Callable[[], T], what: str):
-        self._make, self._what = make, what
+        self._make: Callable[[], T] | None = make
+        self._what = what
         self._local = threading.local()
-        self._lock = threading.Lock()
-        self._made: list[T] = []
-        self.closed = False
 
     def get(self) -> T:
-        obj = getattr(self._local, "obj", None)
-        if obj is None or self.closed:
-            if self.closed:
-                raise ArtifactClosed(f"{self._what} is closed: load it again")
-            obj = self._make()
-            with self._lock:
-                if self.closed:
-                    raise ArtifactClosed(f"{self._what} is closed: load it again")
-                self._made.append(obj)
-            self._local.obj = obj
+        local, make = self._local, self._make
+        if make is None:
+            raise ArtifactClosed(f"{self._what} is closed: load it again")
+        obj = getattr(local, "obj", None)
+        if obj is None:
+            obj = local.obj = make()
         return obj
 
-    def __len__(self) -> int:
-        return len(self._made)
-
     def close(self) -> None:
-        with self._lock:
-            self.closed = True
-            self._made.clear()
+        self._make = None
         self._local = threading.local()
 
 

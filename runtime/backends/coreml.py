@@ -57,7 +57,8 @@ def _shape(feature) -> list[int]:
 class CoreMLBackend:
     name = "coreml"
 
-    def __init__(self, path: Path, threads: int | None = None, compute_units: str = "CPU_ONLY", device: str = "cpu"):
+    def __init__(self, path: Path, threads: int | None = None, compute_units: str = "CPU_ONLY", device: str = "cpu",
+                 data: dict[str, bytes] | None = None):   # a .mlpackage is a folder: Core ML opens it by path
         self.path = Path(path)
         self._lock = threading.Lock()
         self.device = device

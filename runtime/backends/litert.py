@@ -21,10 +21,18 @@ from .base import AcceleratorFallback, AcceleratorUnavailable, ArtifactClosed, D
 NOT_ACCELERATED = "Some ops are not accelerated"  # LiteRT's words when the accelerator cannot take the whole graph
 
 
-def read_tflite_metadata(path: Path, key: str = METADATA_KEY) -> str | None:
-    """The text of the flatbuffer metadata entry ``key`` (UTF-8, at most MAX_JSON_BYTES), or None."""
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise ArtifactError(f"cannot read {path}: {e.strerror}") from None
+
+
+def read_tflite_metadata(path: Path, key: str = METADATA_KEY, data: bytes | None = None) -> str | None:
+    """The text of the flatbuffer metadata entry ``key`` (UTF-8, at most MAX_JSON_BYTES), or None; from
+    ``data`` (the file's bytes, already read) when given."""
     schema = require("ai_edge_litert.schema_py_generated", "ai-edge-litert", "Reading .tflite metadata")
-    buf = Path(path).read_bytes()
+    buf = data if data is not None else _read_bytes(path)
     try:
         model = schema.Model.GetRootAs(buf, 0)
         for i in range(model.MetadataLength()):
@@ -162,7 +170,8 @@ class LiteRTCompiledModel:
 class LiteRTBackend:
     name = "litert"
 
-    def __init__(self, path: Path, threads: int | None = None, device: str = "cpu"):
+    def __init__(self, path: Path, threads: int | None = None, device: str = "cpu",
+                 data: dict[str, bytes] | None = None):
         self.path = Path(path)
         self.device = device
         if device != "cpu":
@@ -170,11 +179,14 @@ class LiteRTBackend:
             self.inputs, self.outputs = self._compiled.inputs, self._compiled.outputs
             return
         self._compiled = None
+        # The verified bytes, read once: every thread's interpreter is made from them, never from the file
+        # again (a re-export or a truncated file after loading cannot reach a model in use).
+        self._content = (data or {}).get(self.path.name) or _read_bytes(self.path)
         interp_mod = require("ai_edge_litert.interpreter", "ai-edge-litert", "LiteRT backend")
 
         def make():
             try:
-                interpreter = interp_mod.Interpreter(model_path=str(self.path), num_threads=threads)
+                interpreter = interp_mod.Interpreter(model_content=self._content, num_threads=threads)
                 interpreter.allocate_tensors()
             except (ValueError, RuntimeError) as e:
                 raise ArtifactError(f"LiteRT cannot load {self.path}: {str(e).splitlines()[0][:200]}") from e
@@ -204,7 +216,7 @@ class LiteRTBackend:
         return self._compiled.delegation()
 
     def embedded_metadata(self) -> str | None:
-        return read_tflite_metadata(self.path)
+        return read_tflite_metadata(self.path, data=self._content if self._compiled is None else None)
 
     def close(self) -> None:
         if self._compiled is not None:

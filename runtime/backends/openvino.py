@@ -108,12 +108,13 @@ def keep_signal_stack() -> Iterator[None]:
 class OpenVINOBackend:
     name = "openvino"
 
-    def __init__(self, path: Path, threads: int | None = None, device: str = "CPU"):
+    def __init__(self, path: Path, threads: int | None = None, device: str = "CPU",
+                 data: dict[str, bytes] | None = None):
         ov = require("openvino", "openvino", "OpenVINO backend")
         self.path = Path(path)
         self.device = device.upper()  # cpu / gpu / npu as elsewhere in mobilevision, or OpenVINO's own names
         config = compile_config(self.device, threads)
-        self.compiled = None
+        self.compiled = self._weights = None
         with keep_signal_stack():  # also around a failed compile's release of the plugin
             try:
                 core = ov.Core()
@@ -122,7 +123,7 @@ class OpenVINOBackend:
                     if not device_present(self.device, available):
                         version = ov.__version__.split("-")[0]
                         raise AcceleratorUnavailable(unavailable_reason(self.device, version, available))
-                self.model = core.read_model(str(self.path))
+                self.model = self._read(ov, core, data or {})
                 if self.device != "CPU":
                     self._check_supported(core)
                 self.compiled = core.compile_model(self.model, self.device, config)
@@ -134,9 +135,22 @@ class OpenVINOBackend:
         # model itself is thread-safe), so a shared Model runs threads in parallel and never mixes outputs.
         self._requests = PerThread(self.compiled.create_infer_request, f"OpenVINO model {self.path}")
         self._requests.get()
-        self._ports = list(self.compiled.outputs)
         self.inputs = [_spec(p) for p in self.compiled.inputs]
         self.outputs = [_spec(p) for p in self.compiled.outputs]
+
+    def _read(self, ov, core, data: dict[str, bytes]):
+        """The model from the verified bytes when given (never mapped from the file again, so a file
+        replaced or truncated after loading cannot change or crash it), else from the path."""
+        entry = data.get(self.path.name)
+        if entry is None:
+            return core.read_model(str(self.path))
+        if self.path.suffix.lower() != ".xml":
+            return core.read_model(model=entry)
+        weights = data.get(self.path.with_suffix(".bin").name)
+        if weights is None:
+            return core.read_model(str(self.path))
+        self._weights = ov.Tensor(np.frombuffer(weights, np.uint8))   # shares the bytes, kept alive here
+        return core.read_model(model=entry, weights=self._weights)
 
     def _check_supported(self, core) -> None:
         """Raise AcceleratorFallback naming the ops ``query_model`` says the device cannot run."""
@@ -156,9 +170,8 @@ class OpenVINOBackend:
         return execution_delegation(self.device, list(self.compiled.get_property("EXECUTION_DEVICES")))
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        request = self._requests.get()
-        result = request.infer(list(arrays))
-        return [np.array(result[p]) for p in self._ports]
+        result = self._requests.get().infer(list(arrays))
+        return [np.array(v) for v in result.to_tuple()]
 
     def embedded_metadata(self) -> str | None:
         if self.model.has_rt_info([METADATA_KEY]):
@@ -169,7 +182,7 @@ class OpenVINOBackend:
         with keep_signal_stack():  # the release, not only the compile, moves the signal stack
             if getattr(self, "_requests", None) is not None:
                 self._requests.close()
-            self.compiled = self.model = None
+            self.compiled = self.model = self._weights = None
 
     def __del__(self) -> None:  # a backend dropped without close() still releases under the guard
         if getattr(self, "compiled", None) is not None:

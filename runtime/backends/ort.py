@@ -81,7 +81,8 @@ def _spec(arg) -> TensorSpec:
 class OrtBackend:
     name = "ort"
 
-    def __init__(self, path: Path, threads: int | None = None, device: str = "cpu"):
+    def __init__(self, path: Path, threads: int | None = None, device: str = "cpu",
+                 data: dict[str, bytes] | None = None):
         ort = require("onnxruntime", "onnxruntime", "ONNX Runtime backend")
         opts = ort.SessionOptions()
         if threads:
@@ -102,7 +103,8 @@ class OrtBackend:
             providers = [chosen, CPU_EP]  # ONNX Runtime places what the provider cannot run on the CPU
             opts.add_session_config_entry(RECORD_ASSIGNMENT, "1")
         try:
-            self.session = ort.InferenceSession(str(self.path), opts, providers=providers)
+            model = (data or {}).get(self.path.name) or str(self.path)   # the verified bytes, when given
+            self.session = ort.InferenceSession(model, opts, providers=providers)
         except Exception as e:  # ORT raises its own exception classes for every load failure
             raise ArtifactError(f"ONNX Runtime cannot load {self.path}: {str(e).splitlines()[0][:200]}") from e
         self.inputs = [_spec(a) for a in self.session.get_inputs()]
