@@ -133,8 +133,8 @@ class OpenVINOBackend:
                 core = None
         # An infer request serves one call at a time: each calling thread gets its own (the compiled
         # model itself is thread-safe), so a shared Model runs threads in parallel and never mixes outputs.
-        self._requests = PerThread(self.compiled.create_infer_request, f"OpenVINO model {self.path}")
-        self._requests.get()
+        self._thread_request = PerThread(self.compiled.create_infer_request, f"OpenVINO model {self.path}")
+        self._thread_request.get()
         self.inputs = [_spec(p) for p in self.compiled.inputs]
         self.outputs = [_spec(p) for p in self.compiled.outputs]
 
@@ -170,7 +170,7 @@ class OpenVINOBackend:
         return execution_delegation(self.device, list(self.compiled.get_property("EXECUTION_DEVICES")))
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        result = self._requests.get().infer(list(arrays))
+        result = self._thread_request.get().infer(list(arrays))
         return [np.array(v) for v in result.to_tuple()]
 
     def embedded_metadata(self) -> str | None:
@@ -180,8 +180,8 @@ class OpenVINOBackend:
 
     def close(self) -> None:
         with keep_signal_stack():  # the release, not only the compile, moves the signal stack
-            if getattr(self, "_requests", None) is not None:
-                self._requests.close()
+            if getattr(self, "_thread_request", None) is not None:
+                self._thread_request.close()
             self.compiled = self.model = self._weights = None
 
     def __del__(self) -> None:  # a backend dropped without close() still releases under the guard

@@ -313,7 +313,7 @@ def test_short_lived_threads_do_not_accumulate_runtime_objects(toy_exports, back
     with load(toy_exports[BACKENDS[backend]].path, backend=backend) as model:
         x = _inputs(model, 1)[0]
         model.predict(x)
-        per_thread = model.backend._requests if backend == "openvino" else model.backend._interpreters
+        per_thread = model.backend._thread_request if backend == "openvino" else model.backend._interpreters
         made: list[weakref.ref] = []
         make = per_thread._make
 
