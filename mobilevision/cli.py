@@ -3,24 +3,23 @@
 Every MobileVisionError, usage error, missing optional package and OS error on a user's path
 becomes one line on stderr and exit code 2; ``--debug`` shows the traceback instead. Heavy
 imports (torch, converters, runtimes) happen inside commands. Text that comes from files
-(artifact metadata, paths, tool messages) is printed through ``_safe`` / ``_visible``.
+(artifact metadata, paths, tool messages) is printed through ``mobilevision.terminal``.
 """
 from __future__ import annotations
 
 import math
 import os
 import sys
-import unicodedata
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 
 from mobilevision import __version__
 from mobilevision.errors import MobileVisionError, os_problem
+from mobilevision.terminal import print_json, safe as _safe, say as _say, visible as _visible
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="mobilevision: export lightweight vision models to ONNX / TFLite / Core ML / "
@@ -28,26 +27,6 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 # Piped output keeps whole table rows instead of folding them to 80 columns.
 out = Console(width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)  # a message is one line, also in a log file
-
-_BIDI = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def _visible(text: object) -> str:
-    """Untrusted text on one inert line: control characters (C0, DEL, C1: escape sequences, newlines)
-    and bidirectional overrides are shown as escapes (``\\x1b``) instead of reaching the terminal."""
-    return "".join(ch.encode("unicode_escape").decode("ascii")
-                   if ch in _BIDI or unicodedata.category(ch) == "Cc" else ch for ch in str(text))
-
-
-def _say(console: Console, text: object) -> None:
-    """Print a plain line holding untrusted parts (paths, names from run cards) through ``_visible``."""
-    console.print(_visible(text), markup=False, highlight=False)
-
-
-def _safe(text: object) -> str:
-    """Untrusted text for a rich markup context (tables, status lines): ``_visible`` and markup escaped."""
-    return escape(_visible(text))
-
 
 def _bounded(low: float | None = None, high: float | None = None, *, above: bool = False,
              below: bool = False) -> Callable[[Any], Any]:
@@ -493,21 +472,7 @@ def info_cmd(artifact: Path = typer.Argument(..., help="An exported artifact."))
     if md is None:
         raise MobileVisionError(f"{artifact} carries no mobilevision metadata")
     checked = {"sha256": integrity.verified} if integrity.verified else {"not_verified": integrity.note}
-    _print_json(json.dumps({**json.loads(md.to_json()), "integrity": checked}))
-
-
-def _print_json(text: str) -> None:
-    """Untrusted JSON, pretty and still valid: markup is not interpreted, and control / bidi characters
-    inside strings stay escapes (``\\u009b``) instead of reaching the terminal."""
-    import json
-
-    from rich.highlighter import JSONHighlighter
-    from rich.text import Text
-
-    pretty = json.dumps(json.loads(text), indent=2, ensure_ascii=False)
-    pretty = "".join(f"\\u{ord(ch):04x}" if ch in _BIDI or unicodedata.category(ch) == "Cc" and ch != "\n" else ch
-                     for ch in pretty)
-    out.print(JSONHighlighter()(Text(pretty)), soft_wrap=True)
+    print_json(out, json.dumps({**json.loads(md.to_json()), "integrity": checked}))
 
 
 @app.command("classify")
