@@ -130,7 +130,9 @@ def _classify(md: ModelMetadata, data: str | None, split: str, n: int, seed: int
     idx = _pick(len(src), n, seed)
     inputs = [_preprocess(np.asarray(src.image(i)), md) for i in idx]
     labels = [int(src.labels[i]) for i in idx]
-    same = (list(md.labels) == list(ds.classes)) if md.labels else md.num_classes == len(ds.classes)
+    from mobilevision.registry import same_classes
+
+    same = same_classes(md.labels, md.label_set, ds.classes) if md.labels else md.num_classes == len(ds.classes)
     note = None if same else (f"the model's {md.num_classes} classes are not the {len(ds.classes)} classes of "
                               f"{ds.name}: top-1 needs a model trained on that data")
     return TaskSamples(f"{ds.name}, {'train' if split == 'train' else 'validation'} split", inputs,

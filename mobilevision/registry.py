@@ -8,14 +8,32 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import importlib
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any, Callable
 
 from .errors import IncompatibleWeights, MobileVisionError, ModelNotFound
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGENET_LABEL_SET = "imagenet-1k"
+
+
+def same_classes(labels, label_set: str | None, classes: list[str]) -> bool:
+    """Whether a model's ``labels`` name a dataset's ``classes`` folders, in order. ImageNet-1k folders are
+    synset ids (``n01440764`` ...), which sort in class order: 1000 folders match the ImageNet names."""
+    if label_set == IMAGENET_LABEL_SET and len(classes) == 1000 and len(labels) == 1000:
+        return True
+    return list(labels) == list(classes)
+
+
+@functools.cache
+def imagenet1k_labels() -> tuple[str, ...]:
+    """The 1000 ImageNet-1k class names in class-index order, read from the package (no download)."""
+    text = resources.files(__package__).joinpath("data/imagenet1k_labels.txt").read_text(encoding="utf-8")
+    return tuple(line for line in text.splitlines() if line and not line.startswith("#"))
 
 
 @dataclass(frozen=True)
@@ -34,8 +52,8 @@ class ModelCard:
     resize_mode: str = "shorter_side"          # or "stretch": straight to the input size, aspect not kept
     layout: str = "NCHW"
     num_classes: int = 1000
-    labels: tuple[str, ...] | None = None      # None: class indices (ImageNet-1k order)
-    label_set: str | None = "imagenet-1k"
+    labels: tuple[str, ...] | None = None      # None: class indices; filled in for 1000-class imagenet-1k
+    label_set: str | None = IMAGENET_LABEL_SET
     input_names: tuple[str, ...] = ("image",)
     output_names: tuple[str, ...] = ("logits",)
     classifier_prefixes: tuple[str, ...] = ("head.",)   # dropped when num_classes changes
@@ -48,6 +66,10 @@ class ModelCard:
     # int8 exports keep these module paths in float by default ("." = the model's own top-level
     # operations, e.g. a fused post-processing tail that subtracts near-equal features)
     int8_keep_float: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.labels is None and self.label_set == IMAGENET_LABEL_SET and self.num_classes == 1000:
+            object.__setattr__(self, "labels", imagenet1k_labels())   # frozen: set once, at construction
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -16,6 +16,7 @@ from torch import nn
 import mobilevision
 from mobilevision.data.classification import ClassificationData, open_classification_data
 from mobilevision.data.transforms import ClassificationDataset, TrainAugment
+from mobilevision.registry import same_classes
 from mobilevision.errors import TrainingError
 from mobilevision.export.metadata import Preprocessing
 
@@ -211,7 +212,7 @@ def evaluate_checkpoint(weights: str, data: str | None = None, model: str | None
     if card.num_classes != len(dataset.classes):
         raise TrainingError(f"{weights} predicts {card.num_classes} classes but {dataset.name} has "
                             f"{len(dataset.classes)}: evaluate on the data it was trained for")
-    if card.labels and list(card.labels) != dataset.classes:
+    if card.labels and not same_classes(card.labels, card.label_set, dataset.classes):
         raise TrainingError(f"{dataset.name} has classes {dataset.classes[:4]}..., the checkpoint was trained on "
                             f"{list(card.labels)[:4]}...: evaluate on the data it was trained for")
     pre = Preprocessing.for_card(card, card.input_size[1], card.input_size[2])
