@@ -273,32 +273,60 @@ def _delegation_cell(r) -> str:
     return f"{on} ({n} op{'s' if n != 1 else ''} on CPU)" if n else f"{on} (partial)"
 
 
+def _backend_cell(r) -> str:
+    """The backend, with the precision asked of OpenVINO when it is not ours (f32)."""
+    asked = getattr(r, "ov_precision", None)
+    return r.backend if asked in (None, "f32") else f"{r.backend} ({asked})"
+
+
+def _input_cell(r) -> str:
+    """The input shape(s) timed, e.g. 1x3x224x224."""
+    shapes = getattr(r, "input_shapes", None) or {}
+    return ", ".join("x".join(map(str, s)) for s in shapes.values()) or "-"
+
+
 def _bench_table(rows, title: str = "latency (ms; timed runs interleaved across rows)",
-                 delegation: bool = False) -> Table:
+                 delegation: bool = False, inputs: bool = True):
+    """One row per BenchResult, then each error row's message in full on its own line (a table cell would
+    wrap it into fragments); ``inputs``: with the input shape column (accelerator tables, already wide, show
+    it only when --shape set one)."""
+    from rich.console import Group
+    from rich.text import Text
+
     table = Table(title=title)
-    cols = ("artifact", "backend", "threads", "load", "first", "median", "mean", "p90", "min", "max", "std",
-            "peak RSS MB", "GMAC/s") + (("ran on",) if delegation else ())
-    for col in cols:
-        table.add_column(col, justify="left" if col in ("artifact", "backend", "ran on") else "right")
+    cols = ("artifact", "backend", "precision") + (("input",) if inputs else ()) + ("threads", "load", "first", "median", "mean", "p90",
+            "min", "max", "std", "peak RSS MB", "GMAC/s") + (("ran on",) if delegation else ())
+    ran_on = {id(r): _safe(_delegation_cell(r)) for r in rows if not r.error} if delegation else {}
+    for col in cols:   # where each row ran is the point of an accelerator table: the other columns wrap first
+        table.add_column(col, justify="left" if col in ("artifact", "backend", "precision", "ran on") else "right",
+                         min_width=min(40, max((len(w) for c in ran_on.values() for w in c.split()), default=0))
+                         if col == "ran on" else None)   # wide enough for a device name: wraps between names
     for r in rows:
+        precision = _safe(getattr(r, "precision", None) or "-")
         if r.error:
-            table.add_row(_safe(Path(r.artifact).name), _safe(r.backend), "-", *["-"] * 9,
-                          f"[red]{_safe(r.error)}[/red]", *(["-"] if delegation else []))
+            table.add_row(_safe(Path(r.artifact).name), _safe(_backend_cell(r)), precision,
+                          *([_input_cell(r)] if inputs else []), "-",
+                          *["-"] * 9, "[red]error[/red]", *(["-"] if delegation else []))
             continue
-        table.add_row(_safe(Path(r.artifact).name), _safe(r.backend), str(r.threads or "default"),
+        table.add_row(_safe(Path(r.artifact).name), _safe(_backend_cell(r)), precision,
+                      *([_input_cell(r)] if inputs else []), str(r.threads or "default"),
                       *(_num(v) for v in (r.load_ms, r.first_ms, r.median_ms, r.mean_ms, r.p90_ms,
                                            r.min_ms, r.max_ms, r.std_ms)),
                       _num(r.peak_rss_mb, ".0f"), f"{r.gmacs_per_s:.1f}" if r.gmacs_per_s else "-",
-                      *([_safe(_delegation_cell(r))] if delegation else []))
-    return table
+                      *([ran_on[id(r)]] if delegation else []))
+    errors = [Text(_visible(f"{Path(r.artifact).name} {_backend_cell(r)}: {r.error}"), style="red")
+              for r in rows if r.error]
+    return Group(table, *errors) if errors else table
 
 
-def _run_bench(artifacts, backends, threads, runs, warmup, json_path, rewarm: int = 1) -> list:
+def _run_bench(artifacts, backends, threads, runs, warmup, json_path, rewarm: int = 1, ov_precisions=None,
+               shapes=None) -> list:
     from mobilevision.runtime.profile import benchmark
 
     with err.status("benchmarking") as status:
         rows = benchmark(artifacts, backends=backends, threads=threads, runs=runs, warmup=warmup,
-                         rewarm=rewarm, on_progress=lambda msg: status.update(_safe(msg)))
+                         rewarm=rewarm, on_progress=lambda msg: status.update(_safe(msg)),
+                         ov_precisions=ov_precisions, shapes=shapes)
     out.print(_bench_table(rows))
     _write_bench_json(rows, json_path)
     return rows
@@ -325,6 +353,13 @@ def bench_cmd(
     rewarm: int = typer.Option(1, min=0, help="Untimed runs right before each timed run (steady-state latency; "
                                               "0 measures a cold turn after another row's)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the rows as JSON."),
+    ov_precision: Optional[list[str]] = typer.Option(None, "--ov-precision",
+                                                     help="OpenVINO rows: f32 (default; ours), default (no hint: the "
+                                                          "plugin's own choice, bf16 on bf16/AMX CPUs, as "
+                                                          "benchmark_app) or bf16; repeatable, one row each."),
+    shape: Optional[list[str]] = typer.Option(None, "--shape",
+                                              help="NAME=1x3x224x224: the shape to time for an input with dynamic "
+                                                   "dimensions (repeatable)."),
     device: str = typer.Option("cpu", "--device", help="cpu (this machine), gpu / npu (this machine's accelerator, "
                                                       "through every runtime that has one here), or android[:SERIAL] "
                                                       "(a phone over adb: .tflite with LiteRT's benchmark_model)."),
@@ -351,7 +386,10 @@ def bench_cmd(
     from mobilevision.errors import MobileVisionError as _E
     from mobilevision.runtime.devices import parse_device
 
+    from mobilevision.runtime.profile import parse_shapes
+
     target = parse_device(device)
+    shapes = parse_shapes(shape or [])
     if json_path is not None:
         _check_output(json_path, "--json", folder=False)
     android_only = {"--android-binary": android_binary, "--taskset": taskset, "--use-gpu": use_gpu,
@@ -364,7 +402,8 @@ def bench_cmd(
         if given:
             raise _E(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --device android only")
     if target.kind == "cpu":
-        rows = _run_bench([str(a) for a in artifacts], backend or None, threads, runs, warmup, json_path, rewarm)
+        rows = _run_bench([str(a) for a in artifacts], backend or None, threads, runs, warmup, json_path, rewarm,
+                          ov_precision or None, shapes or None)
     elif npu_soc:
         if backend:
             raise _E("--backend does not apply to --npu-soc: LiteRT's AOT compiler compiles the .tflite")
@@ -372,10 +411,13 @@ def bench_cmd(
         return
     elif target.kind in ("gpu", "npu"):
         rows = _run_accelerated_bench([str(a) for a in artifacts], target.kind, backend or None, threads, runs,
-                                      warmup, rewarm, json_path)
+                                      warmup, rewarm, json_path, ov_precision or None, shapes or None)
     else:
         from mobilevision.runtime.devices.android import AndroidBenchOptions
 
+        if ov_precision or shape:
+            raise _E(f"{'--ov-precision' if ov_precision else '--shape'} applies to --device cpu, gpu or npu; on a "
+                     "phone LiteRT's benchmark_model runs the .tflite")
         if backend:
             raise _E("--backend applies to --device cpu; on a phone LiteRT's benchmark_model runs the .tflite "
                      "(--use-gpu / --use-nnapi / --use-npu pick its accelerator)")
@@ -391,7 +433,8 @@ def bench_cmd(
         raise typer.Exit(2)
 
 
-def _run_accelerated_bench(artifacts, device, backends, threads, runs, warmup, rewarm, json_path) -> list:
+def _run_accelerated_bench(artifacts, device, backends, threads, runs, warmup, rewarm, json_path,
+                           ov_precisions=None, shapes=None) -> list:
     """GPU/NPU rows from every runtime with that accelerator here; one line per runtime without."""
     from mobilevision.runtime.devices.accelerators import plan_accelerated
     from mobilevision.runtime.profile import benchmark
@@ -407,9 +450,10 @@ def _run_accelerated_bench(artifacts, device, backends, threads, runs, warmup, r
         raise MobileVisionError(f"nothing ran: no runtime here can run {files} on {article} {name} (reasons above)")
     with err.status(f"benchmarking on the {name}") as status:
         rows = benchmark([], threads=threads, runs=runs, warmup=warmup, rewarm=rewarm, pairs=pairs, device=device,
-                         on_progress=lambda msg: status.update(_safe(msg)))
+                         on_progress=lambda msg: status.update(_safe(msg)), ov_precisions=ov_precisions,
+                         shapes=shapes)
     out.print(_bench_table(rows, title=f"latency on the {name} (ms; timed runs interleaved across rows)",
-                           delegation=True))
+                           delegation=True, inputs=bool(shapes)))
     for r in rows:
         if not r.error and r.accelerated is False:
             ops = r.fallback_ops or []

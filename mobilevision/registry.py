@@ -163,8 +163,8 @@ def create_model(name: str, weights: str | None = None, num_classes: int | None 
             raise IncompatibleWeights(f"{weights} was trained as {trained['model']!r}, not {name!r}: "
                                       f"use the model name {trained['model']!r}")
         card = card_of_trained(card, trained)
-    if num_classes is not None and (isinstance(num_classes, bool) or int(num_classes) != num_classes
-                                    or num_classes < 1):
+    if num_classes is not None and num_classes != card.num_classes and (
+            isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1):
         raise MobileVisionError(f"num_classes must be a whole number >= 1 (got {num_classes!r})")
     n_cls = card.num_classes if num_classes is None else int(num_classes)
     model = entry.builder(num_classes=n_cls, **kwargs)

@@ -31,10 +31,18 @@ from mobilevision.atomic_io import atomic_write_text
 from mobilevision.errors import ArtifactError, BackendUnavailable, MobileVisionError
 
 from .backends import BACKENDS, SUFFIX_BACKENDS, AcceleratorFallback, Delegation, backends_for, open_backend
+from .backends.base import computed_precision
+from .backends.openvino import OV_PRECISIONS
 
 INPUT_SEED = 0            # the random input is the same for every pair and every run
 ANSWER_TIMEOUT_S = 600.0  # a worker that does not answer within this is declared dead
 QUIET_TIMEOUT_S = 0.2     # longest wait for a worker's thread pool to stop spinning after a run
+MAX_SHAPE_DIM = 1 << 16   # --shape: largest dimension
+MAX_INPUT_ELEMENTS = 1 << 28   # --shape: largest input (elements; 1 GiB of float32)
+
+
+class BenchUsageError(MobileVisionError):
+    """A bench request that cannot be measured as asked (a dynamic input without --shape, a bad --shape)."""
 
 
 @dataclass
@@ -57,6 +65,11 @@ class BenchResult:
     graph on the accelerator; None where the runtime does not say) and ``fallback_ops`` (the ops
     the runtime placed on the CPU, where it names them). A run whose accelerator took none of the
     graph is an error row: those would be CPU numbers.
+    ``precision`` is what the runtime computed in, read back from it where it can (OpenVINO's compiled
+    INFERENCE_PRECISION_HINT), else the artifact's stored precision as that runtime runs it (see
+    ``backends.base.computed_precision``; e.g. ``fp32 (fp16 weights)``). ``ov_precision`` is the precision
+    asked of OpenVINO (f32, default, bf16; None for other backends). ``input_shapes``: name -> the shape
+    timed (a dynamic dimension is set by ``shapes``).
     """
 
     artifact: str
@@ -82,14 +95,64 @@ class BenchResult:
     accelerated: bool | None = None
     fallback_ops: list[str] | None = None
     executed_on: list[str] | None = None
+    precision: str | None = None
+    ov_precision: str | None = None
+    input_shapes: dict[str, list[int]] | None = None
 
 
-def input_arrays(specs, seed: int = INPUT_SEED) -> list[np.ndarray]:
-    """Random inputs matching the runtime's input specs (dynamic dims -> 1), fixed seed."""
+def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """``NAME=1x3x224x224`` -> (name, dims); raises BenchUsageError naming what is wrong."""
+    name, sep, dims = text.partition("=")
+    parts = dims.lower().split("x")
+    if not sep or not name.strip() or not all(p.strip().isdigit() for p in parts):
+        raise BenchUsageError(f"--shape {text!r}: write INPUT_NAME=DIMS with DIMS like 1x3x224x224")
+    shape = tuple(int(p) for p in parts)
+    if not all(1 <= d <= MAX_SHAPE_DIM for d in shape) or int(np.prod(shape, dtype=object)) > MAX_INPUT_ELEMENTS:
+        raise BenchUsageError(f"--shape {text!r}: each dimension must be 1..{MAX_SHAPE_DIM} and the input at most "
+                              f"{MAX_INPUT_ELEMENTS} elements")
+    return name.strip(), shape
+
+
+def parse_shapes(texts: list[str]) -> dict[str, tuple[int, ...]]:
+    """Repeated ``--shape NAME=DIMS`` -> {name: dims}; one input named twice is a BenchUsageError."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    for text in texts:
+        name, dims = parse_shape(text)
+        if name in shapes:
+            raise BenchUsageError(f"--shape names input {name!r} twice: give one shape per input")
+        shapes[name] = dims
+    return shapes
+
+
+def input_shape(spec, given: tuple[int, ...] | None, artifact: str = "") -> list[int]:
+    """The shape to time for one input: the runtime's, with its dynamic dimensions (< 1) from ``given``.
+
+    Raises BenchUsageError for a dynamic input without ``given`` (it would time a guessed shape), or a ``given``
+    of another rank or that changes a static dimension."""
+    dims = list(spec.shape)
+    where = f"{Path(artifact).name} input {spec.name!r}" if artifact else f"input {spec.name!r}"
+    shown = "x".join(str(d) if d > 0 else "?" for d in dims)
+    if given is None:
+        dynamic = [i for i, d in enumerate(dims) if d < 1]
+        if dynamic:
+            raise BenchUsageError(f"{where} has dynamic dimension(s) {', '.join(map(str, dynamic))} ({shown}): give "
+                                  f"the shape to time, e.g. --shape {spec.name}="
+                                  f"{'x'.join(str(d) if d > 0 else '1' for d in dims)}")
+        return dims
+    if len(given) != len(dims) or any(d > 0 and d != g for d, g in zip(dims, given)):
+        raise BenchUsageError(f"--shape {spec.name}={'x'.join(map(str, given))} does not fit {where} ({shown}; "
+                              f"? = dynamic)")
+    return list(given)
+
+
+def input_arrays(specs, seed: int = INPUT_SEED, shapes: dict[str, tuple[int, ...]] | None = None,
+                 artifact: str = "") -> list[np.ndarray]:
+    """Random inputs matching the runtime's input specs, fixed seed; dynamic dimensions from ``shapes``
+    (name -> dims), a dynamic input without one is a BenchUsageError (see ``input_shape``)."""
     rng = np.random.default_rng(seed)
     arrays = []
     for s in specs:
-        shape = [d if d > 0 else 1 for d in s.shape]
+        shape = input_shape(s, (shapes or {}).get(s.name), artifact)
         dtype = np.dtype(s.dtype)
         if dtype.kind == "f":
             arrays.append(rng.standard_normal(shape).astype(dtype))
@@ -160,13 +223,15 @@ def _delegation_info(delegation: Delegation) -> dict:
 
 
 def _worker(conn: Connection, artifact: str, backend: str, threads: int | None, warmup: int,
-            rewarm: int, device: str = "cpu") -> None:
+            rewarm: int, device: str = "cpu", ov_precision: str | None = None,
+            shapes: dict[str, tuple[int, ...]] | None = None) -> None:
     """Load, run once (first inference), warm up, then per "run" message: ``rewarm`` untimed
     runs and one timed run. On a GPU/NPU, first ask the runtime where the graph went
     (``backend.delegation()``) and refuse a run whose accelerator took none of it.
 
     Protocol (worker -> parent): ("ready", info) | ("time", ns) ... | ("done", peak_rss_mb), or
-    ("error", message) | ("fallback", info with "message") at any point, after which the worker exits.
+    ("error", message) | ("usage", message) | ("fallback", info with "message") at any point, after which
+    the worker exits ("usage": the request itself cannot be measured; the parent stops the whole run).
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle; it kills us
     devnull = os.open(os.devnull, os.O_WRONLY)    # runtimes log to fd 1/2 ("Created XNNPACK delegate")
@@ -175,7 +240,7 @@ def _worker(conn: Connection, artifact: str, backend: str, threads: int | None, 
     b = None
     try:
         t0 = time.perf_counter_ns()
-        b = open_backend(artifact, backend=backend, threads=threads, device=device)
+        b = open_backend(artifact, backend=backend, threads=threads, device=device, ov_precision=ov_precision)
         load_ms = (time.perf_counter_ns() - t0) / 1e6
         from .api import read_metadata
 
@@ -185,7 +250,9 @@ def _worker(conn: Connection, artifact: str, backend: str, threads: int | None, 
             delegation = _delegation_info(facts)
             facts.check()  # raises AcceleratorFallback when the accelerator runs none of the graph
         md = read_metadata(b)
-        arrays = input_arrays(b.inputs)
+        arrays = input_arrays(b.inputs, shapes=shapes, artifact=artifact)
+        precision = computed_precision(b, md.precision if md else None)
+        shapes_run = {spec.name: list(a.shape) for spec, a in zip(b.inputs, arrays)}
         t0 = time.perf_counter_ns()
         b.run(arrays)
         first_ms = (time.perf_counter_ns() - t0) / 1e6
@@ -193,7 +260,8 @@ def _worker(conn: Connection, artifact: str, backend: str, threads: int | None, 
             b.run(arrays)
         _wait_until_idle()
         conn.send(("ready", {"load_ms": load_ms, "first_ms": first_ms,
-                             "model": md.model if md else None, "macs": md.macs if md else None, **delegation}))
+                             "model": md.model if md else None, "macs": md.macs if md else None,
+                             "precision": precision, "input_shapes": shapes_run, **delegation}))
         while conn.recv() == "run":
             for _ in range(rewarm):
                 b.run(arrays)
@@ -205,6 +273,8 @@ def _worker(conn: Connection, artifact: str, backend: str, threads: int | None, 
         conn.send(("done", _peak_rss_mb()))
     except AcceleratorFallback as e:
         conn.send(("fallback", {"message": str(e), **_delegation_info(e.delegation)}))
+    except BenchUsageError as e:
+        conn.send(("usage", str(e)))
     except MobileVisionError as e:
         conn.send(("error", str(e)))
     except (EOFError, BrokenPipeError):
@@ -225,6 +295,7 @@ class _Pair:
     artifact: str
     backend: str
     device: str = "cpu"
+    ov_precision: str | None = None
     process: mp.process.BaseProcess | None = None
     conn: Connection | None = None
     info: dict | None = None
@@ -234,13 +305,22 @@ class _Pair:
     finished: bool = False          # the worker answered "stop" and is exiting on its own
 
 
+def cannot_open(artifact: str | Path, backend: str) -> str | None:
+    """Why ``backend`` cannot open ``artifact`` (one line), or None when it can."""
+    allowed = backends_for(artifact)
+    if backend in allowed:
+        return None
+    return f"the {backend} backend cannot open {Path(artifact).suffix} files: use {', '.join(allowed)}"
+
+
 def plan(artifacts: list[str | Path], backends: list[str] | None = None) -> list[tuple[str, str]]:
     """The (artifact, backend) pairs to measure, in order, without duplicates.
 
     ``backends=None``: each artifact's default backend. Otherwise every artifact x every listed
-    backend that can open it; incompatible combinations are skipped. Raises ArtifactError for a
-    missing file or unknown format, BackendUnavailable for an unknown backend name or when no
-    listed backend can open any of the artifacts.
+    backend; ``benchmark`` gives a backend that cannot open an artifact an error row saying so (see
+    ``cannot_open``), so nothing asked for is dropped. Raises ArtifactError for a missing file or unknown
+    format, BackendUnavailable for an unknown backend name or when no listed backend can open any of the
+    artifacts.
     """
     for name in backends or []:
         if name not in BACKENDS:
@@ -252,9 +332,8 @@ def plan(artifacts: list[str | Path], backends: list[str] | None = None) -> list
         allowed = backends_for(a)  # raises ArtifactError for an unknown suffix
         if not Path(a).exists():
             raise ArtifactError(f"artifact not found: {a}")
-        chosen = [allowed[0]] if not backends else [b for b in backends if b in allowed]
-        pairs += [(str(a), b) for b in chosen]
-    if not pairs:
+        pairs += [(str(a), b) for b in ([allowed[0]] if not backends else backends)]
+    if all(cannot_open(a, b) for a, b in pairs):
         formats = "; ".join(f"{s} opens with {', '.join(SUFFIX_BACKENDS[s])}"
                             for s in dict.fromkeys(Path(a).suffix.lower() for a in artifacts))
         raise BackendUnavailable(f"none of the backends {', '.join(backends or [])} can open these "
@@ -262,11 +341,28 @@ def plan(artifacts: list[str | Path], backends: list[str] | None = None) -> list
     return list(dict.fromkeys(pairs))
 
 
+def _with_ov_precisions(pairs: list[tuple[str, str]], ov_precisions: list[str] | None) -> list[tuple[str, str, str | None]]:
+    """Each openvino pair once per asked-for OpenVINO precision (default: f32), the others as they are."""
+    if ov_precisions is not None:
+        for p in ov_precisions:
+            if p not in OV_PRECISIONS:
+                raise BenchUsageError(f"--ov-precision {p!r}: choose one of {', '.join(OV_PRECISIONS)}")
+        if not any(b == "openvino" and not cannot_open(a, b) for a, b in pairs):
+            raise BenchUsageError("--ov-precision applies to openvino rows, and none is benchmarked: add "
+                                  "--backend openvino")
+    triples = []
+    for a, b in pairs:
+        precisions = list(dict.fromkeys(ov_precisions or ["f32"])) if b == "openvino" else [None]
+        triples += [(a, b, p) for p in precisions]
+    return triples
+
+
 def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, threads: int | None = None,
               runs: int = 50, warmup: int = 5, on_progress: Callable[[str], None] | None = None,
               order_log: list[tuple[str, str]] | None = None,
               pairs: list[tuple[str | Path, str]] | None = None, rewarm: int = 1,
-              device: str = "cpu") -> list[BenchResult]:
+              device: str = "cpu", ov_precisions: list[str] | None = None,
+              shapes: dict[str, tuple[int, ...]] | None = None) -> list[BenchResult]:
     """Measure every artifact x backend pair (see ``plan``); one BenchResult per pair, in plan order.
 
     Per pair: load, first inference, ``warmup`` untimed runs; then ``runs`` rounds, each giving
@@ -279,6 +375,9 @@ def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, th
     ``order_log`` (optional) receives the (artifact, backend) of every timed run, in the order run.
     ``device``: ``cpu`` (default), or ``gpu`` / ``npu`` to open every pair on that accelerator
     (``devices/accelerators.py`` picks the pairs that can); see BenchResult for what such rows add.
+    ``ov_precisions``: one openvino row per precision asked of OpenVINO (f32, default, bf16; default: f32),
+    interleaved like any rows. ``shapes``: input name -> dims for inputs with dynamic dimensions. A dynamic
+    input without a shape, or a shape no input takes, raises BenchUsageError (after stopping every worker).
     """
     if runs < 1 or warmup < 0 or rewarm < 0 or (threads is not None and threads < 1):
         raise MobileVisionError(f"runs must be >= 1, warmup and rewarm >= 0 and threads >= 1 "
@@ -289,14 +388,18 @@ def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, th
             raise ArtifactError("no artifacts to benchmark")
         for a, b in pairs:
             plan([a], [b])  # the same checks as for artifacts x backends
-        measured = [_Pair(a, b, device) for a, b in dict.fromkeys((str(a), b) for a, b in pairs)]
+        chosen = list(dict.fromkeys((str(a), b) for a, b in pairs))
     else:
-        measured = [_Pair(a, b, device) for a, b in plan(artifacts, backends)]
+        chosen = plan(artifacts, backends)
+    measured = [_Pair(a, b, device, ov) for a, b, ov in _with_ov_precisions(chosen, ov_precisions)]
     ctx = mp.get_context("spawn")
     try:
         for p in measured:  # load one at a time, so loads do not compete for the CPU
-            say(f"loading {Path(p.artifact).name} in {p.backend}")
-            _start(ctx, p, threads, warmup, rewarm)
+            p.error = cannot_open(p.artifact, p.backend)
+            if p.error is None:
+                say(f"loading {Path(p.artifact).name} in {p.backend}")
+                _start(ctx, p, threads, warmup, rewarm, shapes)
+        _check_shapes_used(measured, shapes)
         live = [p for p in measured if p.error is None]
         for r in range(runs):
             say(f"timed run {r + 1}/{runs}")
@@ -316,9 +419,20 @@ def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, th
     return [_result(p, threads, warmup, rewarm) for p in measured]
 
 
-def _start(ctx, p: _Pair, threads: int | None, warmup: int, rewarm: int) -> None:
+def _check_shapes_used(measured: list[_Pair], shapes: dict[str, tuple[int, ...]] | None) -> None:
+    """Raise BenchUsageError for a --shape that names no input of any loaded row (a typo would be ignored)."""
+    names = {n for p in measured for n in ((p.info or {}).get("input_shapes") or {})}
+    unused = [n for n in shapes or {} if n not in names]
+    if unused and names:
+        raise BenchUsageError(f"--shape {', '.join(map(repr, unused))}: no such input; the inputs are "
+                              f"{', '.join(sorted(names))}")
+
+
+def _start(ctx, p: _Pair, threads: int | None, warmup: int, rewarm: int,
+           shapes: dict[str, tuple[int, ...]] | None = None) -> None:
     parent, child = ctx.Pipe()
-    p.process = ctx.Process(target=_worker, args=(child, p.artifact, p.backend, threads, warmup, rewarm, p.device),
+    p.process = ctx.Process(target=_worker, args=(child, p.artifact, p.backend, threads, warmup, rewarm, p.device,
+                                                  p.ov_precision, shapes),
                             name=f"bench-{p.backend}-{Path(p.artifact).name}", daemon=True)
     p.process.start()
     child.close()
@@ -326,6 +440,9 @@ def _start(ctx, p: _Pair, threads: int | None, warmup: int, rewarm: int) -> None
     kind, payload = _receive(p)
     if kind == "ready":
         p.info = payload
+    elif kind == "usage":   # the request cannot be measured as asked: no row, the whole run stops
+        _stop(p)
+        raise BenchUsageError(payload)
     elif kind == "fallback":  # the facts go into the error row
         p.info = {k: v for k, v in payload.items() if k != "message"}
         p.error = payload["message"]
@@ -372,7 +489,8 @@ def _stop(p: _Pair) -> None:
 
 def _result(p: _Pair, threads: int | None, warmup: int, rewarm: int) -> BenchResult:
     info = p.info or {}
-    delegation = {k: info.get(k) for k in ("accelerated", "fallback_ops", "executed_on")}
+    delegation = {k: info.get(k) for k in ("accelerated", "fallback_ops", "executed_on", "precision", "input_shapes")}
+    delegation["ov_precision"] = p.ov_precision
     if p.error is not None or not p.times_ns:
         return BenchResult(p.artifact, p.backend, info.get("model"), threads, p.device, info.get("load_ms"),
                            info.get("first_ms"), 0, warmup, None, None, None, None, None, None, p.peak_rss_mb,

@@ -26,7 +26,7 @@ BACKENDS: dict[str, str] = {
 # Which backends can open which artifact suffix; the first is the default.
 SUFFIX_BACKENDS: dict[str, tuple[str, ...]] = {
     ".onnx": ("ort", "openvino", "torch"),
-    ".tflite": ("litert", "torch"),
+    ".tflite": ("litert", "openvino", "torch"),   # OpenVINO's TFLite reader: float models (not our fp16 ones)
     ".xml": ("openvino", "torch"),
     ".mlpackage": ("coreml", "torch"),
     ".mlmodel": ("coreml", "torch"),
@@ -53,8 +53,11 @@ MAX_THREADS = 1024
 
 
 def open_backend(path: str | Path, backend: str | None = None, threads: int | None = None,
-                 device: str = "cpu") -> Backend:
+                 device: str = "cpu", ov_precision: str | None = None) -> Backend:
     """Open ``path`` with ``backend`` (default: the format's own runtime) on ``device`` (cpu, gpu, npu).
+
+    ``ov_precision``: OpenVINO only, the inference precision to compile for (f32 = ours, default = the plugin's
+    own choice, bf16); None keeps f32.
 
     Symlinks are followed; a device, FIFO or directory (a file, for ``.mlpackage``) is refused unread."""
     import stat
@@ -89,11 +92,15 @@ def open_backend(path: str | Path, backend: str | None = None, threads: int | No
                                 or not 1 <= threads <= MAX_THREADS):
         raise MobileVisionError(f"threads={threads!r}: give an integer in 1..{MAX_THREADS}, or None for the "
                                 f"runtime's default")
+    if ov_precision is not None and name != "openvino":
+        raise MobileVisionError(f"an OpenVINO precision applies to the openvino backend only, not {name}")
     # Read and hashed once, before any runtime parses a byte; the runtime gets exactly these bytes.
     integrity = verify_artifact(p)
     kwargs = {"threads": None if threads is None else int(threads), "data": integrity.contents}
     if device != "cpu":
         kwargs["device"] = device
+    if ov_precision is not None:
+        kwargs["precision"] = ov_precision
     b = getattr(importlib.import_module(module), cls)(p, **kwargs)
     b.integrity = integrity
     return b

@@ -4,13 +4,14 @@ from __future__ import annotations
 import ctypes
 import re
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from mobilevision.errors import ArtifactError
+from mobilevision.errors import ArtifactError, BackendUnavailable, MobileVisionError
 from mobilevision.export.metadata import METADATA_KEY, TensorSpec
 
 from .base import AcceleratorFallback, AcceleratorUnavailable, Delegation, PerThread, require
@@ -18,20 +19,47 @@ from .base import AcceleratorFallback, AcceleratorUnavailable, Delegation, PerTh
 NOT_COMPUTE = ("Parameter", "Result", "Constant")  # graph plumbing, not ops a device runs
 
 
-def compile_config(device: str, threads: int | None = None) -> dict[str, object]:
+OV_PRECISIONS = ("f32", "bf16", "default")   # --ov-precision: the INFERENCE_PRECISION_HINT asked for
+
+
+def compile_config(device: str, threads: int | None = None, precision: str = "f32") -> dict[str, object]:
     """Compile properties for ``device`` (CPU, GPU or NPU).
 
-    CPU and GPU get ``INFERENCE_PRECISION_HINT=f32``: on bf16/AMX CPUs the plugin would otherwise
-    compute in bf16, and the GPU plugin in f16, drifting from the exported precision (an fp16 IR
-    is also computed in f32). The NPU compiler picks its own precision. ``INFERENCE_NUM_THREADS``
-    is a CPU property.
+    ``precision="f32"`` (ours) sets ``INFERENCE_PRECISION_HINT=f32`` on the CPU and GPU: on bf16/AMX CPUs the
+    plugin would otherwise compute in bf16, and the GPU plugin in f16, drifting from the exported precision (an
+    fp16 IR is also computed in f32). ``"default"`` sets no hint (what ``benchmark_app`` and a plain OpenVINO user
+    get); ``"bf16"`` forces bf16. The NPU compiler picks its own precision. ``INFERENCE_NUM_THREADS`` is a CPU
+    property.
     """
+    if precision not in OV_PRECISIONS:
+        raise MobileVisionError(f"OpenVINO precision {precision!r}: choose one of {', '.join(OV_PRECISIONS)}")
     if device == "NPU":
         return {"PERFORMANCE_HINT": "LATENCY"}
-    config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+    config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
+    if precision != "default":
+        config["INFERENCE_PRECISION_HINT"] = precision
     if threads and device == "CPU":
         config["INFERENCE_NUM_THREADS"] = int(threads)
     return config
+
+
+def precision_name(element_type: object) -> str:
+    """OpenVINO's element type (``<Type: 'bfloat16'>``, 'f32') as mobilevision names precisions: fp32, bf16, fp16."""
+    name = element_type.get_type_name() if hasattr(element_type, "get_type_name") else str(element_type)
+    return {"f32": "fp32", "f16": "fp16", "bf16": "bf16", "i8": "int8", "u8": "int8"}.get(name, name)
+
+
+def computed_precision(compiled) -> str:
+    """What a compiled model computes in, read back from it: its ``INFERENCE_PRECISION_HINT`` (fp32 / bf16 /
+    fp16), as ``int8 (rest fp32)`` when some ops run in int8 (a quantised model), ``unknown`` when not reported."""
+    try:
+        hint = precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
+    except RuntimeError:   # a plugin without the property (the NPU's picks its own)
+        hint = "unknown"
+    runtime_ops = compiled.get_runtime_model().get_ordered_ops()
+    ran = {str(op.get_rt_info()["runtimePrecision"].astype(str)) for op in runtime_ops
+           if "runtimePrecision" in op.get_rt_info()}
+    return f"int8 (rest {hint})" if ran & {"i8", "u8"} else hint
 
 
 def device_present(device: str, available: list[str]) -> bool:
@@ -109,12 +137,13 @@ class OpenVINOBackend:
     name = "openvino"
 
     def __init__(self, path: Path, threads: int | None = None, device: str = "CPU",
-                 data: dict[str, bytes] | None = None):
-        ov = require("openvino", "openvino", "OpenVINO backend")
+                 data: dict[str, bytes] | None = None, precision: str = "f32"):
+        """``precision``: the inference precision asked of the plugin, one of OV_PRECISIONS (see compile_config)."""
         self.path = Path(path)
         self.device = device.upper()  # cpu / gpu / npu as elsewhere in mobilevision, or OpenVINO's own names
-        config = compile_config(self.device, threads)
-        self.compiled = self._weights = None
+        config = compile_config(self.device, threads, precision)
+        ov = require("openvino", "openvino", "OpenVINO backend")
+        self.compiled = self._weights = self._tflite = None
         with keep_signal_stack():  # also around a failed compile's release of the plugin
             try:
                 core = ov.Core()
@@ -144,6 +173,8 @@ class OpenVINOBackend:
         entry = data.get(self.path.name)
         if entry is None:
             return core.read_model(str(self.path))
+        if self.path.suffix.lower() == ".tflite":
+            return self._read_tflite(core, entry)
         if self.path.suffix.lower() != ".xml":
             return core.read_model(model=entry)
         weights = data.get(self.path.with_suffix(".bin").name)
@@ -151,6 +182,20 @@ class OpenVINOBackend:
             return core.read_model(str(self.path))
         self._weights = ov.Tensor(np.frombuffer(weights, np.uint8))   # shares the bytes, kept alive here
         return core.read_model(model=entry, weights=self._weights)
+
+    def _read_tflite(self, core, entry: bytes):
+        """OpenVINO's TFLite reader takes a path only: the verified bytes go to a private temporary file,
+        removed once read."""
+        self._tflite = entry
+        with tempfile.TemporaryDirectory(prefix="mobilevision-ov-") as folder:
+            copy = Path(folder) / self.path.name
+            copy.write_bytes(entry)
+            try:
+                return core.read_model(str(copy))
+            except RuntimeError as e:   # the frontend's message ends with the reason, after a generic line
+                lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+                raise ArtifactError(f"OpenVINO's TFLite reader cannot read {self.path}: {lines[-1][:200] if lines else e}"
+                                    f"; run it with --backend litert") from None
 
     def _check_supported(self, core) -> None:
         """Raise AcceleratorFallback naming the ops ``query_model`` says the device cannot run."""
@@ -165,6 +210,10 @@ class OpenVINOBackend:
                 Delegation(self.device.lower(), f"OpenVINO {self.device}", [], accelerated=False,
                            fallback_ops=missing, offloaded=False))
 
+    def precision(self) -> str:
+        """What the compiled model computes in, as it reports it (see computed_precision)."""
+        return computed_precision(self.compiled)
+
     def delegation(self) -> Delegation:
         """What the compiled model reports in ``EXECUTION_DEVICES``."""
         return execution_delegation(self.device, list(self.compiled.get_property("EXECUTION_DEVICES")))
@@ -174,6 +223,13 @@ class OpenVINOBackend:
         return [np.array(v) for v in result.to_tuple()]
 
     def embedded_metadata(self) -> str | None:
+        if self.path.suffix.lower() == ".tflite":   # the flatbuffer's own metadata entry (needs ai-edge-litert)
+            from .litert import read_tflite_metadata
+
+            try:
+                return read_tflite_metadata(self.path, data=self._tflite)
+            except BackendUnavailable:
+                return None   # the sidecar then
         if self.model.has_rt_info([METADATA_KEY]):
             return str(self.model.get_rt_info([METADATA_KEY]).astype(str))
         return None

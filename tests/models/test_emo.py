@@ -267,7 +267,7 @@ def test_wrong_variant_names_mismatched_keys(tmp_path):
     (lambda p: None, "not found"),
     (lambda p: p.write_text("not a checkpoint\n" * 20), "cannot read checkpoint"),
     (lambda p: torch.save({"net": {"head.bias": torch.zeros(3)}, "args": _PickledObject()}, p),
-     "pickled Python object"),
+     "Python objects beyond tensors"),
 ])
 def test_unreadable_or_unsafe_files_are_refused(tmp_path, make, words):
     path = tmp_path / "net.pth"

@@ -414,7 +414,10 @@ class _Compiled:
     outputs = []
 
     def get_property(self, name):
-        return ["CPU"] if name == "EXECUTION_DEVICES" else None
+        return {"EXECUTION_DEVICES": ["CPU"], "INFERENCE_PRECISION_HINT": "f32"}.get(name)
+
+    def get_runtime_model(self):
+        return _Model()
 
     def create_infer_request(self):
         return None
@@ -426,7 +429,7 @@ class Core:
     def get_property(self, device, name):
         return "Stand-in GPU"
 
-    def read_model(self, path):
+    def read_model(self, path=None, model=None, weights=None):
         return _Model()
 
     def query_model(self, model, device):
