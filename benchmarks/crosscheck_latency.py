@@ -4,7 +4,12 @@ Same artifact, same thread count, same machine, in interleaved rounds:
 - a ``.tflite`` with ``litert-benchmark`` (ai-edge-litert's CompiledModel API, CPU accelerator
   = XNNPACK, like the Interpreter default our ``litert`` backend uses);
 - an OpenVINO IR ``.xml`` with ``benchmark_app`` (sync API, 1 infer request, loaded with the
-  compile config of our ``openvino`` backend: LATENCY hint, INFERENCE_NUM_THREADS, f32).
+  compile config of our ``openvino`` backend: LATENCY hint, INFERENCE_NUM_THREADS), twice: both at
+  f32 (``-infer_precision f32`` / ``--ov-precision f32``, our runtime's own choice) and both at the
+  plugin's default precision (no hint: bf16 on CPUs with AVX512-BF16 / AMX, what a plain OpenVINO user
+  gets). Each side's computed precision is read back (ours: the compiled model's
+  INFERENCE_PRECISION_HINT; benchmark_app: the same property in its step 8) and recorded; a pair whose
+  sides computed differently is an error.
 Both tools report a median, so medians are compared (means are recorded too). Our median must
 be within ±25 % of the tool's. Writes ``benchmarks/results/<host>/crosscheck.{json,md}`` and
 exits 1 when a pair is out of band, 2 when a measurement failed or the arguments are wrong.
@@ -35,6 +40,8 @@ from mobilevision.runtime.profile import benchmark
 
 BAND = 0.25
 TOOLS = {".tflite": "litert-benchmark", ".xml": "benchmark_app"}
+OV_PRECISIONS = ("f32", "default")   # asked of OpenVINO on both sides: ours, and the plugin's own choice
+Case = tuple[Path, "str | None"]     # (artifact, OpenVINO precision asked; None for .tflite)
 
 
 @dataclass
@@ -43,6 +50,7 @@ class ToolLatency:
 
     median_ms: float
     mean_ms: float | None = None
+    precision: str | None = None     # what the tool's compiled model computed in (benchmark_app), as fp32 / bf16
 
 
 # ---------------------------------------------------------------- litert-benchmark
@@ -79,14 +87,16 @@ def openvino_backend_config(threads: int) -> dict[str, dict[str, str]]:
 
     benchmark_app refuses ``-nthreads`` together with ``-hint latency`` (a UI rule of the tool),
     so the hint and the thread count travel in the config file, exactly as our backend sets them.
+    The precision is asked on the command line (``benchmark_app_cmd``).
     """
-    return {"CPU": {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads),
-                    "INFERENCE_PRECISION_HINT": "f32"}}
+    return {"CPU": {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads)}}
 
 
-def benchmark_app_cmd(xml: Path, config_json: Path, runs: int) -> list[str]:
+def benchmark_app_cmd(xml: Path, config_json: Path, runs: int, precision: str = "f32") -> list[str]:
+    """``precision``: ``f32`` (``-infer_precision f32``, as our backend compiles) or ``default`` (no hint)."""
     return [_tool("benchmark_app"), "-m", str(xml), "-d", "CPU", "-load_config", str(config_json),
-            "-api", "sync", "-nireq", "1", "-niter", str(runs)]
+            "-api", "sync", "-nireq", "1", "-niter", str(runs),
+            *(["-infer_precision", precision] if precision != "default" else [])]
 
 
 def parse_benchmark_app(text: str) -> ToolLatency:
@@ -123,6 +133,17 @@ def parse_benchmark_app_config(text: str) -> dict[str, str]:
     return dict(found)
 
 
+_OV_TYPES = {"float32": "fp32", "f32": "fp32", "bfloat16": "bf16", "bf16": "bf16", "float16": "fp16", "f16": "fp16"}
+
+
+def benchmark_app_precision(props: dict[str, str]) -> str:
+    """What benchmark_app's compiled model computes in, from its ``INFERENCE_PRECISION_HINT: <Type: 'bfloat16'>``
+    line, named as our runner names it (fp32, bf16, fp16; 'unknown' when not printed)."""
+    m = re.search(r"'([a-z0-9_]+)'|^([a-z0-9_]+)$", props.get("INFERENCE_PRECISION_HINT", "").strip())
+    name = (m.group(1) or m.group(2)) if m else ""
+    return _OV_TYPES.get(name, name or "unknown")
+
+
 def check_benchmark_app_config(props: dict[str, str], threads: int) -> None:
     """Raise if benchmark_app did not compile the model the way our backend does."""
     want = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": str(threads), "NUM_STREAMS": "1"}
@@ -148,8 +169,10 @@ def _run(cmd: list[str]) -> str:
     return proc.stdout + "\n" + proc.stderr
 
 
-def measure_tool(artifact: Path, threads: int, runs: int, warmup: int, scratch: Path) -> ToolLatency:
-    """One invocation of the artifact's own benchmark tool."""
+def measure_tool(artifact: Path, threads: int, runs: int, warmup: int, scratch: Path,
+                 precision: str | None = "f32") -> ToolLatency:
+    """One invocation of the artifact's own benchmark tool; ``precision``: the OpenVINO precision asked
+    (f32 or default) for an ``.xml``."""
     if artifact.suffix == ".tflite":
         out = _run(litert_benchmark_cmd(artifact, threads, runs, warmup))
         if parse_litert_accelerated(out) is False:
@@ -157,9 +180,12 @@ def measure_tool(artifact: Path, threads: int, runs: int, warmup: int, scratch: 
         return parse_litert_benchmark(out)
     config = scratch / f"openvino_{threads}t.json"
     config.write_text(json.dumps(openvino_backend_config(threads)))
-    out = _run(benchmark_app_cmd(artifact, config, runs))
-    check_benchmark_app_config(parse_benchmark_app_config(out), threads)
-    return parse_benchmark_app(out)
+    out = _run(benchmark_app_cmd(artifact, config, runs, precision or "f32"))
+    props = parse_benchmark_app_config(out)
+    check_benchmark_app_config(props, threads)
+    latency = parse_benchmark_app(out)
+    latency.precision = benchmark_app_precision(props)
+    return latency
 
 
 def _default_artifacts(folder: Path) -> list[Path]:
@@ -200,20 +226,27 @@ def _markdown(report: dict) -> str:
              f"timed run after {report['rewarm']} untimed re-warm run(s), all artifacts interleaved "
              f"round-robin) and each tool ({report['runs']} runs), the order alternating between "
              f"rounds; {report['rounds']} rounds. Medians below are the median of the per-round medians. "
-             f"Band: ours/tool within ±{BAND:.0%}.", "",
-             "| artifact | tool | statistic | ours (ms) | tool (ms) | ratio | within ±25 % | ours mean | tool mean |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             f"Band: ours/tool within ±{BAND:.0%}. OpenVINO rows are measured twice on both sides: asked for "
+             f"f32 (`--ov-precision f32` / `benchmark_app -infer_precision f32`) and for the plugin's default "
+             f"(no hint); 'computed' is what each side's compiled model reports (ours / tool).", "",
+             "| artifact | tool | asked | computed | ours (ms) | tool (ms) | ratio | within ±25 % | ours mean "
+             "| tool mean |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["pairs"]:
+        asked = r.get("ov_precision") or "-"
+        computed = f"{r.get('ours_precision') or '-'} / {r.get('tool_precision') or '-'}"
         if r.get("error"):
-            lines.append(f"| {r['artifact']} | {r['tool']} | median | error: {r['error']} | | | NO | | |")
+            lines.append(f"| {r['artifact']} | {r['tool']} | {asked} | {computed} | error: {r['error']} | | | NO "
+                         f"| | |")
             continue
-        lines.append(f"| {r['artifact']} | {r['tool']} | median | {r['ours_median_ms']:.2f} | "
+        lines.append(f"| {r['artifact']} | {r['tool']} | {asked} | {computed} | {r['ours_median_ms']:.2f} | "
                      f"{r['tool_median_ms']:.2f} | {r['ratio']:.2f} | {'yes' if r['within_band'] else 'NO'} | "
                      f"{r['ours_mean_ms']:.2f} | {_fmt(r['tool_mean_ms'])} |")
     lines += ["", "Per-round medians (ms), ours / tool:", ""]
     for r in report["pairs"]:
         rounds = ", ".join(f"{a:.2f} / {b:.2f}" for a, b in zip(r["ours_per_round"], r["tool_per_round"]))
-        lines.append(f"- {r['artifact']} ({r['tool']}): {rounds or '-'}")
+        asked = f", {r['ov_precision']}" if r.get("ov_precision") else ""
+        lines.append(f"- {r['artifact']} ({r['tool']}{asked}): {rounds or '-'}")
     return "\n".join(lines) + "\n"
 
 
@@ -238,52 +271,73 @@ def main(argv: list[str] | None = None) -> int:
         return crosscheck(args, Path(tmp))
 
 
+def _cases(artifacts: list[Path]) -> list[Case]:
+    """Each .xml once per OpenVINO precision asked (OV_PRECISIONS), each .tflite once."""
+    return [(a, p) for a in artifacts for p in (OV_PRECISIONS if a.suffix == ".xml" else (None,))]
+
+
+def _name(case: Case) -> str:
+    return case[0].name + (f" ({case[1]})" if case[1] else "")
+
+
 def crosscheck(args: argparse.Namespace, scratch: Path) -> int:
     """Interleaved rounds of ours vs the tools; writes the report; returns the exit code."""
     artifacts = args.artifacts or _default_artifacts(scratch)
+    cases = _cases(artifacts)
+    ov = list(OV_PRECISIONS) if any(a.suffix == ".xml" for a in artifacts) else None
 
-    ours: dict[Path, list[tuple[float, float]]] = {a: [] for a in artifacts}
-    theirs: dict[Path, list[ToolLatency]] = {a: [] for a in artifacts}
-    errors: dict[Path, str] = {}
+    ours: dict[Case, list[tuple[float, float]]] = {c: [] for c in cases}
+    ours_precision: dict[Case, str | None] = {}
+    theirs: dict[Case, list[ToolLatency]] = {c: [] for c in cases}
+    errors: dict[Case, str] = {}
     for r in range(args.rounds):
-        steps = ["ours", *artifacts]
+        steps = ["ours", *cases]
         for step in steps if r % 2 == 0 else reversed(steps):  # alternate who runs first
             if step == "ours":
                 try:
                     rows = benchmark(artifacts, threads=args.threads, runs=args.runs, warmup=args.warmup,
-                                     rewarm=args.rewarm)
+                                     rewarm=args.rewarm, ov_precisions=ov)
                 except MobileVisionError as e:
                     print(f"error: {e}", file=sys.stderr)
                     return 2
                 for row in rows:
+                    case = (Path(row.artifact), row.ov_precision)
+                    ours_precision[case] = row.precision
                     if row.error:
-                        errors[Path(row.artifact)] = f"our runner: {row.error}"
+                        errors[case] = f"our runner: {row.error}"
                     else:
-                        ours[Path(row.artifact)].append((row.median_ms, row.mean_ms))
+                        ours[case].append((row.median_ms, row.mean_ms))
             elif step not in errors:
                 try:
-                    theirs[step].append(measure_tool(step, args.threads, args.runs, args.warmup, scratch))
+                    theirs[step].append(measure_tool(step[0], args.threads, args.runs, args.warmup, scratch, step[1]))
                 except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
-                    errors[step] = f"{TOOLS[step.suffix]}: {e}"
+                    errors[step] = f"{TOOLS[step[0].suffix]}: {e}"
         print(f"round {r + 1}/{args.rounds}: " + "; ".join(
-            f"{a.name} ours {ours[a][-1][0]:.2f} / {TOOLS[a.suffix]} {theirs[a][-1].median_ms:.2f} ms"
-            for a in artifacts if a not in errors and ours[a] and theirs[a]), flush=True)
+            f"{_name(c)} ours {ours[c][-1][0]:.2f} / {TOOLS[c[0].suffix]} {theirs[c][-1].median_ms:.2f} ms"
+            for c in cases if c not in errors and ours[c] and theirs[c]), flush=True)
 
     pairs = []
-    for a in artifacts:
+    for c in cases:
+        a = c[0]
+        tool_precisions = sorted({t.precision for t in theirs[c] if t.precision})
         row = {"artifact": a.name, "path": str(a), "tool": TOOLS[a.suffix], "statistic": "median",
-               "ours_per_round": [m for m, _ in ours[a]], "tool_per_round": [t.median_ms for t in theirs[a]],
-               "tool_mean_per_round": [t.mean_ms for t in theirs[a]]}
-        if a not in errors and theirs[a] and min(row["tool_per_round"]) <= 0:
-            errors[a] = f"{TOOLS[a.suffix]} reported 0 ms: the model is below the tool's resolution"
-        if a in errors or not ours[a] or not theirs[a]:
-            row |= {"error": errors.get(a, "no measurement"), "within_band": False}
+               "ov_precision": c[1], "ours_precision": ours_precision.get(c),
+               "tool_precision": ", ".join(tool_precisions) or None,
+               "ours_per_round": [m for m, _ in ours[c]], "tool_per_round": [t.median_ms for t in theirs[c]],
+               "tool_mean_per_round": [t.mean_ms for t in theirs[c]]}
+        if c not in errors and theirs[c] and min(row["tool_per_round"]) <= 0:
+            errors[c] = f"{TOOLS[a.suffix]} reported 0 ms: the model is below the tool's resolution"
+        if c not in errors and row["tool_precision"] and row["tool_precision"] != row["ours_precision"]:
+            errors[c] = (f"ours computed {row['ours_precision']}, {TOOLS[a.suffix]} {row['tool_precision']}: "
+                         f"the latencies are not comparable")
+        if c in errors or not ours[c] or not theirs[c]:
+            row |= {"error": errors.get(c, "no measurement"), "within_band": False}
         else:
             mine, tool = statistics.median(row["ours_per_round"]), statistics.median(row["tool_per_round"])
-            means = [t.mean_ms for t in theirs[a] if t.mean_ms is not None]
+            means = [t.mean_ms for t in theirs[c] if t.mean_ms is not None]
             row |= {"ours_median_ms": mine, "tool_median_ms": tool, "ratio": mine / tool,
                     "within_band": abs(mine / tool - 1) <= BAND,
-                    "ours_mean_ms": statistics.median(m for _, m in ours[a]),
+                    "ours_mean_ms": statistics.median(m for _, m in ours[c]),
                     "tool_mean_ms": statistics.median(means) if means else None, "error": None}
         pairs.append(row)
     report = {"host": platform.node(), "cpu": _cpu_name(), "cpu_count": os.cpu_count(), "threads": args.threads,
@@ -291,8 +345,10 @@ def crosscheck(args: argparse.Namespace, scratch: Path) -> int:
               "versions": _versions(),
               "commands": {"litert-benchmark": "litert-benchmark --model M --num_threads T --num_runs R "
                                                "--warmup_runs W",
-                           "benchmark_app": "benchmark_app -m M -d CPU -load_config C -api sync -nireq 1 -niter R",
-                           "benchmark_app config": openvino_backend_config(args.threads)},
+                           "benchmark_app": "benchmark_app -m M -d CPU -load_config C -api sync -nireq 1 -niter R "
+                                            "[-infer_precision f32]",
+                           "benchmark_app config": openvino_backend_config(args.threads),
+                           "ours (openvino)": f"--ov-precision {' / '.join(OV_PRECISIONS)}"},
               "pairs": pairs}
     atomic_write_text(args.out / "crosscheck.json", json.dumps(report, indent=2) + "\n")
     md = _markdown(report)

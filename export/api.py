@@ -32,7 +32,7 @@ from .quantize import CALIB_MIN_IMAGES, AccuracyReport
 from .targets import TARGETS, get_target
 from .targets.base import ExportOptions
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "bf16")   # bf16: fp32 weights, computed in bf16 (OpenVINO)
 _TOOLS = {"onnx": ("onnx", "onnxscript", "onnxruntime"), "tflite": ("litert-torch", "ai-edge-litert"),
           "openvino": ("onnx", "openvino"), "coreml": ("coremltools",)}
 
@@ -69,12 +69,12 @@ def files_size(files: list[Path]) -> int:
 
 @dataclass
 class QuantizeOptions:
-    """Calibration and accuracy reporting of fp16 / int8 exports (see ``export/quantize.py``).
+    """Calibration and accuracy reporting of fp16 / bf16 / int8 exports (see ``export/quantize.py``).
 
     ``calib_data`` / ``eval_data``: the task's dataset folder (as ``mobilevision train <task> --data``),
     for calibration also a flat folder of images; None: the data the weights were trained on (their run
     card), else the task's built-in data. ``keep_float``: PyTorch module paths left in float (int8).
-    ``accuracy``: measure the task metric before and after (fp16 and int8).
+    ``accuracy``: measure the task metric before and after (fp16, bf16 and int8).
     """
 
     calib_data: str | None = None
@@ -207,12 +207,17 @@ def _task_samples(prep: PreparedModel, md: ModelMetadata, split: str, q: Quantiz
     return prep.samples[key]
 
 
-def _run_artifact(path: Path, runtime: str, samples: list[list[np.ndarray]]) -> list[list[np.ndarray]]:
+def _run_artifact(path: Path, runtime: str, samples: list[list[np.ndarray]],
+                  precision: str) -> tuple[list[list[np.ndarray]], str | None]:
+    """Outputs of ``samples`` run as ``mobilevision.runtime.load`` runs an artifact stored at ``precision``,
+    and what the runtime computed in where it reads that back (OpenVINO), else None."""
+    from mobilevision.runtime.api import run_options
     from mobilevision.runtime.backends import open_backend
 
-    backend = open_backend(path, backend=runtime)
+    backend = open_backend(path, backend=runtime, **run_options(runtime, precision))
     try:
-        return [[np.array(o) for o in backend.run(s)] for s in samples]
+        computed = backend.precision() if hasattr(backend, "precision") else None
+        return [[np.array(o) for o in backend.run(s)] for s in samples], computed
     finally:
         backend.close()
 
@@ -234,7 +239,7 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
                     quantize: QuantizeOptions | None = None) -> ExportResult:
     """Export an already-prepared model to one target (see module docstring for the steps).
 
-    fp16 / int8 exports also measure the task metric before and after on held-out data (``quantize``;
+    fp16 / bf16 / int8 exports also measure the task metric before and after on held-out data (``quantize``;
     defaults: the built-in data of the task, or what the weights were trained on); int8 calibrates on the
     task's training images. A loss past the task's threshold is returned in ``warnings``, with the layers
     to keep in float."""
@@ -306,10 +311,13 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
         actual = None
         if note is None:
             say(f"{target} {precision}: checking parity in {tgt.runtime}")
-            actual = _run_artifact(path, tgt.runtime, samples)
+            actual, report.computed_precision = _run_artifact(path, tgt.runtime, samples, precision)
             report.outputs, report.top1_agreement, report.passed = compare(
                 reference, actual, [o.name for o in md.outputs], precision, md.task)
             report.numeric = True
+            if precision == "bf16" and report.computed_precision != "bf16":
+                warnings.append(f"this CPU computed the bf16 check in {report.computed_precision} (no bf16 support "
+                                f"here): the artifact computes in bf16 only on CPUs with AVX512-BF16 / AMX")
             worst = min(o.cosine for o in report.outputs)
             if precision == "int8" and not report.passed and worst >= INT8_BROKEN_COSINE:
                 warnings.append(f"int8 outputs differ from fp32 beyond the int8 tolerance: {report.failure()}")
@@ -340,7 +348,7 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
         say(f"{target} {precision}: writing")
         files = tgt.save(handle, path, md.to_json())
         if actual is not None:  # the final bytes must compute exactly what was checked
-            again = _run_artifact(path, tgt.runtime, samples)
+            again, _ = _run_artifact(path, tgt.runtime, samples, precision)
             if not all(np.array_equal(a, b) for s1, s2 in zip(actual, again) for a, b in zip(s1, s2)):
                 raise ExportError(f"{target}: rewriting the metadata changed the outputs; nothing was written")
         # The sidecar is the manifest: the SHA-256 of every file, renamed into place last. A run killed
@@ -387,7 +395,7 @@ def _measure(prep: PreparedModel, md: ModelMetadata, held, path: Path, tgt, unav
     from .quantize import measure_accuracy
 
     def run(inputs):
-        return _run_artifact(path, tgt.runtime, [[x] for x in inputs])
+        return _run_artifact(path, tgt.runtime, [[x] for x in inputs], md.precision)[0]
 
     return measure_accuracy(prep.module, md, held, run if unavailable is None else None, size_bytes,
                             unavailable=unavailable)

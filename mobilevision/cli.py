@@ -172,8 +172,9 @@ def export_cmd(
     imgsz: Optional[int] = typer.Option(None, min=32, max=4096,
                                         help="Square input size in pixels (default: the model's)."),
     precision: list[str] = typer.Option(["fp32"], "--precision", "-p",
-                                        help="fp32, fp16 or int8 (repeatable). fp16 / int8 report the task metric "
-                                             "before and after on held-out data; int8 calibrates first."),
+                                        help="fp32, fp16, int8 or bf16 (repeatable). fp16 / bf16 / int8 report "
+                                             "the task metric before and after on held-out data; int8 calibrates "
+                                             "first; bf16 (openvino only): fp32 weights, checked and run in bf16."),
     out_dir: Path = typer.Option(Path("exports"), "--out", help="Output folder."),
     num_classes: Optional[int] = typer.Option(None, min=2, max=100_000,
                                               help="Classifier size when the weights are fine-tuned."),
@@ -195,7 +196,7 @@ def export_cmd(
     eval_n: int = typer.Option(200, "--eval-n", min=1, help="Held-out inputs for the metric before/after."),
     category: Optional[str] = typer.Option(None, help="Anomaly: the category inside a folder of categories."),
     accuracy: bool = typer.Option(True, "--accuracy/--no-accuracy",
-                                  help="Measure the task metric before/after for fp16 / int8."),
+                                  help="Measure the task metric before/after for fp16 / bf16 / int8."),
     fail_on_drop: bool = typer.Option(False, "--fail-on-drop",
                                       help="Exit 3 when a quantised artifact loses more than its task's threshold."),
 ) -> None:

@@ -198,7 +198,26 @@ def read_metadata(backend: Backend) -> ModelMetadata | None:
     return read_sidecar(backend.path)
 
 
+def run_options(backend: str, precision: str | None) -> dict[str, str]:
+    """``open_backend`` keywords that run an artifact stored at ``precision`` (its metadata's) as its export
+    checked it: a bf16 artifact compiles with OpenVINO's bf16 hint; everything else as the backend defaults (f32)."""
+    return {"ov_precision": "bf16"} if backend == "openvino" and precision == "bf16" else {}
+
+
 def load(path: str | Path, backend: str | None = None, threads: int | None = None) -> Model:
-    """Open an exported artifact (.onnx, .tflite, .xml, .mlpackage) in its runtime."""
+    """Open an exported artifact (.onnx, .tflite, .xml, .mlpackage) in its runtime, computing in the precision
+    its metadata records (see ``run_options``)."""
     b = open_backend(path, backend=backend, threads=threads)
-    return Model(b, read_metadata(b))
+    try:
+        md = read_metadata(b)
+        options = run_options(b.name, md.precision if md else None)
+        if options:   # the metadata comes from the opened artifact itself: compile it again as it was checked
+            first, b = b, None
+            first.close()
+            b = open_backend(path, backend=backend, threads=threads, **options)
+            md = read_metadata(b)
+        return Model(b, md)
+    except BaseException:
+        if b is not None:
+            b.close()
+        raise

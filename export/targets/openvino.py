@@ -20,6 +20,8 @@ from .module_scopes import check_keep_float, keep_float_nodes
 from .onnx import calibration_inputs, torch_to_onnx
 
 PLUMBING = ("Parameter", "Result", "Constant")  # not ops NNCF quantises or a scope needs to name
+BF16_SCHEME = ("fp32 IR (weights f32 in the .bin), compiled with INFERENCE_PRECISION_HINT=bf16: the CPU plugin "
+               "computes in bf16 (8-bit mantissa) on CPUs with bf16 (AVX512-BF16 / AMX), as parity was checked")
 
 
 def onnx_node_of_ops(model, onnx_nodes: dict[str, tuple[str, ...]]) -> dict[str, str]:
@@ -138,7 +140,7 @@ class OpenVINOTarget:
     name = "openvino"
     suffix = ".xml"
     runtime = "openvino"
-    precisions = ("fp32", "fp16", "int8")
+    precisions = ("fp32", "fp16", "int8", "bf16")
 
     def convert(self, module: torch.nn.Module, example: torch.Tensor, options: ExportOptions):
         import onnx
@@ -159,6 +161,8 @@ class OpenVINOTarget:
         if options.precision == "int8":
             # weights saved as int8 constants, activations quantised by FakeQuantize ops; nothing compressed to fp16
             return quantize_int8(model, proto, module, arrays, options), False
+        if options.precision == "bf16":
+            options.quantization = {"tool": f"openvino {ov.__version__.split('-')[0]}", "scheme": BF16_SCHEME}
         # fp16: weights stored as fp16 in the .bin (OpenVINO's FP16 IR); the CPU plugin computes in fp32
         return model, options.precision == "fp16"
 

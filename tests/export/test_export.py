@@ -114,8 +114,9 @@ def _leftovers(folder):
 def test_parity_failure_leaves_nothing(tmp_path, toy_name, monkeypatch):
     real = export_api._run_artifact
 
-    def drifting(path, runtime, samples):
-        return [[o + 0.5 for o in outs] for outs in real(path, runtime, samples)]
+    def drifting(path, runtime, samples, precision):
+        outputs, computed = real(path, runtime, samples, precision)
+        return [[o + 0.5 for o in outs] for outs in outputs], computed
 
     monkeypatch.setattr(export_api, "_run_artifact", drifting)
     with pytest.raises(ExportParityError, match="fails parity.*max abs 0.5"):

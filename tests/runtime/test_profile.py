@@ -326,6 +326,10 @@ def test_benchmark_app_parser(crosscheck):
     crosscheck.check_benchmark_app_config(props, threads=2)
     with pytest.raises(RuntimeError, match="INFERENCE_NUM_THREADS"):
         crosscheck.check_benchmark_app_config(props, threads=1)
+    assert crosscheck.benchmark_app_precision(props) == "fp32"
+    bf16 = crosscheck.parse_benchmark_app_config(BENCHMARK_APP_OUTPUT.replace("float32", "bfloat16"))
+    assert crosscheck.benchmark_app_precision(bf16) == "bf16"
+    assert crosscheck.benchmark_app_precision({}) == "unknown"
     micro = crosscheck.parse_benchmark_app(BENCHMARK_APP_OUTPUT.replace("5.07 ms", "8.73 us").replace("5.12 ms", "13.58 us"))
     assert (micro.median_ms, micro.mean_ms) == (pytest.approx(0.00873), pytest.approx(0.01358))  # < 1 ms: in us
     with pytest.raises(ValueError, match="Latency"):
@@ -342,18 +346,22 @@ def test_external_tool_commands_match_our_settings(crosscheck, tmp_path):
                         ("-load_config", str(tmp_path / "c.json"))):
         assert app[app.index(flag) + 1] == value
     assert "-hint" not in app and "-nthreads" not in app  # both come from the config file
-    assert crosscheck.openvino_backend_config(3) == {"CPU": {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": "3",
-                                                             "INFERENCE_PRECISION_HINT": "f32"}}
+    assert app[app.index("-infer_precision") + 1] == "f32"   # as our backend compiles by default
+    assert "-infer_precision" not in crosscheck.benchmark_app_cmd(Path("m.xml"), tmp_path / "c.json", 100, "default")
+    assert crosscheck.openvino_backend_config(3) == {"CPU": {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": "3"}}
 
 
-def test_benchmark_app_config_is_our_backends(crosscheck, tiny):
-    """The config handed to benchmark_app must compile the model exactly as our openvino backend does."""
+@pytest.mark.parametrize("precision,flag", [("f32", {"INFERENCE_PRECISION_HINT": "f32"}), ("default", {})],
+                         ids=["f32", "default"])
+def test_benchmark_app_config_is_our_backends(crosscheck, tiny, precision, flag):
+    """The config handed to benchmark_app (plus its -infer_precision flag) must compile the model exactly as our
+    openvino backend does at the same asked precision."""
     import openvino as ov
 
     from mobilevision.runtime.backends import open_backend
 
-    ours = open_backend(tiny["onnx"], "openvino", threads=1).compiled
-    theirs = ov.Core().compile_model(str(tiny["onnx"]), "CPU", crosscheck.openvino_backend_config(1)["CPU"])
+    ours = open_backend(tiny["onnx"], "openvino", threads=1, ov_precision=precision).compiled
+    theirs = ov.Core().compile_model(str(tiny["onnx"]), "CPU", {**crosscheck.openvino_backend_config(1)["CPU"], **flag})
     for key in ("PERFORMANCE_HINT", "INFERENCE_NUM_THREADS", "NUM_STREAMS", "INFERENCE_PRECISION_HINT",
                 "ENABLE_CPU_PINNING"):
         assert str(ours.get_property(key)) == str(theirs.get_property(key)), key
@@ -370,15 +378,19 @@ def test_crosscheck_runs_the_real_tools(crosscheck, tiny, tmp_path):
     code = crosscheck.main([str(tiny["tflite"]), str(xml), "--threads", "1", "--runs", "5", "--warmup", "1",
                             "--rounds", "1", "--out", str(tmp_path / "out")])
     report = json.loads((tmp_path / "out" / "crosscheck.json").read_text())
-    lite, app = report["pairs"]
-    assert (lite["tool"], app["tool"]) == ("litert-benchmark", "benchmark_app")
+    lite, app_f32, app_default = report["pairs"]
+    assert [p["tool"] for p in report["pairs"]] == ["litert-benchmark", "benchmark_app", "benchmark_app"]
+    assert [p["ov_precision"] for p in report["pairs"]] == [None, "f32", "default"]
+    assert app_f32["ours_precision"] == app_f32["tool_precision"] == "fp32"
+    assert app_default["ours_precision"] == app_default["tool_precision"] != "unknown"   # bf16 on AMX CPUs
     if lite["error"]:  # litert-benchmark prints 2 decimals of ms; a fast machine may print 0.00
         assert "resolution" in lite["error"] and code == 2
-        pairs = [app]
+        pairs = [app_f32, app_default]
     else:
         assert code in (0, 1)
-        pairs = [lite, app]
+        pairs = [lite, app_f32, app_default]
     for pair in pairs:
         assert pair["error"] is None and pair["tool_median_ms"] > 0 and pair["ours_median_ms"] > 0
         assert pair["within_band"] == (abs(pair["ratio"] - 1) <= 0.25)
-    assert "| tiny.tflite | litert-benchmark | median |" in (tmp_path / "out" / "crosscheck.md").read_text()
+    text = (tmp_path / "out" / "crosscheck.md").read_text()
+    assert "| tiny.tflite | litert-benchmark | - |" in text and "| tiny.xml | benchmark_app | default |" in text
