@@ -26,6 +26,7 @@ from mobilevision.errors import ArtifactError, ExportError, ExportParityError, M
 from mobilevision.registry import ModelCard
 
 from .integrity import artifact_digests, companions, sidecar_text
+from .interface import artifact_metadata, to_artifact_inputs, to_artifact_outputs
 from .metadata import LandmarkOutput, ModelMetadata, Preprocessing, RawInput, TensorSpec, sidecar_path
 from .parity import INT8_BROKEN_COSINE, TOLERANCES, ParityReport, compare, parity_inputs
 from .quantize import CALIB_MIN_IMAGES, AccuracyReport
@@ -236,8 +237,13 @@ def _check_structure(structure: dict, md: ModelMetadata) -> None:
 
 def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", out_dir: str | Path = "exports",
                     name: str | None = None, parity_samples: int = 4, on_progress: Progress | None = None,
-                    quantize: QuantizeOptions | None = None) -> ExportResult:
+                    quantize: QuantizeOptions | None = None, layout: str | None = None) -> ExportResult:
     """Export an already-prepared model to one target (see module docstring for the steps).
+
+    The artifact presents the interface its target declares (``export/interface.py``: TFLite takes an NHWC
+    image, Core ML an image it normalises itself, their classifiers end in a softmax); ``layout`` ("NCHW" /
+    "NHWC") overrides the target's default image layout where it can write both. Samples and references are
+    made in the model's own terms and converted to the artifact's for every comparison.
 
     fp16 / bf16 / int8 exports also measure the task metric before and after on held-out data (``quantize``;
     defaults: the built-in data of the task, or what the weights were trained on); int8 calibrates on the
@@ -256,8 +262,9 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = _artifact_stem(prep, precision, name)
-    md = replace(prep.base, target=target, precision=precision, tools=_tool_versions(target),
-                 created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    model_md = replace(prep.base, target=target, precision=precision, tools=_tool_versions(target),
+                       created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    md = artifact_metadata(model_md, tgt, layout)   # what the artifact presents, and what its metadata says
     try:
         md.validate()   # what every runtime will check on load, checked before anything is converted
     except ArtifactError as e:
@@ -266,7 +273,7 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
     calibration = None
     if precision == "int8" and getattr(tgt, "int8_calibrates", True):
         say(f"{target} int8: reading calibration data")
-        calibration = _task_samples(prep, md, "train", q)
+        calibration = _task_samples(prep, model_md, "train", q)
         if len(calibration.inputs) < CALIB_MIN_IMAGES:
             warnings.append(f"only {len(calibration.inputs)} calibration inputs ({calibration.source}); int8 ranges "
                             f"from fewer than {CALIB_MIN_IMAGES} are unreliable: give more with --calib-data / "
@@ -278,9 +285,11 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
         say(f"{target} {precision}: converting")
         options = ExportOptions(precision=precision, input_names=prep.card.input_names,
                                 output_names=tuple(o.name for o in md.outputs), workdir=work,
-                                calibration=list(calibration.inputs) if calibration else [],
+                                calibration=[to_artifact_inputs([x], model_md, md)[0] for x in calibration.inputs]
+                                if calibration else [],
                                 keep_float=tuple(dict.fromkeys((*prep.card.int8_keep_float, *q.keep_float)))
-                                if precision == "int8" else ())
+                                if precision == "int8" else (), metadata=md,
+                                model_metadata=model_md)
         try:
             handle = tgt.convert(prep.module, prep.example, options)
         except ImportError as e:
@@ -296,14 +305,15 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
         held = None
         if q.accuracy and (precision != "fp32" or q.fp32_accuracy):
             say(f"{target} {precision}: reading held-out data")
-            held = _task_samples(prep, md, "heldout", q)
+            held = _task_samples(prep, model_md, "heldout", q)
         # int8 is checked on the task's own images: its ranges come from them, and noise images lie outside
         samples = ([[x] for x in held.inputs[:parity_samples]] if precision == "int8" and held is not None
                    else [[x] for x in calibration.inputs[:parity_samples]] if precision == "int8" and calibration
-                   else parity_inputs(md, n=parity_samples))
+                   else parity_inputs(model_md, n=parity_samples))
         with torch.no_grad():
-            reference = [[o.numpy() for o in (lambda r: r if isinstance(r, (tuple, list)) else [r])(
-                prep.module(torch.from_numpy(s[0])))] for s in samples]
+            reference = [to_artifact_outputs([o.numpy() for o in (lambda r: r if isinstance(r, (tuple, list)) else [r])(
+                prep.module(torch.from_numpy(s[0])))], model_md, md) for s in samples]
+        samples = [to_artifact_inputs(s, model_md, md) for s in samples]
         tol = TOLERANCES[precision]
         report = ParityReport(target=target, runtime=tgt.runtime, precision=precision, samples=len(samples),
                               numeric=False, passed=False, tolerance=vars(tol).copy(), structure=structure)
@@ -313,7 +323,8 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
             say(f"{target} {precision}: checking parity in {tgt.runtime}")
             actual, report.computed_precision = _run_artifact(path, tgt.runtime, samples, precision)
             report.outputs, report.top1_agreement, report.passed = compare(
-                reference, actual, [o.name for o in md.outputs], precision, md.task)
+                reference, actual, [o.name for o in md.outputs], precision, md.task,
+                probabilities=md.scores == "probabilities")
             report.numeric = True
             if precision == "bf16" and report.computed_precision != "bf16":
                 warnings.append(f"this CPU computed the bf16 check in {report.computed_precision} (no bf16 support "
@@ -335,7 +346,8 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
         accuracy = None
         if held is not None:
             say(f"{target} {precision}: measuring {md.task} accuracy on {len(held.inputs)} held-out inputs")
-            accuracy = _measure(prep, md, held, path, tgt, note, files_size([path, *[c for c in companions(path) if c.is_file()]]))
+            accuracy = _measure(prep, model_md, md, held, path, tgt, note,
+                                files_size([path, *[c for c in companions(path) if c.is_file()]]))
             if accuracy.exceeded and precision == "int8" and calibration is not None:
                 from .quantize import layer_sensitivity
 
@@ -347,6 +359,7 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
                 warnings.append(accuracy.warning())
         say(f"{target} {precision}: writing")
         files = tgt.save(handle, path, md.to_json())
+        warnings += tgt.warnings() if hasattr(tgt, "warnings") else []
         if actual is not None:  # the final bytes must compute exactly what was checked
             again, _ = _run_artifact(path, tgt.runtime, samples, precision)
             if not all(np.array_equal(a, b) for s1, s2 in zip(actual, again) for a, b in zip(s1, s2)):
@@ -390,15 +403,16 @@ def _after_rename(path: Path) -> None:
     """Fault-injection point between two renames of an export (tests kill the process here)."""
 
 
-def _measure(prep: PreparedModel, md: ModelMetadata, held, path: Path, tgt, unavailable: str | None,
-             size_bytes: int):
+def _measure(prep: PreparedModel, model_md: ModelMetadata, md: ModelMetadata, held, path: Path, tgt,
+             unavailable: str | None, size_bytes: int):
     from .quantize import measure_accuracy
 
     def run(inputs):
-        return _run_artifact(path, tgt.runtime, [[x] for x in inputs], md.precision)[0]
+        return _run_artifact(path, tgt.runtime, [to_artifact_inputs([x], model_md, md) for x in inputs],
+                             md.precision)[0]
 
     return measure_accuracy(prep.module, md, held, run if unavailable is None else None, size_bytes,
-                            unavailable=unavailable)
+                            unavailable=unavailable, as_artifact=lambda outs: to_artifact_outputs(outs, model_md, md))
 
 
 def resolve_targets(target: str | list[str]) -> list[str]:
@@ -412,21 +426,23 @@ def resolve_targets(target: str | list[str]) -> list[str]:
 def export(model_or_name: str | torch.nn.Module, target: str = "onnx", *, weights: str | None = None,
            imgsz: int | None = None, precision: str = "fp32", out_dir: str | Path = "exports",
            num_classes: int | None = None, checkpoint_key: str | None = None, name: str | None = None,
-           on_progress: Progress | None = None, quantize: QuantizeOptions | None = None) -> ExportResult:
+           on_progress: Progress | None = None, quantize: QuantizeOptions | None = None,
+           layout: str | None = None) -> ExportResult:
     """Export one model to one target; raises ExportParityError if the artifact disagrees with PyTorch."""
     if target == "all":
         raise UnknownTarget("export() writes one target; use export_all() for 'all'")
     (t,) = resolve_targets(target)
     prep = prepare(model_or_name, weights=weights, imgsz=imgsz, num_classes=num_classes,
                    checkpoint_key=checkpoint_key)
-    return export_prepared(prep, t, precision, out_dir, name=name, on_progress=on_progress, quantize=quantize)
+    return export_prepared(prep, t, precision, out_dir, name=name, on_progress=on_progress, quantize=quantize,
+                           layout=layout)
 
 
 def export_all(model_or_name: str | torch.nn.Module, targets: str | list[str] = "all", *,
                precisions: tuple[str, ...] = ("fp32",), weights: str | None = None, imgsz: int | None = None,
                out_dir: str | Path = "exports", num_classes: int | None = None, checkpoint_key: str | None = None,
-               on_progress: Progress | None = None,
-               quantize: QuantizeOptions | None = None) -> list[ExportResult | ExportFailure]:
+               on_progress: Progress | None = None, quantize: QuantizeOptions | None = None,
+               layout: str | None = None) -> list[ExportResult | ExportFailure]:
     """Export to several targets; one target's failure is recorded and the others still run."""
     names = resolve_targets(targets)
     prep = prepare(model_or_name, weights=weights, imgsz=imgsz, num_classes=num_classes,
@@ -436,7 +452,7 @@ def export_all(model_or_name: str | torch.nn.Module, targets: str | list[str] = 
         for t in names:
             try:
                 results.append(export_prepared(prep, t, precision, out_dir, on_progress=on_progress,
-                                               quantize=quantize))
+                                               quantize=quantize, layout=layout))
             except MobileVisionError as e:
                 results.append(ExportFailure(prep.card.name, t, precision, str(e)))
     return results

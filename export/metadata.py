@@ -21,8 +21,9 @@ from typing import Any, NoReturn, Sequence
 
 from mobilevision.errors import ArtifactError
 
-SCHEMA_VERSION = 5  # 2: Preprocessing.resize_mode; 3: ModelMetadata.raw (RAW-input models); 4: .landmarks;
-#                    5: .quantization (fp16 / int8: tool, scheme, calibration, accuracy report)
+SCHEMA_VERSION = 6  # 2: Preprocessing.resize_mode; 3: ModelMetadata.raw (RAW-input models); 4: .landmarks;
+#                    5: .quantization (fp16 / int8: tool, scheme, calibration, accuracy report);
+#                    6: .scores (classifier output: logits or probabilities), Preprocessing.normalization
 METADATA_KEY = "mobilevision"
 
 # Metadata is untrusted on read: bounded sizes, checked types (see ``ModelMetadata.validate``).
@@ -38,6 +39,8 @@ MAX_RESIZE = 2 * MAX_CROP           # pixels: the shorter side before the centre
 MAX_POINTS = 10_000                 # landmarks
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos", "box", "hamming")  # runtime.tasks.classify.RESAMPLE
 RESIZE_MODES = ("shorter_side", "stretch")
+NORMALIZATIONS = ("app", "model")   # who applies scale / mean / std: the app (float input) or the model (pixels in)
+SCORES = ("logits", "probabilities")
 IMAGE_LAYOUTS = ("NCHW", "NHWC")
 DTYPES = ("float32", "float16", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64",
           "uint64", "bool")
@@ -164,6 +167,9 @@ class Preprocessing:
     # "stretch": resize straight to ``crop`` (H, W), aspect ratio not kept (EfficientAD's references).
     # Schema 1 files have no field and mean "shorter_side".
     resize_mode: str = "shorter_side"
+    # "app": the app feeds (pixel * scale - mean) / std as float32; "model": the artifact takes the resized RGB
+    # pixels (uint8) and applies scale / mean / std itself (a Core ML image input). Schema < 6: "app".
+    normalization: str = "app"
 
     @classmethod
     def for_card(cls, card: Any, height: int, width: int) -> "Preprocessing":
@@ -186,6 +192,7 @@ class Preprocessing:
         _str(self.color, f"{name}.color", ("RGB",))
         _str(self.layout, f"{name}.layout", IMAGE_LAYOUTS)
         _str(self.resize_mode, f"{name}.resize_mode", RESIZE_MODES)
+        _str(self.normalization, f"{name}.normalization", NORMALIZATIONS)
 
 
 @dataclass
@@ -267,6 +274,9 @@ class ModelMetadata:
     # fp16 / int8 only (schema 5): {"tool", "scheme", "calibration": {source, inputs}, "kept_float",
     # "accuracy": the task metric before / after on held-out data, agreement with fp32, size}
     quantization: dict[str, Any] | None = None
+    # classify (schema 6): what the output holds, "logits" (the app applies softmax) or "probabilities" (a softmax
+    # in the graph, for consumers that report the output as scores: MediaPipe, Core ML); None: logits
+    scores: str | None = None
     created: str = ""
     schema_version: int = SCHEMA_VERSION
 
@@ -277,6 +287,8 @@ class ModelMetadata:
         for name in ("label_set", "weights", "weights_sha256"):
             if getattr(self, name) is not None:
                 _str(getattr(self, name), name)
+        if self.scores is not None:
+            _str(self.scores, "scores", SCORES)
         for name in ("inputs", "outputs"):
             for i, spec in enumerate(_list(getattr(self, name), name, 0, MAX_TENSORS)):
                 if not isinstance(spec, TensorSpec):

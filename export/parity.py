@@ -115,14 +115,29 @@ def _cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (na * nb))
 
 
+PROBABILITY_FLOOR = 1e-30   # log-probabilities of classes a float32 softmax rounds to 0 compare as log(1e-30)
+
+
+def _centred_log(p: np.ndarray) -> np.ndarray:
+    z = np.log(np.maximum(p, PROBABILITY_FLOOR))
+    return z - z.mean(axis=-1, keepdims=True)
+
+
 def compare(reference: list[list[np.ndarray]], actual: list[list[np.ndarray]], output_names: list[str],
-            precision: str, task: str) -> tuple[list[OutputParity], float | None, bool]:
-    """Per-output error statistics over all samples, top-1 agreement, and the pass verdict."""
+            precision: str, task: str, probabilities: bool = False) -> tuple[list[OutputParity], float | None, bool]:
+    """Per-output error statistics over all samples, top-1 agreement, and the pass verdict.
+
+    ``probabilities``: the first output is a softmax (a classifier with ``scores: "probabilities"``); it is
+    compared as log-probabilities, the logits up to a constant per sample, so the tolerances keep the meaning
+    they have for logits (probabilities near 1 / N would pass any absolute tolerance): log(p) minus its mean over
+    the classes, which is the logits minus theirs."""
     tol = TOLERANCES[precision]
     outputs = []
     for k, name in enumerate(output_names):
         ref = np.stack([np.asarray(s[k], np.float64) for s in reference])
         act = np.stack([np.asarray(s[k], np.float64).reshape(np.shape(r[k])) for s, r in zip(actual, reference)])
+        if probabilities and k == 0:
+            ref, act = (_centred_log(a) for a in (ref, act))
         err = np.abs(ref - act)
         outputs.append(OutputParity(name, float(err.max()), float(err.mean()), _cosine(ref, act),
                                     float(np.abs(ref).max())))

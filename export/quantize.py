@@ -399,9 +399,11 @@ def torch_outputs(module: nn.Module, inputs: Sequence[np.ndarray]) -> list[list[
 
 def measure_accuracy(module: nn.Module, md: ModelMetadata, held: TaskSamples,
                      run: Callable[[list[np.ndarray]], list[list[np.ndarray]]] | None, size_bytes: int,
-                     unavailable: str | None = None) -> AccuracyReport:
+                     unavailable: str | None = None,
+                     as_artifact: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None) -> AccuracyReport:
     """Metric of the fp32 PyTorch model and of the artifact (``run``: inputs -> outputs in its runtime) on
-    ``held``, and their output agreement. ``run`` None (no runtime here) leaves ``after`` empty with
+    ``held``, and their output agreement (the model's outputs first mapped by ``as_artifact`` to what the
+    artifact gives, e.g. probabilities). ``run`` None (no runtime here) leaves ``after`` empty with
     ``unavailable`` as the note."""
     metric = THRESHOLDS[md.task] if md.task in THRESHOLDS else TaskMetric("output", "output", "", True, math.inf)
     report = AccuracyReport(md.precision, metric.label, metric.unit, metric.higher_is_better, metric.threshold,
@@ -416,7 +418,7 @@ def measure_accuracy(module: nn.Module, md: ModelMetadata, held: TaskSamples,
         notes.append(unavailable or "no runtime for this artifact here")
     else:
         actual = run(held.inputs)
-        report.agreement = _agreement(reference, actual)
+        report.agreement = _agreement([as_artifact(r) for r in reference] if as_artifact else reference, actual)
         if held.targets is not None:
             report.after = task_metric(md, actual, held.targets)
     report.note = "; ".join(notes) or None

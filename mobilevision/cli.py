@@ -199,6 +199,9 @@ def export_cmd(
                                   help="Measure the task metric before/after for fp16 / bf16 / int8."),
     fail_on_drop: bool = typer.Option(False, "--fail-on-drop",
                                       help="Exit 3 when a quantised artifact loses more than its task's threshold."),
+    layout: Optional[str] = typer.Option(None, "--layout",
+                                         help="Image input layout, NHWC or NCHW, for targets that write both "
+                                              "(TFLite: NHWC by default, as MediaPipe and LiteRT's GPU take it)."),
 ) -> None:
     """Export a zoo model; each artifact is run in its runtime and compared with PyTorch."""
     from mobilevision.export.api import PRECISIONS, ExportFailure, QuantizeOptions, export_all, resolve_targets
@@ -213,6 +216,8 @@ def export_cmd(
     for p in precision:
         if p not in PRECISIONS:
             raise UnknownTarget(f"unknown precision {p!r}: choose one of {', '.join(PRECISIONS)}")
+    if layout is not None and layout.upper() not in ("NCHW", "NHWC"):
+        raise MobileVisionError(f"--layout {layout!r} is not a layout: use NHWC or NCHW")
     keep = tuple(dict.fromkeys(k.strip() for item in keep_float for k in item.split(",") if k.strip()))
     if keep and "int8" not in precision:
         raise MobileVisionError("--keep-float applies to --precision int8: add -p int8")
@@ -229,7 +234,8 @@ def export_cmd(
         results = export_all(model, list(dict.fromkeys(targets)), precisions=tuple(dict.fromkeys(precision)),
                              weights=str(weights) if weights else None, imgsz=imgsz, out_dir=out_dir,
                              num_classes=num_classes, checkpoint_key=checkpoint_key,
-                             on_progress=lambda msg: status.update(_safe(f"{model}: {msg}")), quantize=quantize)
+                             on_progress=lambda msg: status.update(_safe(f"{model}: {msg}")), quantize=quantize,
+                             layout=layout.upper() if layout else None)
     out.print(_export_table(results))
     notes = {r.parity.note for r in results if not isinstance(r, ExportFailure) and r.parity.note}
     for note in notes:

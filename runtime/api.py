@@ -109,7 +109,7 @@ class Model:
             raise ArtifactError(f"{self.path} has no preprocessing in its metadata; re-export it")
         x = classify_task.preprocess(image, md.preprocessing)
         logits = next(iter(self.predict(x).values()))
-        return classify_task.top_k(logits, top_k, md.labels)
+        return classify_task.top_k(logits, top_k, md.labels, md.scores)
 
     def detect_anomaly(self, image, threshold: float | None = None) -> anomaly_task.AnomalyResult:
         """Anomaly map (at the image's own size) and score of one image (uint8 HWC RGB array, PIL image

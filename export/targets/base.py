@@ -11,10 +11,11 @@ import contextlib
 import io
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 
@@ -33,6 +34,11 @@ class ExportOptions:
     # Filled by the target's int8 conversion: which tool and scheme it used, which of its own layers
     # it kept in float, anything the sidecar should record (JSON-serialisable values).
     quantization: dict[str, Any] = field(default_factory=dict)
+    # The artifact's metadata (export/interface.py): the interface the converted graph must present (input
+    # layout and dtype, who normalises, classifier scores). The module and example stay in the model's terms,
+    # described by ``model_metadata``.
+    metadata: Any = None
+    model_metadata: Any = None
 
 
 class Target(Protocol):
@@ -48,6 +54,57 @@ class Target(Protocol):
     def validate(self, path: Path) -> dict[str, Any]: ...
 
     def numeric_parity_unavailable(self) -> str | None: ...
+
+
+class ArtifactModule(torch.nn.Module):
+    """The model (child ``model``) as its artifact presents it (``export/interface.py``): an NHWC input
+    transposed to NCHW, the part of the model's normalisation the app does not do (uint8 pixels, or ImageNet's
+    per-channel mean / std where the app's must be uniform) applied in the graph, a classifier's logits turned
+    into probabilities. ``pixels`` False: the format's input description normalises (Core ML's ImageType
+    scale / bias), the graph does not."""
+
+    def __init__(self, model: torch.nn.Module, metadata: Any, pixels: bool = True, model_pre: Any = None):
+        from mobilevision.export.interface import graph_affine
+
+        super().__init__()
+        self.model = model
+        pre = metadata.preprocessing
+        self.nhwc = pre is not None and pre.layout == "NHWC"
+        self.softmax = metadata.scores == "probabilities"
+        self.affine = False
+        if pixels and pre is not None:
+            if model_pre is None:   # "model": the artifact's record holds the model's own scale / mean / std
+                model_pre = replace(pre, normalization="app") if pre.normalization == "model" else pre
+            gain, offset = graph_affine(model_pre, pre)
+            if not (np.allclose(gain, 1.0, rtol=0, atol=1e-12) and np.allclose(offset, 0.0, rtol=0, atol=1e-12)):
+                self.affine = True   # x -> x * gain + offset, per channel
+                self.register_buffer("gain", torch.tensor(gain, dtype=torch.float32), persistent=False)
+                self.register_buffer("offset", torch.tensor(offset, dtype=torch.float32), persistent=False)
+
+    def forward(self, x: torch.Tensor):
+        if self.nhwc:
+            x = x.permute(0, 3, 1, 2)
+        if self.affine:
+            x = x.float() * self.gain + self.offset
+        y = self.model(x)
+        return torch.softmax(y, dim=-1) if self.softmax else y
+
+
+def artifact_module(module: torch.nn.Module, example: torch.Tensor, metadata: Any, pixels: bool = True,
+                    model_pre: Any = None) -> tuple[torch.nn.Module, torch.Tensor]:
+    """The module and an example input as the artifact described by ``metadata`` takes them; unchanged when
+    its interface is the model's own (``model_pre``: the model's preprocessing, when the artifact's differs
+    in more than layout and who normalises). A pixel example holds random 0..255 integers (as float32)."""
+    pre = metadata.preprocessing if metadata is not None else None
+    wrapped = ArtifactModule(module, metadata, pixels, model_pre).eval() if metadata is not None else None
+    if wrapped is None or not (wrapped.nhwc or wrapped.affine or wrapped.softmax):
+        return module, example
+    x = example
+    if pre is not None and pre.normalization == "model":
+        x = torch.randint(0, 256, tuple(example.shape), generator=torch.Generator().manual_seed(0)).float()
+    if pre is not None and pre.layout == "NHWC":
+        x = x.permute(0, 2, 3, 1).contiguous()
+    return wrapped, x
 
 
 def op_histogram(op_types) -> dict[str, int]:

@@ -1,5 +1,10 @@
 """TFLite (LiteRT) target: litert-torch converts PyTorch directly; metadata in a flatbuffer buffer.
 
+Image inputs are NHWC float32 (``[1, H, W, 3]``, the format's convention; MediaPipe Tasks and LiteRT's GPU
+delegate take it), the transpose to the model's NCHW inside the graph; ``--layout NCHW`` keeps the older
+layout. Classifiers end in a softmax (MediaPipe reports the output as scores). Next to our own JSON entry the
+file carries the standard TFLite Metadata (``tflite_metadata.py``), so MediaPipe Tasks loads it unmodified.
+
 int8 is static post-training quantisation by ai-edge-quantizer: int8 weights (per channel) and
 int8 activations (per tensor, ranges from the calibration inputs), float32 model inputs and
 outputs (the graph quantises and dequantises inside), so apps keep feeding float arrays.
@@ -16,9 +21,9 @@ import numpy as np
 import torch
 
 from mobilevision.errors import ExportError
-from mobilevision.export.metadata import METADATA_KEY
+from mobilevision.export.metadata import METADATA_KEY, ModelMetadata
 
-from .base import ExportOptions, op_histogram, quiet_converters
+from .base import ArtifactModule, ExportOptions, artifact_module, op_histogram, quiet_converters
 from .module_scopes import check_keep_float, matches, module_call_stacks
 
 
@@ -65,8 +70,9 @@ def _class_name(cls: type) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
-def litert_locations(module: torch.nn.Module, example: torch.Tensor) -> dict[str, set[str]]:
-    """``{location: module paths}`` for the locations litert-torch writes into tensor names.
+def litert_locations(module: torch.nn.Module, example: torch.Tensor, inner: str = "") -> dict[str, set[str]]:
+    """``{location: module paths}`` for the locations litert-torch writes into tensor names; ``inner``: the path
+    of the model inside an interface wrapper (``base.ArtifactModule``), dropped from the paths.
 
     A location is the call stack, each module ``<class>_<last path component>`` (the root bare),
     joined by '/': ``stages.0`` of a Sequential -> ``pkg.Net/torch.nn.modules.container.Sequential_stages/
@@ -77,6 +83,8 @@ def litert_locations(module: torch.nn.Module, example: torch.Tensor) -> dict[str
     for path, stacks in module_call_stacks(module, example).items():
         for stack in stacks:
             loc = "/".join(classes[p] + (f"_{p.rsplit('.', 1)[-1]}" if p else "") for p in stack)
+            if inner:
+                path = "" if path == inner else path.removeprefix(f"{inner}.")
             found.setdefault(loc, set()).add(path)
     return found
 
@@ -118,7 +126,8 @@ def quantize_int8(float_model: bytes, module: torch.nn.Module, example: torch.Te
     graph = model.subgraphs[0]
     root = _class_name(type(module))
     kept: list[str] = []
-    locations = litert_locations(module, example) if options.keep_float else {}
+    inner = "model" if isinstance(module, ArtifactModule) else ""
+    locations = litert_locations(module, example, inner) if options.keep_float else {}
     op_modules = [(op, locations.get(_op_location(op, graph.tensors, model.buffers, root) or "", set()))
                   for op in graph.operators]
     for prefix in options.keep_float:
@@ -132,7 +141,9 @@ def quantize_int8(float_model: bytes, module: torch.nn.Module, example: torch.Te
     q = quantizer.Quantizer(bytearray(float_model))
     q.load_quantization_recipe(recipe.static_wi8_ai8())
     ops = qtyping.TFLOperationName
-    for op_name in (ops.INPUT, ops.OUTPUT):  # float32 model inputs and outputs
+    # float32 model inputs and outputs; a classifier's softmax stays float (256 int8 levels would tie the
+    # small probabilities that top-k ranks)
+    for op_name in (ops.INPUT, ops.OUTPUT, ops.SOFTMAX):
         q.update_quantization_recipe(".*", op_name, algorithm_key="no_quantize")
     for scope in kept:  # exact op scopes (output tensor names), later entries win
         q.update_quantization_recipe(f"^{re.escape(scope)}$", ops.ALL_SUPPORTED, algorithm_key="no_quantize")
@@ -155,11 +166,17 @@ class TFLiteTarget:
     suffix = ".tflite"
     runtime = "litert"
     precisions = ("fp32", "fp16", "int8")
+    layouts = ("NHWC", "NCHW")                 # image inputs; the first is the default (export/interface.py)
+    input_normalization = "uniform"            # MediaPipe normalises all channels alike: ImageNet's in the graph
+    classifier_scores = "probabilities"
 
     def convert(self, module: torch.nn.Module, example: torch.Tensor, options: ExportOptions) -> bytes:
+        if options.precision == "int8":
+            check_keep_float(options.keep_float, module)
+        module, example = artifact_module(module, example, options.metadata,
+                                          model_pre=getattr(options.model_metadata, "preprocessing", None))
         if options.precision == "int8":  # cheap checks before the slow conversion
             calibration = _check_calibration(example, options.calibration)
-            check_keep_float(options.keep_float, module)
         try:
             with quiet_converters():
                 import litert_torch
@@ -183,8 +200,21 @@ class TFLiteTarget:
                               f"{str(e).strip().splitlines()[0][:200]}") from e
 
     def save(self, handle: Any, path: Path, metadata_json: str) -> list[Path]:
-        path.write_bytes(with_metadata(handle, METADATA_KEY, metadata_json.encode("utf-8")))
+        content = with_metadata(handle, METADATA_KEY, metadata_json.encode("utf-8"))
+        try:
+            from .tflite_metadata import with_standard_metadata
+
+            content = with_standard_metadata(content, ModelMetadata.from_json(metadata_json))
+            self._missing = None
+        except ImportError as e:
+            self._missing = (f"no standard TFLite Metadata written (MediaPipe Tasks will not load this file): "
+                             f"'{e.name}' is not installed; pip install 'mobilevision[export]'")
+        path.write_bytes(content)
         return [path]
+
+    def warnings(self) -> list[str]:
+        """What the last save could not do (the standard metadata needs mediapipe)."""
+        return [self._missing] if getattr(self, "_missing", None) else []
 
     def validate(self, path: Path) -> dict[str, Any]:
         """Op types and tensor element types of the first subgraph."""

@@ -2,6 +2,12 @@
 
 ``device="gpu"|"npu"`` picks ``compute_units`` CPU_AND_GPU / CPU_AND_NE; ``delegation()`` then reads
 Core ML's compute plan (``MLComputePlan``, macOS 14.4+): the device it prefers for each operation.
+
+The backend presents a Core ML model in the runtime's terms (``export/interface.py``): an image input is an
+uint8 ``[1, 3, H, W]`` tensor (``[1, H, W, 3]`` is accepted too) handed to Core ML as an RGB ``PIL.Image``; a
+classifier's outputs (a class label string and a ``{label: probability}`` dictionary) become the probabilities
+``[1, N]`` float32 in class order, under the dictionary's name. The conversions are the pure functions below,
+testable without macOS.
 """
 from __future__ import annotations
 
@@ -11,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mobilevision.errors import ArtifactError, BackendUnavailable
+from mobilevision.errors import ArtifactError, BackendUnavailable, InputMismatch
 from mobilevision.export.metadata import METADATA_KEY, TensorSpec
 
 from .base import AcceleratorUnavailable, ArtifactClosed, Delegation, require
@@ -49,9 +55,102 @@ def plan_delegation(device: str, ops: list[tuple[str, str | None]]) -> Delegatio
                       note=None if len(fallback) < len(placed) else f"Core ML places no operation on the {target}")
 
 
-def _shape(feature) -> list[int]:
-    arr = feature.type.multiArrayType
-    return [int(d) for d in arr.shape]
+def class_labels(spec) -> list[str | int] | None:
+    """A Core ML classifier's class labels in class order (the order of its probabilities), None for other models.
+
+    An ML Program classifier (coremltools' ``classifier_config``) keeps them in its ``classify`` op, as the
+    ``classes`` list; a neural network classifier in ``stringClassLabels`` / ``int64ClassLabels``."""
+    which = spec.WhichOneof("Type")
+    if which == "neuralNetworkClassifier":
+        nn = spec.neuralNetworkClassifier
+        kind = nn.WhichOneof("ClassLabels")
+        return list(getattr(nn, kind).vector) if kind else None
+    if which != "mlProgram" or "main" not in spec.mlProgram.functions:
+        return None
+    for block in spec.mlProgram.functions["main"].block_specializations.values():
+        consts = {o.name: op for op in block.operations if op.type == "const" for o in op.outputs}
+        for op in block.operations:
+            if op.type != "classify" or "classes" not in op.inputs:
+                continue
+            (arg,) = op.inputs["classes"].arguments
+            value = arg.value if arg.WhichOneof("binding") == "value" else consts[arg.name].attributes["val"]
+            return [_scalar(v.immediateValue.tensor) for v in value.immediateValue.list.values]
+    return None
+
+
+def _scalar(tensor) -> str | int:
+    """The one string or integer of a MIL tensor value (a class label)."""
+    for kind in ("strings", "longInts", "ints"):
+        values = getattr(tensor, kind).values
+        if len(values) == 1:
+            return values[0] if kind == "strings" else int(values[0])
+    raise ArtifactError("a Core ML classifier's class label is neither a string nor an integer")
+
+
+def feature_spec(feature, labels: list | None = None) -> TensorSpec:
+    """The runtime's view of one Core ML input or output: an image as uint8 NCHW pixels, a multi-array as float32,
+    a classifier's probability dictionary as ``[1, len(labels)]`` float32."""
+    kind = feature.type.WhichOneof("Type")
+    if kind == "imageType":
+        img = feature.type.imageType
+        space = type(img).ColorSpace.Name(img.colorSpace)
+        if space != "RGB":
+            raise ArtifactError(f"Core ML image input {feature.name!r} is {space}: this runtime feeds RGB images")
+        return TensorSpec(feature.name, [1, 3, int(img.height), int(img.width)], "uint8", "NCHW")
+    if kind == "dictionaryType" and labels is not None:
+        return TensorSpec(feature.name, [1, len(labels)], "float32")
+    if kind == "multiArrayType":
+        return TensorSpec(feature.name, [int(d) for d in feature.type.multiArrayType.shape], "float32")
+    raise ArtifactError(f"Core ML feature {feature.name!r} is a {kind}, which this runtime does not read")
+
+
+def interface(spec) -> tuple[list[TensorSpec], list[TensorSpec], list | None]:
+    """(inputs, outputs, class labels) as the runtime presents a Core ML model: a classifier's predicted label
+    output is left out (its probabilities carry it)."""
+    labels = class_labels(spec)
+    label_output = spec.description.predictedFeatureName if labels is not None else None
+    inputs = [feature_spec(f) for f in spec.description.input]
+    outputs = [feature_spec(f, labels) for f in spec.description.output if f.name != label_output]
+    return inputs, outputs, labels
+
+
+def pixels_to_image(array: np.ndarray, spec: TensorSpec):
+    """An uint8 ``[1, 3, H, W]`` (or ``[1, H, W, 3]``) array as the RGB ``PIL.Image`` a Core ML image input takes."""
+    from PIL import Image
+
+    x = np.asarray(array)
+    _, _, h, w = spec.shape
+    if x.dtype != np.uint8:
+        raise InputMismatch(f"Core ML input {spec.name!r} is an image: pass uint8 pixels, not {x.dtype}")
+    if x.shape == (1, 3, h, w):
+        x = x[0].transpose(1, 2, 0)
+    elif x.shape == (1, h, w, 3):
+        x = x[0]
+    else:
+        raise InputMismatch(f"Core ML input {spec.name!r} is a {w}x{h} RGB image: pass uint8 [1, 3, {h}, {w}] or "
+                            f"[1, {h}, {w}, 3], got {list(x.shape)}")
+    return Image.fromarray(np.ascontiguousarray(x), "RGB")
+
+
+def ordered_probabilities(scores: dict, labels: list) -> np.ndarray:
+    """A Core ML classifier's ``{label: probability}`` as float32 ``[1, N]`` in class order."""
+    missing = [label for label in labels if label not in scores]
+    if missing or len(scores) != len(labels):
+        raise ArtifactError(f"Core ML returned probabilities for {len(scores)} classes, not the model's "
+                            f"{len(labels)} labels" + (f" (no {missing[0]!r})" if missing else ""))
+    return np.asarray([[scores[label] for label in labels]], np.float32)
+
+
+def to_features(arrays: list[np.ndarray], inputs: list[TensorSpec], images: set[str]) -> dict:
+    """The runtime's input arrays as Core ML's feature dictionary (``images``: the names of image inputs)."""
+    return {s.name: pixels_to_image(a, s) if s.name in images else a for s, a in zip(inputs, arrays)}
+
+
+def from_prediction(result: dict, outputs: list[TensorSpec], labels: list | None) -> list[np.ndarray]:
+    """Core ML's prediction as the runtime's output arrays, in ``outputs`` order (a dictionary: probabilities
+    in class order)."""
+    return [ordered_probabilities(result[s.name], labels) if isinstance(result[s.name], dict)
+            else np.asarray(result[s.name]) for s in outputs]
 
 
 class CoreMLBackend:
@@ -76,8 +175,8 @@ class CoreMLBackend:
         except Exception as e:  # coremltools raises bare Exceptions for unreadable packages
             raise ArtifactError(f"Core ML cannot load {self.path}: {str(e).splitlines()[0][:200]}") from e
         spec = self.model.get_spec()
-        self.inputs = [TensorSpec(f.name, _shape(f), "float32") for f in spec.description.input]
-        self.outputs = [TensorSpec(f.name, _shape(f), "float32") for f in spec.description.output]
+        self.inputs, self.outputs, self._labels = interface(spec)
+        self._images = {s.name for s in self.inputs if s.dtype == "uint8"}
 
     def delegation(self) -> Delegation:
         """The compute plan's preferred device per operation (needs macOS 14.4+ and an ML Program)."""
@@ -104,8 +203,8 @@ class CoreMLBackend:
         with self._lock:
             if self.model is None:
                 raise ArtifactClosed(f"Core ML model {self.path} is closed: load it again")
-            result = self.model.predict({s.name: a for s, a in zip(self.inputs, arrays)})
-        return [np.asarray(result[s.name]) for s in self.outputs]
+            result = self.model.predict(to_features(arrays, self.inputs, self._images))
+        return from_prediction(result, self.outputs, self._labels)
 
     def embedded_metadata(self) -> str | None:
         return self.model.user_defined_metadata.get(METADATA_KEY)

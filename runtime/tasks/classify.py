@@ -72,7 +72,11 @@ def resized(image: np.ndarray | Image.Image | str | Path, pre: Preprocessing) ->
 
 def normalize(image: np.ndarray | Image.Image, pre: Preprocessing) -> np.ndarray:
     """(pixel * scale - mean) / std in float32 of an uint8 RGB image at the model's size -> 1xCxHxW
-    (or 1xHxWxC for an NHWC layout)."""
+    (or 1xHxWxC for an NHWC layout). A model that normalises itself (``normalization`` "model") takes the
+    uint8 pixels as they are, in its layout."""
+    if pre.normalization == "model":
+        x = np.asarray(image, dtype=np.uint8)
+        return np.ascontiguousarray((x.transpose(2, 0, 1) if pre.layout == "NCHW" else x)[None])
     x = np.asarray(image, dtype=np.float32) * np.float32(pre.scale)
     x = (x - np.asarray(pre.mean, np.float32)) / np.asarray(pre.std, np.float32)
     if pre.layout == "NCHW":
@@ -91,9 +95,11 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def top_k(logits: np.ndarray, k: int, labels: list[str] | None) -> list[Classification]:
-    """The k most probable classes of a single logits vector."""
-    probs = softmax(np.asarray(logits, dtype=np.float32).reshape(-1))
+def top_k(logits: np.ndarray, k: int, labels: list[str] | None, scores: str | None = None) -> list[Classification]:
+    """The k most probable classes of a single output vector: logits (softmax applied here), or the
+    probabilities of a model with a softmax in its graph (``scores`` "probabilities" in its metadata)."""
+    out = np.asarray(logits, dtype=np.float32).reshape(-1)
+    probs = out.astype(np.float64) if scores == "probabilities" else softmax(out)
     k = max(1, min(int(k), probs.size))
     order = np.argsort(-probs, kind="stable")[:k]
     return [Classification(int(i), labels[i] if labels and i < len(labels) else str(int(i)), float(probs[i]))

@@ -33,16 +33,19 @@ def test_numeric_parity_report(toy_exports, target):
     rep = r.parity
     assert rep.numeric and rep.passed and rep.samples == 4 and rep.runtime in ("ort", "litert", "openvino")
     (o,) = rep.outputs
-    assert o.name == "logits" and o.max_abs < 1e-4 and o.cosine > 0.9999 and o.reference_max_abs > 0
+    # TFLite classifiers end in a softmax: compared as centred log-probabilities, i.e. as logits
+    assert o.name == ("probabilities" if target == "tflite" else "logits")
+    assert o.max_abs < 1e-4 and o.cosine > 0.9999 and o.reference_max_abs > 0
     assert rep.top1_agreement == 1.0
 
 
 def test_coreml_validated_structurally_off_macos(toy_exports):
     rep = toy_exports["coreml"].parity
     assert not rep.numeric and "macOS" in rep.note
-    assert rep.structure["inputs"] == [{"name": "image", "shape": [1, 3, 64, 64], "dtype": "FLOAT32"}]
-    assert rep.structure["outputs"][0]["name"] == "logits"
-    assert {"conv", "softmax", "layer_norm"} <= set(rep.structure["ops"])
+    assert rep.structure["inputs"] == [{"name": "image", "shape": [1, 3, 64, 64], "dtype": "UINT8", "type": "image",
+                                        "width": 64, "height": 64, "color_space": "RGB"}]
+    assert rep.structure["outputs"][0]["name"] == "probabilities"
+    assert {"conv", "softmax", "layer_norm", "classify"} <= set(rep.structure["ops"])
 
 
 @pytest.mark.parametrize("target", NUMERIC)

@@ -31,7 +31,8 @@ def test_landmark_exports_with_parity(exported):
     assert set(results) == {"onnx", "tflite", "openvino", "coreml"}
     for target, r in results.items():
         md = read_sidecar(r.path)
-        assert md.task == "landmarks" and md.inputs[0].shape == [1, 3, SIZE, SIZE]
+        layout = [1, SIZE, SIZE, 3] if target == "tflite" else [1, 3, SIZE, SIZE]   # TFLite takes NHWC images
+        assert md.task == "landmarks" and md.inputs[0].shape == layout
         assert md.outputs[0].name == "landmarks" and md.outputs[0].shape == [1, 68, 2]
         assert md.preprocessing.resize_mode == "stretch" and md.preprocessing.mean == [0.0, 0.0, 0.0]
         assert md.landmarks.points == 68 and md.landmarks.coordinates == "input_pixels"

@@ -314,9 +314,15 @@ def test_efficientad_cards_keep_their_map_arithmetic_float():
     assert mobilevision.get_model_card("emo_1m").int8_keep_float == ()
 
 
-def test_coreml_fp16_keeps_float32_inputs_and_outputs(digits_toy, tmp_path):
+def test_coreml_fp16_keeps_its_interface(digits_toy, tmp_path):
+    """fp16 compute changes no input or output type: an image in, a classifier's {label: double} out; a
+    model with tensor outputs keeps them float32 (casts inside)."""
     r = export_api.export(digits_toy, "coreml", precision="fp16", out_dir=tmp_path,
                           quantize=export_api.QuantizeOptions(accuracy=False))
     structure = r.parity.structure
-    assert [f["dtype"] for f in structure["inputs"] + structure["outputs"]] == ["FLOAT32", "FLOAT32"]
-    assert r.metadata.inputs[0].dtype == "float32"
+    assert [(f.get("type"), f["dtype"]) for f in structure["inputs"] + structure["outputs"]] == \
+        [("image", "UINT8"), ("dictionary", "DOUBLE")]
+    assert r.metadata.inputs[0].dtype == "uint8"
+    r = export_api.export("landmarks_mnv2_035", "coreml", precision="fp16", imgsz=64, out_dir=tmp_path,
+                          quantize=export_api.QuantizeOptions(accuracy=False))
+    assert [f["dtype"] for f in r.parity.structure["outputs"]] == ["FLOAT32"]

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from mobilevision.errors import ExportError
+from mobilevision.export.metadata import ModelMetadata, TensorSpec
 from mobilevision.export.targets.base import ExportOptions
 from mobilevision.export.targets.coreml import CoreMLTarget
 from mobilevision.export.targets.tflite import TFLiteTarget
@@ -19,7 +20,9 @@ from mobilevision.runtime.backends import open_backend
 from mobilevision.testing import calibrate_random_weights
 
 SHAPE = (1, 3, 32, 32)
-METADATA = json.dumps({"model": "tiny_int8_net", "precision": "int8"})
+# a model without an image input or a task of ours: the targets keep the NCHW float interface
+METADATA = ModelMetadata(task="features", model="tiny_int8_net", target="", precision="int8",
+                         inputs=[TensorSpec("image", list(SHAPE))], outputs=[TensorSpec("logits", [1, 10])]).to_json()
 
 
 class Block(nn.Module):

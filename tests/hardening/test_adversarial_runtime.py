@@ -125,7 +125,7 @@ def test_sixteen_threads_mixed_call_forms_and_bad_calls(toy_exports, backend):
 
     with load(toy_exports[BACKENDS[backend]].path, backend=backend) as model:
         xs = _inputs(model, 8)
-        refs = [model.predict(x)["logits"].copy() for x in xs]
+        refs = [model.predict(x)[model.output_names[0]].copy() for x in xs]
         name = model.inputs[0].name
         nan = xs[0].copy()
         nan[0, 0, 0, 0] = np.nan
@@ -138,7 +138,7 @@ def test_sixteen_threads_mixed_call_forms_and_bad_calls(toy_exports, backend):
                 k, form = (3 * t + i) % 8, (t + i) % 4
                 call = [xs[k], [xs[k]], {name: xs[k]}, nan][form]
                 try:
-                    out = model.predict(call)["logits"]
+                    out = model.predict(call)[model.output_names[0]]
                 except InputMismatch:
                     if form != 3:
                         problems.append(f"thread {t}: good call refused")
@@ -167,7 +167,7 @@ def test_close_while_sixteen_threads_are_mid_call(toy_exports, backend):
 
     model = load(toy_exports[BACKENDS[backend]].path, backend=backend)
     x = _inputs(model, 1)[0]
-    ref = model.predict(x)["logits"].copy()
+    ref = model.predict(x)[model.output_names[0]].copy()
     ended: list[str] = []
     wrong = []
     warmed = threading.Semaphore(0)
@@ -176,7 +176,7 @@ def test_close_while_sixteen_threads_are_mid_call(toy_exports, backend):
         first = True
         while True:
             try:
-                out = model.predict(x)["logits"]
+                out = model.predict(x)[model.output_names[0]]
             except ArtifactClosed:
                 ended.append("closed")
                 return
@@ -378,7 +378,7 @@ def test_litert_new_thread_computes_the_loaded_model_after_the_file_changes(toy_
     entry = _copy(toy_exports["tflite"], tmp_path)
     with load(entry, backend="litert") as model:
         x = _inputs(model, 1)[0]
-        ref = model.predict(x)["logits"].copy()
+        ref = model.predict(x)[model.output_names[0]].copy()
         if change == "replaced":     # as an export does: write beside, rename over
             _, data = _scaled_weight(entry)
             tmp = entry.with_name(".swap.tmp")
@@ -386,7 +386,7 @@ def test_litert_new_thread_computes_the_loaded_model_after_the_file_changes(toy_
             os.replace(tmp, entry)
         else:
             entry.unlink()
-        out, err = _in_thread(lambda: model.predict(x)["logits"])
+        out, err = _in_thread(lambda: model.predict(x)[model.output_names[0]])
     assert err is None, f"a new thread fails: {err}"
     assert np.array_equal(out, ref), "a new thread computes another model than the one loaded"
 
@@ -406,11 +406,11 @@ TRUNCATE = textwrap.dedent("""
         entry = d / src.name
         m = load(entry, backend=backend)
         x = np.random.default_rng(0).standard_normal(m.inputs[0].shape).astype(np.float32)
-        ref = m.predict(x)["logits"].copy()
+        ref = m.predict(x)[m.output_names[0]].copy()
         victim = entry.with_suffix(".bin") if entry.suffix == ".xml" else entry
         with open(victim, "r+b") as f:       # `cp smaller.bin model.bin` truncates the same inode
             f.truncate(victim.stat().st_size // 2 if mode == "halved" else 0)
-        print(json.dumps({mode: bool(np.array_equal(m.predict(x)["logits"], ref))}), flush=True)
+        print(json.dumps({mode: bool(np.array_equal(m.predict(x)[m.output_names[0]], ref))}), flush=True)
 """)
 
 
@@ -646,7 +646,7 @@ def test_file_swapped_between_verification_and_load(toy_exports, tmp_path, monke
     entry = _copy(toy_exports[BACKENDS[backend]], tmp_path)
     with load(entry, backend=backend) as m:
         x = _inputs(m, 1)[0]
-        ref = m.predict(x)["logits"].copy()
+        ref = m.predict(x)[m.output_names[0]].copy()
     victim, data = _scaled_weight(entry)
     verify = backends_mod.verify_artifact
 
@@ -658,7 +658,7 @@ def test_file_swapped_between_verification_and_load(toy_exports, tmp_path, monke
     monkeypatch.setattr(backends_mod, "verify_artifact", verify_then_swap)
     with load(entry, backend=backend) as m:
         assert m.integrity.verified
-        assert np.array_equal(m.predict(x)["logits"], ref), "computes unverified bytes, reported as verified"
+        assert np.array_equal(m.predict(x)[m.output_names[0]], ref), "computes unverified bytes, reported as verified"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -798,7 +798,7 @@ def concurrent_exports(toy_exports, toy_name, tmp_path_factory):
     flags.mkdir()
     held = load(_copy(toy_exports["openvino"], out, stem="m"), backend="openvino")
     x = _inputs(held, 1)[0]
-    held_before = held.predict(x)["logits"].copy()
+    held_before = held.predict(x)[held.output_names[0]].copy()
     log = open(root / "a.log", "w")
     a = subprocess.Popen([sys.executable, "-c", PAUSED_EXPORT.format(tests=TESTS, flags=str(flags), out=str(out))],
                          stdout=log, stderr=subprocess.STDOUT)
@@ -814,7 +814,7 @@ def concurrent_exports(toy_exports, toy_name, tmp_path_factory):
         if a.poll() is None:
             a.kill()
         log.close()
-    held_after, held_new_thread = held.predict(x)["logits"].copy(), _in_thread(lambda: held.predict(x)["logits"])
+    held_after, held_new_thread = held.predict(x)[held.output_names[0]].copy(), _in_thread(lambda: held.predict(x)[held.output_names[0]])
     held.close()
     return dict(out=out, a_rc=a_rc, a_log=(root / "a.log").read_text()[-2000:], b=b, held_before=held_before,
                 held_after=held_after, held_new_thread=held_new_thread)
@@ -911,10 +911,10 @@ SAME_ANSWER = {
 def test_unusual_but_valid_arrays_give_the_plain_answer(loaded, tmp_path, backend, case):
     m = loaded[backend]
     x = _inputs(m, 1, seed=7)[0]
-    ref = m.predict(x)["logits"].copy()
+    ref = m.predict(x)[m.output_names[0]].copy()
     given = SAME_ANSWER[case](x, tmp_path)
     snapshot = np.array(given[0] if isinstance(given, (list, tuple)) else given)
-    out = m.predict(given)["logits"]
+    out = m.predict(given)[m.output_names[0]]
     np.testing.assert_array_equal(out, ref)
     np.testing.assert_array_equal(np.asarray(given[0] if isinstance(given, (list, tuple)) else given), snapshot)
 
@@ -923,7 +923,7 @@ def test_outputs_are_not_reused_between_calls(loaded):
     """Keeping a result and calling again must not change the kept result (no shared output buffer)."""
     for m in loaded.values():
         a, b = _inputs(m, 2, seed=3)
-        first = m.predict(a)["logits"]
+        first = m.predict(a)[m.output_names[0]]
         kept = first.copy()
         m.predict(b)
         np.testing.assert_array_equal(first, kept)

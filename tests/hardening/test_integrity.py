@@ -137,7 +137,7 @@ def test_export_killed_between_renames_leaves_nothing_that_loads(tmp_path, toy_n
     old = api.export(toy_name, target, imgsz=64, out_dir=out, name="m")
     with load(old.path) as m:
         x = np.zeros(m.inputs[0].shape, np.float32)
-        before = m.predict(x)["logits"]
+        before = m.predict(x)[m.output_names[0]]
     script = KILLED_EXPORT.format(tests=str(Path(__file__).parents[1]), n=kill_after, target=target,
                                   imgsz=96, out=str(out))
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
@@ -150,7 +150,7 @@ def test_export_killed_between_renames_leaves_nothing_that_loads(tmp_path, toy_n
     again = api.export(toy_name, target, imgsz=64, out_dir=out, name="m")
     assert not [d for d in out.iterdir() if d.is_dir()]
     with load(again.path) as m:
-        np.testing.assert_allclose(m.predict(x)["logits"], before, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(m.predict(x)[m.output_names[0]], before, rtol=1e-5, atol=1e-6)
 
 
 def test_running_exports_scratch_is_kept(tmp_path):

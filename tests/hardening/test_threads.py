@@ -22,7 +22,7 @@ def _hammer(model, inputs, reference) -> list[str]:
         for i in range(CALLS):
             k = (t + i) % len(inputs)
             try:
-                out = model.predict(inputs[k])["logits"]
+                out = model.predict(inputs[k])[model.output_names[0]]
             except Exception as e:  # noqa: BLE001 - any exception is a failure of the guarantee
                 problems.append(f"thread {t} call {i}: {type(e).__name__}: {e}")
                 return
@@ -46,7 +46,7 @@ def test_shared_model_is_right_under_threads(toy_exports, case):
     with load(toy_exports[target].path, backend=backend) as model:
         shape = model.inputs[0].shape
         inputs = [rng.standard_normal(shape).astype(np.float32) for _ in range(8)]
-        reference = [model.predict(x)["logits"].copy() for x in inputs]
+        reference = [model.predict(x)[model.output_names[0]].copy() for x in inputs]
         assert len({r.tobytes() for r in reference}) == len(reference)   # distinct answers: a mix-up shows
         problems = _hammer(model, inputs, reference)
     assert not problems, f"{len(problems)} bad calls, first: {problems[:3]}"

@@ -39,11 +39,13 @@ def _tflite(results) -> Path:
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory, toy_exports) -> dict[str, Path]:
-    """One .tflite per task: the toy classifier, a calibrated EfficientAD-S (maps O(0.1)), EfficientISP
-    with 32-pixel tiles (so a mosaic takes several) and a 64 px landmark model."""
+def artifacts(tmp_path_factory, toy_exports, toy_name) -> dict[str, Path]:
+    """One .tflite per task: the toy classifier (NHWC input, softmax in the graph, and again in the older NCHW
+    layout), a calibrated EfficientAD-S (maps O(0.1)), EfficientISP with 32-pixel tiles (so a mosaic takes
+    several) and a 64 px landmark model."""
     out = tmp_path_factory.mktemp("android_art")
     return {"classify": toy_exports["tflite"].path,
+            "classify_nchw": _tflite(export_all(toy_name, "tflite", out_dir=out / "nchw", layout="NCHW")),
             "anomaly": _tflite(export_all(calibrated_efficientad(), "tflite", out_dir=out)),
             "isp": _tflite(export_all("efficientisp", "tflite", imgsz=32, out_dir=out)),
             "landmarks": _tflite(export_all("landmarks_mnv2_035", "tflite", imgsz=64, out_dir=out))}
@@ -59,7 +61,10 @@ def golden(tmp_path_factory, artifacts) -> Path:
 def test_golden_manifest_covers_every_task(golden):
     m = json.loads((golden / "golden.json").read_text())
     assert m["tolerance"] == 1e-5
-    assert sorted(x["task"] for x in m["models"]) == ["anomaly", "classify", "isp", "landmarks"]
+    assert sorted(x["task"] for x in m["models"]) == ["anomaly", "classify", "classify", "isp", "landmarks"]
+    layouts = {json.loads((golden / x["metadata"]).read_text())["preprocessing"]["layout"]
+               for x in m["models"] if x["task"] == "classify"}
+    assert layouts == {"NHWC", "NCHW"}                          # both layouts replayed by the Kotlin runtime
     for x in m["models"]:
         assert x["tflite"] and (golden / x["tflite"]).is_file()
         for case in x["cases"]:

@@ -39,7 +39,8 @@ def toy_rows(toy_exports):
 @pytest.mark.parametrize("backend", ["ort", "litert"], ids=["ort-fp32-onnx", "litert-fp32-tflite"])
 def test_fp32_artifacts_report_fp32(toy_rows, backend):
     row = toy_rows[(backend, None)]
-    assert row.precision == "fp32" and row.input_shapes == {row_input(row): [1, 3, 64, 64]}
+    shape = [1, 64, 64, 3] if backend == "litert" else [1, 3, 64, 64]   # TFLite takes NHWC images
+    assert row.precision == "fp32" and row.input_shapes == {row_input(row): shape}
 
 
 def row_input(row) -> str:

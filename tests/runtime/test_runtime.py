@@ -35,13 +35,22 @@ def reference(toy_exports, toy_name):
 
 @pytest.mark.parametrize("target", NUMERIC)
 def test_predict_matches_torch(toy_exports, reference, target):
+    """Each artifact as its metadata describes it (TFLite: NHWC input, per-channel normalisation and softmax in the
+    graph) computes the PyTorch model."""
+    from mobilevision.export.interface import to_artifact_inputs, to_artifact_outputs
+
     _, x, logits = reference
+    own = toy_exports["onnx"].metadata            # the model's own interface: NCHW, normalised, logits
     with load(toy_exports[target].path) as m:
-        out = m.predict(x)
-        assert list(out) == ["logits"] and m.inputs[0].name == "image"
-        np.testing.assert_allclose(out["logits"], logits, atol=1e-4)
-        assert m.predict({"image": x})["logits"].shape == (1, 10)
-        assert m.predict([x])["logits"].shape == (1, 10)
+        xin = to_artifact_inputs([x], own, m.metadata)[0]
+        want = to_artifact_outputs([logits], own, m.metadata)[0]
+        out = m.predict(xin)
+        name = m.metadata.outputs[0].name
+        assert list(out) == [name] and m.inputs[0].name == "image"
+        assert name == ("probabilities" if m.metadata.scores == "probabilities" else "logits")
+        np.testing.assert_allclose(out[name], want, atol=1e-4)
+        assert m.predict({"image": xin})[name].shape == (1, 10)
+        assert m.predict([xin])[name].shape == (1, 10)
 
 
 @pytest.mark.parametrize("target", NUMERIC)
@@ -65,14 +74,15 @@ def test_classify_from_file_and_pil(toy_exports, reference, tmp_path):
     assert [x.index for x in a] == [x.index for x in b] == [x.index for x in c]
 
 
-@pytest.mark.parametrize("bad, words", [
-    (np.zeros((1, 3, 32, 32), np.float32), ["shape", "[1, 3, 64, 64]", "[1, 3, 32, 32]"]),
-    (np.zeros((1, 3, 64, 64), np.float64), ["dtype", "float32", "float64"]),
-    (np.zeros((3, 64, 64), np.float32), ["rank 4", "rank 3"]),
-])
+@pytest.mark.parametrize("kind", ["shape", "dtype", "rank"])
 @pytest.mark.parametrize("target", NUMERIC)
-def test_wrong_input_is_one_line_error(toy_exports, target, bad, words):
+def test_wrong_input_is_one_line_error(toy_exports, target, kind):
     with load(toy_exports[target].path) as m, pytest.raises(InputMismatch) as info:
+        shape = list(m.inputs[0].shape)          # NCHW, or NHWC for TFLite
+        small = [d // 2 if d == 64 else d for d in shape]
+        bad, words = {"shape": (np.zeros(small, np.float32), ["shape", str(shape), str(small)]),
+                      "dtype": (np.zeros(shape, np.float64), ["dtype", "float32", "float64"]),
+                      "rank": (np.zeros(shape[1:], np.float32), ["rank 4", "rank 3"])}[kind]
         m.predict(bad)
     msg = str(info.value)
     assert "\n" not in msg and all(w in msg for w in words), msg
@@ -118,7 +128,7 @@ def test_coreml_needs_macos(toy_exports):
 def test_threads_option(toy_exports):
     for target in NUMERIC:
         with load(toy_exports[target].path, threads=1) as m:
-            assert m.predict(np.zeros((1, 3, 64, 64), np.float32))["logits"].shape == (1, 10)
+            assert m.predict(np.zeros(m.inputs[0].shape, np.float32))[m.output_names[0]].shape == (1, 10)
 
 
 def test_sidecar_used_when_nothing_embedded(toy_exports, tmp_path):
@@ -176,8 +186,9 @@ def test_runtime_never_imports_torch(toy_exports):
         from mobilevision.errors import BackendUnavailable
         from mobilevision.runtime import load
         for p in {paths[:3]!r}:
-            with load(p) as m:
-                assert m.predict(np.zeros((1, 3, 64, 64), np.float32))["logits"].shape == (1, 10)
+            with load(p) as m:   # each artifact's own input (TFLite: NHWC) and first output (TFLite: probabilities)
+                out = m.predict(np.zeros(m.inputs[0].shape, np.float32))
+                assert next(iter(out.values())).shape == (1, 10)
                 assert len(m.classify(np.zeros((70, 90, 3), np.uint8), top_k=2)) == 2
         try:
             load({paths[3]!r})

@@ -2,7 +2,7 @@ package dev.mobilevision.runtime
 
 import kotlin.math.exp
 
-/** One class of a classification: its index, label (the index as text when the metadata has no labels) and softmax probability. */
+/** One class of a classification: its index, label (the index as text when the metadata has no labels) and probability. */
 data class Classification(val index: Int, val label: String, val score: Double)
 
 /** Top-k classes of an image, as the Python runtime's `Model.classify`. */
@@ -11,7 +11,7 @@ class ImageClassifier(val model: Model) : AutoCloseable {
 
     fun classify(image: RgbImage, topK: Int = 5): List<Classification> {
         val out = model.predict(listOf(ImagePreprocessor.preprocess(image, pre)))
-        return topK(out.values.first(), topK, model.metadata.labels)
+        return topK(out.values.first(), topK, model.metadata.labels, model.metadata.scores)
     }
 
     override fun close() = model.close()
@@ -26,9 +26,11 @@ class ImageClassifier(val model: Model) : AutoCloseable {
             return DoubleArray(e.size) { e[it] / sum }
         }
 
-        /** The [k] most probable classes (ties keep index order), k clamped to 1..classes. */
-        fun topK(logits: FloatArray, k: Int, labels: List<String>?): List<Classification> {
-            val p = softmax(logits)
+        /** The [k] most probable classes (ties keep index order), k clamped to 1..classes, of logits (softmax
+         *  applied here) or, with [scores] "probabilities", of a model whose graph ends in a softmax. */
+        fun topK(logits: FloatArray, k: Int, labels: List<String>?, scores: String? = null): List<Classification> {
+            if (logits.isEmpty()) throw InputMismatchException("top-k of an empty output vector")
+            val p = if (scores == "probabilities") DoubleArray(logits.size) { logits[it].toDouble() } else softmax(logits)
             val n = k.coerceIn(1, p.size)
             return p.indices.sortedByDescending { p[it] }.take(n).map { i ->
                 Classification(i, labels?.getOrNull(i) ?: i.toString(), p[i])

@@ -29,6 +29,10 @@ object ImagePreprocessor {
     /** (pixel * scale - mean) / std of an image already at the model's size, float32, batch 1. */
     fun normalize(image: RgbImage, pre: Preprocessing): FloatArray {
         if (pre.color != "RGB") throw ArtifactException("colour order '${pre.color}' is not supported (RGB only)")
+        if (pre.normalization != "app") {   // Core ML image inputs; the .tflite files this library runs take floats
+            throw ArtifactException("this model takes uint8 pixels and normalises them itself (a Core ML image input); " +
+                "this runtime feeds float tensors: use the model's .tflite export")
+        }
         val scale = pre.scale.toFloat()
         val mean = FloatArray(3) { pre.mean[it].toFloat() }
         val std = FloatArray(3) { pre.std[it].toFloat() }

@@ -1,7 +1,7 @@
 package dev.mobilevision.runtime
 
 /**
- * The artifact metadata the exporter writes (export/metadata.py, schema 5): the same fields, read
+ * The artifact metadata the exporter writes (export/metadata.py, schema 6): the same fields, read
  * from the JSON embedded in the .tflite (see [TfliteMetadata]) or from its `.tflite.json` sidecar.
  * Older schemas stay readable; a newer one is refused with "upgrade the runtime". The metadata is
  * untrusted: [ModelMetadata.fromJson] applies export/metadata.py's limits and names the first bad field.
@@ -29,6 +29,8 @@ data class Preprocessing(
     val color: String = "RGB",
     val layout: String = "NCHW",
     val resizeMode: String = "shorter_side",   // or "stretch"
+    // "app": the app feeds (pixel * scale - mean) / std; "model": the artifact takes uint8 pixels (Core ML images)
+    val normalization: String = "app",
 ) {
     val height: Int get() = crop[0]
     val width: Int get() = crop[1]
@@ -70,6 +72,8 @@ data class ModelMetadata(
     val raw: RawInput? = null,
     val landmarks: LandmarkOutput? = null,
     val quantization: Map<String, Any?>? = null,
+    /** classify: "logits" (softmax applied by the runtime) or "probabilities" (a softmax in the graph); null: logits. */
+    val scores: String? = null,
     val created: String = "",
     val schemaVersion: Int = SCHEMA_VERSION,
 ) {
@@ -84,7 +88,7 @@ data class ModelMetadata(
 
     companion object {
         /** The newest schema this runtime reads (export/metadata.py SCHEMA_VERSION). */
-        const val SCHEMA_VERSION = 5
+        const val SCHEMA_VERSION = 6
         /** Key of the embedded entry in the .tflite metadata list. */
         const val METADATA_KEY = "mobilevision"
 
@@ -101,6 +105,8 @@ data class ModelMetadata(
         const val MAX_COUNT = 1_000_000_000_000_000_000L   // params, macs
         val INTERPOLATIONS = listOf("bicubic", "bilinear", "nearest", "lanczos", "box", "hamming")
         val RESIZE_MODES = listOf("shorter_side", "stretch")
+        val NORMALIZATIONS = listOf("app", "model")
+        val SCORES = listOf("logits", "probabilities")
         val IMAGE_LAYOUTS = listOf("NCHW", "NHWC")
         val DTYPES = listOf("float32", "float16", "float64", "int8", "uint8", "int16", "uint16", "int32", "uint32",
             "int64", "uint64", "bool")
@@ -145,6 +151,7 @@ data class ModelMetadata(
                 raw = o.nullable("raw")?.let { rawInput(it.obj()) },
                 landmarks = o.nullable("landmarks")?.let { landmarkOutput(it.obj()) },
                 quantization = o.nullable("quantization")?.obj()?.toMap(),
+                scores = o.nullable("scores")?.string(SCORES),
                 created = o.optional("created")?.string() ?: "",
                 schemaVersion = version?.int(0, SCHEMA_VERSION) ?: 0,
             )
@@ -159,7 +166,8 @@ data class ModelMetadata(
         }
 
         private fun preprocessing(o: JsonObject): Preprocessing {
-            o.only(listOf("resize", "crop", "interpolation", "scale", "mean", "std", "color", "layout", "resize_mode"))
+            o.only(listOf("resize", "crop", "interpolation", "scale", "mean", "std", "color", "layout", "resize_mode",
+                "normalization"))
             val d = Preprocessing(resize = o["resize"].int(1, MAX_RESIZE), crop = o["crop"].ints(1, MAX_CROP, 2..2))
             return d.copy(
                 interpolation = o.optional("interpolation")?.string(INTERPOLATIONS) ?: d.interpolation,
@@ -170,6 +178,8 @@ data class ModelMetadata(
                 layout = o.optional("layout")?.string(IMAGE_LAYOUTS) ?: d.layout,
                 // schema 1 files have no resize_mode and mean "shorter_side"
                 resizeMode = o.optional("resize_mode")?.string(RESIZE_MODES) ?: d.resizeMode,
+                // schema < 6: the app normalises
+                normalization = o.optional("normalization")?.string(NORMALIZATIONS) ?: d.normalization,
             )
         }
 

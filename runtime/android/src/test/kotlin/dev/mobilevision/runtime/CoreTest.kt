@@ -49,7 +49,9 @@ class CoreTest {
         assertEquals("shorter_side", md.preprocessing!!.resizeMode)            // schema 1 has no resize_mode
         assertEquals(listOf(0.485, 0.456, 0.406), md.preprocessing!!.mean)     // defaults as in Python
         assertEquals(1, md.schemaVersion)
-        assertThrows<ArtifactException>("upgrade") { ModelMetadata.fromJson(metadataJson(version = 6)) }
+        assertEquals("app", md.preprocessing!!.normalization)                // schema < 6: the app normalises
+        assertEquals(null, md.scores)                                         // and classifiers give logits
+        assertThrows<ArtifactException>("upgrade") { ModelMetadata.fromJson(metadataJson(version = 7)) }
         assertThrows<ArtifactException>("metadata.task must be a string") {
             ModelMetadata.fromJson(metadataJson().replace("\"task\": \"classify\"", "\"task\": 3"))
         }
@@ -113,6 +115,18 @@ class CoreTest {
         assertThrows<ArtifactException>("is a 'classify' model, not 'anomaly'") { AnomalyDetector(model) }
         assertThrows<ArtifactException>("is a 'classify' model, not 'isp'") { RawIsp(model) }
         assertThrows<ArtifactException>("is a 'classify' model, not 'landmarks'") { FaceLandmarker(model) }
+        // a graph that ends in a softmax: its outputs are the scores, not softmaxed again
+        val probs = ModelMetadata.fromJson(metadataJson().replace("\"task\"", "\"scores\": \"probabilities\", \"task\""))
+        val p = ImageClassifier(Model(probs, FixedRunner(Accelerator.CPU, listOf(floatArrayOf(0.2f, 0.5f, 0.3f)))))
+            .classify(RgbImage(6, 5, ByteArray(90)), topK = 3)
+        assertEquals(listOf(1, 2, 0), p.map { it.index })
+        assertEquals(0.5, p[0].score, 1e-7)
+        val pixels = ModelMetadata.fromJson(metadataJson().replace("\"interpolation\": \"bilinear\"}",
+            "\"interpolation\": \"bilinear\", \"normalization\": \"model\"}"))
+        assertEquals("model", pixels.preprocessing!!.normalization)
+        assertThrows<ArtifactException>("takes uint8 pixels") {
+            ImageClassifier(Model(pixels, runner)).classify(RgbImage(6, 5, ByteArray(90)))
+        }
         val noPre = ModelMetadata.fromJson(metadataJson().replace(Regex("\"preprocessing\": \\{[^}]*\\},"), ""))
         assertThrows<ArtifactException>("no preprocessing") { ImageClassifier(Model(noPre, runner)) }
     }

@@ -137,12 +137,15 @@ class MetadataLimitsTest {
         case("color BGR", "preprocessing.color", "BGR"),
         case("layout CHW", "preprocessing.layout", "CHW"),
         case("resize_mode fit", "preprocessing.resize_mode", "fit"),
+        case("normalization none", "preprocessing.normalization", "none"),
         case("unknown field", "preprocessing.crop_pct", 0.875, "preprocessing"),
         case("not an object", "preprocessing", listOf(4), "preprocessing"),
     ))
 
     @Test
     fun labelsAndCounts() = assertRefused(listOf(
+        case("scores softmax", "scores", "softmax"),
+        case("scores a number", "scores", 1),
         case("4 labels for 3 classes", "labels", listOf("a", "b", "c", "d")),
         case("label a number", "labels[1]", 7),
         case("label with a newline", "labels[0]", "a\nb"),
@@ -229,8 +232,8 @@ class MetadataLimitsTest {
         ))
         assertEquals("toy", load(nested(30)).model)                                          // 32 levels load
         try {
-            ModelMetadata.fromJson(ok.replace("\"schema_version\": 5", "\"schema_version\": 6"))
-            fail("schema 6 accepted")
+            ModelMetadata.fromJson(ok.replace("\"schema_version\": 5", "\"schema_version\": 7"))
+            fail("schema 7 accepted")
         } catch (e: ArtifactException) {
             assertEquals(true, e.message!!.contains("upgrade the mobilevision runtime library"))
         }
