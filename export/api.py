@@ -30,12 +30,10 @@ from .interface import artifact_metadata, to_artifact_inputs, to_artifact_output
 from .metadata import LandmarkOutput, ModelMetadata, Preprocessing, RawInput, TensorSpec, sidecar_path
 from .parity import INT8_BROKEN_COSINE, TOLERANCES, ParityReport, compare, parity_inputs
 from .quantize import CALIB_MIN_IMAGES, AccuracyReport
-from .targets import TARGETS, get_target
+from .targets import DEFAULT_TARGET, TARGETS, get_target
 from .targets.base import ExportOptions
 
 PRECISIONS = ("fp32", "fp16", "int8", "bf16")   # bf16: fp32 weights, computed in bf16 (OpenVINO)
-_TOOLS = {"onnx": ("onnx", "onnxscript", "onnxruntime"), "tflite": ("litert-torch", "ai-edge-litert"),
-          "openvino": ("onnx", "openvino"), "coreml": ("coremltools",)}
 
 Progress = Callable[[str], None]
 
@@ -110,9 +108,10 @@ class PreparedModel:
     samples: dict = field(default_factory=dict, repr=False)   # task data read once for several targets
 
 
-def _tool_versions(target: str) -> dict[str, str]:
+def _tool_versions(target) -> dict[str, str]:
+    """mobilevision's, torch's and the target's own tools' versions (its ``tools`` attribute)."""
     versions = {"mobilevision": mobilevision.__version__, "torch": torch.__version__}
-    for pkg in _TOOLS.get(target, ()):
+    for pkg in getattr(target, "tools", ()):
         try:
             versions[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:
@@ -262,7 +261,7 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     stem = _artifact_stem(prep, precision, name)
-    model_md = replace(prep.base, target=target, precision=precision, tools=_tool_versions(target),
+    model_md = replace(prep.base, target=target, precision=precision, tools=_tool_versions(tgt),
                        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     md = artifact_metadata(model_md, tgt, layout)   # what the artifact presents, and what its metadata says
     try:
@@ -278,7 +277,7 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
             warnings.append(f"only {len(calibration.inputs)} calibration inputs ({calibration.source}); int8 ranges "
                             f"from fewer than {CALIB_MIN_IMAGES} are unreliable: give more with --calib-data / "
                             f"--calib-n")
-    _check_destination(out / f"{stem}{tgt.suffix}", tgt.suffix == ".mlpackage")
+    _check_destination(out / f"{stem}{tgt.suffix}", getattr(tgt, "directory", False))
     remove_stale_scratch(out)   # what killed exports into this folder left behind
     work = make_scratch_dir(out, f".{stem}.{target}.")
     try:
@@ -423,12 +422,14 @@ def resolve_targets(target: str | list[str]) -> list[str]:
     return names
 
 
-def export(model_or_name: str | torch.nn.Module, target: str = "onnx", *, weights: str | None = None,
+def export(model_or_name: str | torch.nn.Module, target: str | None = None, *, weights: str | None = None,
            imgsz: int | None = None, precision: str = "fp32", out_dir: str | Path = "exports",
            num_classes: int | None = None, checkpoint_key: str | None = None, name: str | None = None,
            on_progress: Progress | None = None, quantize: QuantizeOptions | None = None,
            layout: str | None = None) -> ExportResult:
-    """Export one model to one target; raises ExportParityError if the artifact disagrees with PyTorch."""
+    """Export one model to one target (default: the registry's ``DEFAULT_TARGET``); raises ExportParityError if
+    the artifact disagrees with PyTorch."""
+    target = target or DEFAULT_TARGET
     if target == "all":
         raise UnknownTarget("export() writes one target; use export_all() for 'all'")
     (t,) = resolve_targets(target)

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from mobilevision import __version__
 from mobilevision.errors import MobileVisionError, os_problem
+from mobilevision.export.targets import TARGETS   # the registry only: no converter is imported
 from mobilevision.terminal import print_json, safe as _safe, say as _say, visible as _visible
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -167,7 +168,7 @@ def _export_table(results) -> Table:
 def export_cmd(
     model: str = typer.Argument(..., help="Zoo model name (see `mobilevision list`), or a training run's "
                                           "weights (RUN_DIR/best.safetensors: classes travel into the metadata)."),
-    target: list[str] = typer.Option(..., "--target", "-t", help="onnx, tflite, coreml, openvino or all (repeatable)."),
+    target: list[str] = typer.Option(..., "--target", "-t", help=f"{', '.join(TARGETS)} or all (repeatable)."),
     weights: Optional[Path] = typer.Option(None, help="Local checkpoint (.pth/.pt/.safetensors); default: random init."),
     imgsz: Optional[int] = typer.Option(None, min=32, max=4096,
                                         help="Square input size in pixels (default: the model's)."),

@@ -14,6 +14,7 @@ TARGETS: dict[str, str] = {
     "coreml": "mobilevision.export.targets.coreml:CoreMLTarget",
     "openvino": "mobilevision.export.targets.openvino:OpenVINOTarget",
 }
+DEFAULT_TARGET = "onnx"   # export() without a target
 
 
 def get_target(name: str):

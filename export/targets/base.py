@@ -42,6 +42,10 @@ class ExportOptions:
 
 
 class Target(Protocol):
+    """Everything about one format. Optional class attributes: ``tools`` (packages whose versions go into the
+    metadata), ``directory`` (the artifact is a folder), ``int8_calibrates`` (default True), and the artifact
+    interface of ``export/interface.py`` (``layouts``, ``input_normalization``, ``classifier_scores``)."""
+
     name: str
     suffix: str
     runtime: str | None

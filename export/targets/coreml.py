@@ -167,6 +167,8 @@ class CoreMLTarget:
     suffix = ".mlpackage"
     runtime = "coreml"
     precisions = ("fp32", "fp16", "int8")
+    tools = ("coremltools",)
+    directory = True                      # a .mlpackage is a folder
     input_normalization = "model"        # image inputs are Core ML ImageTypes (export/interface.py)
     classifier_scores = "probabilities"  # classifiers end in a softmax (classifier_config)
 

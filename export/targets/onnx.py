@@ -135,6 +135,7 @@ class OnnxTarget:
     suffix = ".onnx"
     runtime = "ort"
     precisions = ("fp32", "fp16", "int8")
+    tools = ("onnx", "onnxscript", "onnxruntime")
 
     def convert(self, module: torch.nn.Module, example: torch.Tensor, options: ExportOptions):
         if options.precision == "int8":  # fail on bad int8 options before the (slow) export

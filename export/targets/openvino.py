@@ -141,6 +141,7 @@ class OpenVINOTarget:
     suffix = ".xml"
     runtime = "openvino"
     precisions = ("fp32", "fp16", "int8", "bf16")
+    tools = ("onnx", "openvino")
 
     def convert(self, module: torch.nn.Module, example: torch.Tensor, options: ExportOptions):
         import onnx

@@ -166,6 +166,7 @@ class TFLiteTarget:
     suffix = ".tflite"
     runtime = "litert"
     precisions = ("fp32", "fp16", "int8")
+    tools = ("litert-torch", "ai-edge-litert", "mediapipe")
     layouts = ("NHWC", "NCHW")                 # image inputs; the first is the default (export/interface.py)
     input_normalization = "uniform"            # MediaPipe normalises all channels alike: ImageNet's in the graph
     classifier_scores = "probabilities"

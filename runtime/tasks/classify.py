@@ -15,6 +15,7 @@ RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BI
             "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS,
             "box": Image.Resampling.BOX, "hamming": Image.Resampling.HAMMING}
 
+PROBABILITY_SLACK = 1e-4       # per class: float32 softmax rounding (and int8 dequantisation) around sum 1
 MAX_RESIZED_PIXELS = 1 << 26    # shorter-side resizing of an extreme aspect ratio (1 x 100,000) stops here
 
 
@@ -99,7 +100,16 @@ def top_k(logits: np.ndarray, k: int, labels: list[str] | None, scores: str | No
     """The k most probable classes of a single output vector: logits (softmax applied here), or the
     probabilities of a model with a softmax in its graph (``scores`` "probabilities" in its metadata)."""
     out = np.asarray(logits, dtype=np.float32).reshape(-1)
-    probs = out.astype(np.float64) if scores == "probabilities" else softmax(out)
+    if out.size == 0:
+        raise ArtifactError("the classifier's output is empty; re-export the artifact")
+    if scores == "probabilities":
+        probs = out.astype(np.float64)
+        if not (np.isfinite(probs).all() and probs.min() >= -PROBABILITY_SLACK
+                and abs(probs.sum() - 1.0) <= PROBABILITY_SLACK * max(1, probs.size)):
+            raise ArtifactError(f"the metadata says the output holds probabilities, but its {probs.size} values sum "
+                                f"to {probs.sum():.4g} (min {probs.min():.3g}); re-export the artifact")
+    else:
+        probs = softmax(out)
     k = max(1, min(int(k), probs.size))
     order = np.argsort(-probs, kind="stable")[:k]
     return [Classification(int(i), labels[i] if labels and i < len(labels) else str(int(i)), float(probs[i]))

@@ -118,6 +118,9 @@ def test_top_k_of_probabilities_is_not_softmaxed_again():
     p = np.array([[0.1, 0.6, 0.3]], np.float32)
     assert [round(c.score, 6) for c in top_k(p, 2, None, "probabilities")] == [0.6, 0.3]
     assert top_k(p, 1, None)[0].score < 0.6        # logits (old artifacts, no field): softmax applied
+    for lie in ([[2.0, 5.0, -1.0]], [[0.5, 0.5, 0.5]], [[np.nan, 0.5, 0.5]]):   # metadata that lies about its output
+        with pytest.raises(ArtifactError, match="says the output holds probabilities"):
+            top_k(np.array(lie, np.float32), 2, None, "probabilities")
 
 
 def test_metadata_fields_are_validated_and_old_files_mean_logits():

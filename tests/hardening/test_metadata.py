@@ -21,6 +21,7 @@ import pytest
 
 from mobilevision.errors import ArtifactError
 from mobilevision.export.metadata import (INTERPOLATIONS, SCHEMA_VERSION, LandmarkOutput, ModelMetadata,
+from mobilevision.export.targets import TARGETS
                                           read_sidecar, sidecar_path)
 
 DROP = object()  # _with(...) value: delete the key
@@ -285,7 +286,7 @@ def test_non_finite_report_numbers_are_written_as_null_and_read_back():
     assert back.parity == {"max_abs": None, "cosine": None} and back.landmarks.points == 5
 
 
-@pytest.mark.parametrize("target", ["onnx", "tflite", "openvino", "coreml"])
+@pytest.mark.parametrize("target", list(TARGETS))
 def test_exported_sidecars_load(toy_exports, target):
     md = read_sidecar(toy_exports[target].path)
     assert md == toy_exports[target].metadata

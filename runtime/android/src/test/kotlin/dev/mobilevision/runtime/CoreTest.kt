@@ -121,6 +121,10 @@ class CoreTest {
             .classify(RgbImage(6, 5, ByteArray(90)), topK = 3)
         assertEquals(listOf(1, 2, 0), p.map { it.index })
         assertEquals(0.5, p[0].score, 1e-7)
+        assertThrows<ArtifactException>("sum to") {   // logits behind a "probabilities" claim
+            ImageClassifier(Model(probs, FixedRunner(Accelerator.CPU, listOf(floatArrayOf(2f, 5f, -1f)))))
+                .classify(RgbImage(6, 5, ByteArray(90)))
+        }
         val pixels = ModelMetadata.fromJson(metadataJson().replace("\"interpolation\": \"bilinear\"}",
             "\"interpolation\": \"bilinear\", \"normalization\": \"model\"}"))
         assertEquals("model", pixels.preprocessing!!.normalization)
