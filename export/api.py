@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import importlib.metadata
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,6 +37,9 @@ from .targets.base import ExportOptions
 PRECISIONS = ("fp32", "fp16", "int8", "bf16")   # bf16: fp32 weights, computed in bf16 (OpenVINO)
 
 Progress = Callable[[str], None]
+# torch.export and torch's flop counter push process-wide dispatch modes: two threads tracing at once corrupt
+# each other's ("ProxyTorchDispatchMode slot already occupied"). Conversions take turns; the rest runs in parallel.
+_TRACING = threading.Lock()
 
 
 @dataclass
@@ -149,6 +153,11 @@ def prepare(model_or_name: str | torch.nn.Module, weights: str | None = None, im
         example = torch.randn(1, *size, generator=torch.Generator().manual_seed(seed))
         out = module(example)
     outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    if card.task == "classify" and n_cls and int(np.prod(outs[0].shape[1:])) != n_cls:
+        raise ExportError(f"{card.name}: the card says {n_cls} classes but the model's first output is "
+                          f"{list(outs[0].shape)}: give num_classes (--num-classes) that matches the head")
+    with _TRACING:
+        macs = count_macs(module, size)
     raw = (RawInput(black_level=list(card.raw_black_level), white_level=float(card.raw_white_level),
                     clip=bool(card.raw_clip)) if card.raw_black_level is not None else None)
     pre = None if raw is not None else Preprocessing.for_card(card, size[1], size[2])
@@ -160,7 +169,7 @@ def prepare(model_or_name: str | torch.nn.Module, weights: str | None = None, im
         outputs=[TensorSpec(n, list(o.shape), "float32") for n, o in zip(card.output_names, outs)],
         preprocessing=pre, raw=raw, landmarks=landmarks, labels=labels, label_set=card.label_set,
         num_classes=n_cls if card.task == "classify" else None,
-        params=count_params(module), macs=count_macs(module, size),
+        params=count_params(module), macs=macs,
         weights=Path(weights).name if weights else None,
         weights_sha256=sha256_of(weights) if weights else None)
     trained_on = {}
@@ -290,7 +299,8 @@ def export_prepared(prep: PreparedModel, target: str, precision: str = "fp32", o
                                 if precision == "int8" else (), metadata=md,
                                 model_metadata=model_md)
         try:
-            handle = tgt.convert(prep.module, prep.example, options)
+            with _TRACING:
+                handle = tgt.convert(prep.module, prep.example, options)
         except ImportError as e:
             raise ExportError(f"target {target} needs '{e.name}', which is not installed: "
                               "pip install 'mobilevision[export]'") from e
@@ -444,8 +454,12 @@ def export_all(model_or_name: str | torch.nn.Module, targets: str | list[str] = 
                out_dir: str | Path = "exports", num_classes: int | None = None, checkpoint_key: str | None = None,
                on_progress: Progress | None = None, quantize: QuantizeOptions | None = None,
                layout: str | None = None) -> list[ExportResult | ExportFailure]:
-    """Export to several targets; one target's failure is recorded and the others still run."""
+    """Export to several targets; one target's failure is recorded and the others still run. ``layout`` applies
+    to the targets that can write it (the others keep their own); ExportError when none can."""
     names = resolve_targets(targets)
+    writes = {t: layout is None or layout.upper() in getattr(get_target(t), "layouts", ("NCHW",)) for t in names}
+    if layout is not None and not any(writes.values()):
+        raise ExportError(f"no target among {', '.join(names)} writes image inputs as {layout!r}: drop --layout")
     prep = prepare(model_or_name, weights=weights, imgsz=imgsz, num_classes=num_classes,
                    checkpoint_key=checkpoint_key)
     results: list[ExportResult | ExportFailure] = []
@@ -453,7 +467,7 @@ def export_all(model_or_name: str | torch.nn.Module, targets: str | list[str] = 
         for t in names:
             try:
                 results.append(export_prepared(prep, t, precision, out_dir, on_progress=on_progress,
-                                               quantize=quantize, layout=layout))
+                                               quantize=quantize, layout=layout if writes[t] else None))
             except MobileVisionError as e:
                 results.append(ExportFailure(prep.card.name, t, precision, str(e)))
     return results

@@ -42,7 +42,7 @@ def artifact_metadata(md: ModelMetadata, target, layout: str | None = None) -> M
     cannot write it."""
     layouts = tuple(getattr(target, "layouts", ("NCHW",)))
     if layout is not None and layout.upper() not in layouts:
-        raise ExportError(f"target {target.name} writes image inputs as {' or '.join(layouts)}, not {layout}: "
+        raise ExportError(f"target {target.name} writes image inputs as {' or '.join(layouts)}, not {layout!r}: "
                           f"drop --layout for this target")
     out = replace(md)
     if _image_input(md):
@@ -114,6 +114,8 @@ def to_artifact_outputs(outputs: list[np.ndarray], model: ModelMetadata, artifac
     softmax)."""
     if model.task == "classify" and artifact.scores == "probabilities" and model.scores != "probabilities":
         z = np.asarray(outputs[0], np.float64)
-        e = np.exp(z - z.max(axis=-1, keepdims=True))
-        return [(e / e.sum(axis=-1, keepdims=True)).astype(np.asarray(outputs[0]).dtype), *outputs[1:]]
+        flat = z.reshape(z.shape[0], -1)                 # the classes: every axis after the batch
+        e = np.exp(flat - flat.max(axis=-1, keepdims=True))
+        p = (e / e.sum(axis=-1, keepdims=True)).reshape(z.shape)
+        return [p.astype(np.asarray(outputs[0]).dtype), *outputs[1:]]
     return list(outputs)

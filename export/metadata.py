@@ -316,6 +316,23 @@ class ModelMetadata:
                 if not isinstance(part, cls):
                     _fail(name, f"is {_shown(part)}, not an object")
                 part.validate(name)
+        self._check_image_input()
+
+    def _check_image_input(self) -> None:
+        """An image input and its preprocessing must agree: one layout, 3 channels where it says, uint8 pixels
+        exactly when the model normalises (metadata that contradicts itself would feed transposed or
+        mis-scaled data)."""
+        pre = self.preprocessing
+        if pre is None or len(self.inputs) != 1 or self.inputs[0].layout not in IMAGE_LAYOUTS:
+            return
+        spec = self.inputs[0]
+        if pre.layout != spec.layout:
+            _fail("preprocessing.layout", f"is {pre.layout!r} but inputs[0] is {spec.layout!r}")
+        if len(spec.shape) != 4 or spec.shape[1 if spec.layout == "NCHW" else 3] not in (3, -1):
+            _fail("inputs[0].shape", f"is {spec.shape}, not an RGB image in {spec.layout}")
+        if (pre.normalization == "model") != (spec.dtype == "uint8"):
+            _fail("inputs[0].dtype", f"is {spec.dtype!r} for normalization {pre.normalization!r} (uint8 pixels "
+                                     f"exactly when the model normalises)")
 
     def to_json(self, indent: int | None = None) -> str:
         """Strict JSON: a non-finite number in a report (a NaN cosine) is written as null."""

@@ -119,8 +119,9 @@ PROBABILITY_FLOOR = 1e-30   # log-probabilities of classes a float32 softmax rou
 
 
 def _centred_log(p: np.ndarray) -> np.ndarray:
+    """log p minus its mean over the classes (every axis after the sample and batch axes)."""
     z = np.log(np.maximum(p, PROBABILITY_FLOOR))
-    return z - z.mean(axis=-1, keepdims=True)
+    return z - z.reshape(z.shape[0], z.shape[1], -1).mean(axis=-1).reshape(z.shape[:2] + (1,) * (z.ndim - 2))
 
 
 def compare(reference: list[list[np.ndarray]], actual: list[list[np.ndarray]], output_names: list[str],

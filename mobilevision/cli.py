@@ -219,6 +219,13 @@ def export_cmd(
             raise UnknownTarget(f"unknown precision {p!r}: choose one of {', '.join(PRECISIONS)}")
     if layout is not None and layout.upper() not in ("NCHW", "NHWC"):
         raise MobileVisionError(f"--layout {layout!r} is not a layout: use NHWC or NCHW")
+    if layout is not None:
+        from mobilevision.export.targets import get_target
+
+        kept = [t for t in dict.fromkeys(targets) if layout.upper() not in getattr(get_target(t), "layouts", ("NCHW",))]
+        if kept and len(kept) < len(set(targets)):
+            err.print(f"note: --layout {layout.upper()} applies to the targets that write it; "
+                      f"{', '.join(kept)} keep their own layout")
     keep = tuple(dict.fromkeys(k.strip() for item in keep_float for k in item.split(",") if k.strip()))
     if keep and "int8" not in precision:
         raise MobileVisionError("--keep-float applies to --precision int8: add -p int8")

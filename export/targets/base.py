@@ -91,7 +91,16 @@ class ArtifactModule(torch.nn.Module):
         if self.affine:
             x = x.float() * self.gain + self.offset
         y = self.model(x)
-        return torch.softmax(y, dim=-1) if self.softmax else y
+        if not self.softmax:
+            return y
+        if isinstance(y, (tuple, list)):   # the first output is the classifier's; the others pass through
+            return (probabilities(y[0]), *y[1:])
+        return probabilities(y)
+
+
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Softmax over a classifier's classes: every axis after the batch (a conv head's [1, N, 1, 1] included)."""
+    return torch.softmax(logits.flatten(1), dim=-1).reshape(logits.shape)
 
 
 def artifact_module(module: torch.nn.Module, example: torch.Tensor, metadata: Any, pixels: bool = True,

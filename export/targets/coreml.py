@@ -95,15 +95,18 @@ def _labels(md: ModelMetadata | None) -> list[str] | None:
     probabilities keyed by label)."""
     if md is None or md.scores != "probabilities" or not md.outputs:
         return None
-    n = int(md.outputs[0].shape[-1])
+    n = int(np.prod(md.outputs[0].shape[1:]))
     names = [str(x) for x in (md.labels or [])][:n]
     names += [str(i) for i in range(len(names), n)]
-    seen: set[str] = set()
-    for i, name in enumerate(names):
-        if name in seen:
-            names[i] = f"{name} ({i})"
-        seen.add(names[i])
-    return names
+    original, seen, unique = set(names), set(), []
+    for i, name in enumerate(names):   # later repeats renamed, never onto a name given or still to come
+        new, k = name, 0
+        while new in seen or (new != name and new in original):
+            k += 1
+            new = f"{name} ({i})" if k == 1 else f"{name} ({i}.{k})"
+        seen.add(new)
+        unique.append(new)
+    return unique
 
 
 def _descriptions(md: ModelMetadata, image: ImageInput | None, labels: list[str] | None) -> dict[str, object]:

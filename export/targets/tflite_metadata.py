@@ -2,8 +2,9 @@
 maintained metadata writers, so MediaPipe Tasks, the TFLite Task Library and Android Studio's ML binding take
 our .tflite unmodified.
 
-- classifiers: MediaPipe's image-classifier writer (image input with normalisation, classification output
-  with the class names as a ``TENSOR_AXIS_LABELS`` file);
+- classifiers: what MediaPipe's image-classifier writer writes (image input with normalisation, classification
+  output with the class names as a ``TENSOR_AXIS_LABELS`` file), through its generic writer so that the label
+  file is UTF-8 whatever the locale;
 - other image-input models (anomaly, landmarks): the generic writer with the image input (properties and
   normalisation) and feature outputs;
 - RAW-input models (isp) take a packed Bayer tensor, not an image: feature input and outputs.
@@ -19,9 +20,12 @@ that added them). No other writer is written here.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import types
 from typing import Any
+
+import numpy as np
 
 from mobilevision.errors import ExportError
 
@@ -95,6 +99,31 @@ def _install_parser_version() -> None:
     setattr(sys.modules[".".join(parts[:-1])], parts[-1], module)
 
 
+def label_names(md: Any) -> list[str]:
+    """One name per class of the classifier's output, as MediaPipe's label file holds them (a line each): the
+    metadata's labels, the class index where a name is missing or empty (MediaPipe drops a trailing empty line
+    and reports an empty one as no name)."""
+    n = int(np.prod(md.outputs[0].shape[1:]))
+    names = list(md.labels or [])[:n]
+    names += [""] * (n - len(names))
+    return [name if name.strip() else str(i) for i, name in enumerate(names)]
+
+
+def _utf8_writer(mw: Any, model: bytearray) -> Any:
+    """MediaPipe's generic MetadataWriter, its label files written as UTF-8 (MediaPipe opens them with the
+    locale's encoding: cp1252 on Windows mangles or refuses non-ASCII names its C++ side reads as UTF-8)."""
+
+    class Writer(mw.MetadataWriter):
+        def _export_labels(self, filename: str, index_to_label: list[str]) -> str:
+            path = os.path.join(self._temp_folder.name, filename)
+            with open(path, "w", encoding="utf-8", newline="\n") as f:
+                f.write("\n".join(index_to_label))
+            self._associated_files.append(path)   # as the method it replaces: packed into the .tflite
+            return path
+
+    return Writer(model)
+
+
 def writers() -> Any:
     """MediaPipe's ``metadata_writers`` package, or ImportError (mediapipe not installed)."""
     _install_parser_version()
@@ -110,18 +139,16 @@ def with_standard_metadata(flatbuffer: bytes, md: Any) -> bytes:
     pre = md.preprocessing
     title = f"{md.model} ({md.task}), exported by mobilevision"
     try:
-        if md.task == "classify":
-            from mediapipe.tasks.python.metadata.metadata_writers import image_classifier
-
-            n = md.outputs[0].shape[-1]
-            names = list(md.labels or [])
-            names += [str(i) for i in range(len(names), n)]   # a label per class, as MediaPipe maps indices
-            writer = image_classifier.MetadataWriter.create(
-                model, input_norm_mean=pixel_mean(pre), input_norm_std=pixel_std(pre),
-                labels=mw.Labels().add(names))
-            writer.writer.add_general_info(md.model, title)
+        if md.task == "classify" and pre is not None:
+            # what MediaPipe's image-classifier writer does (image input, classification output with labels),
+            # through the generic writer so that the label file is UTF-8
+            writer = _utf8_writer(mw, model).add_general_info(md.model, title)
+            writer.add_image_input(pixel_mean(pre), pixel_std(pre))
+            writer.add_classification_output(mw.Labels().add(label_names(md)))
+            for spec in md.outputs[1:]:   # a second head (auxiliary outputs): described, not classified
+                writer.add_feature_output(spec.name, f"{md.task} output {spec.name}")
         else:
-            writer = mw.MetadataWriter.create(model).add_general_info(md.model, title)
+            writer = _utf8_writer(mw, model).add_general_info(md.model, title)
             if pre is not None:
                 writer.add_image_input(pixel_mean(pre), pixel_std(pre))
             else:

@@ -102,7 +102,7 @@ def test_pixel_artifacts_refuse_inputs_that_are_not_images():
 
 
 def test_a_layout_the_target_cannot_write_is_refused():
-    with pytest.raises(ExportError, match="writes image inputs as NCHW, not NHWC"):
+    with pytest.raises(ExportError, match="writes image inputs as NCHW, not 'NHWC'"):
         artifact_metadata(_md(), Target(), layout="NHWC")
     assert artifact_metadata(_md(), Like(layouts=("NHWC", "NCHW")), layout="NCHW").inputs[0].shape == [1, 3, 32, 32]
 
@@ -157,3 +157,15 @@ def test_tflite_export_without_mediapipe_warns_and_still_loads(toy_name, tmp_pat
     assert any("MediaPipe Tasks will not load" in w and "mediapipe" in w for w in r.warnings), r.warnings
     with load(r.path) as m:
         assert len(m.classify(np.zeros((40, 50, 3), np.uint8), top_k=2)) == 2
+
+
+def test_layout_applies_to_the_targets_that_write_it(toy_name, tmp_path, capsys):
+    """-t tflite -t onnx --layout NHWC: TFLite takes NHWC, ONNX keeps NCHW, and the CLI says so once."""
+    from mobilevision.cli import main
+
+    assert main(["export", toy_name, "-t", "tflite", "-t", "onnx", "--layout", "NHWC", "--out", str(tmp_path),
+                 "--no-accuracy"]) == 0
+    assert "onnx keep their own layout" in capsys.readouterr().err
+    shapes = {p.suffix: ModelMetadata.from_json((p.parent / f"{p.name}.json").read_text()).inputs[0].shape
+              for p in tmp_path.iterdir() if p.suffix in (".tflite", ".onnx")}
+    assert shapes == {".tflite": [1, 64, 64, 3], ".onnx": [1, 3, 64, 64]}

@@ -21,8 +21,8 @@ import pytest
 
 from mobilevision.errors import ArtifactError
 from mobilevision.export.metadata import (INTERPOLATIONS, SCHEMA_VERSION, LandmarkOutput, ModelMetadata,
-from mobilevision.export.targets import TARGETS
                                           read_sidecar, sidecar_path)
+from mobilevision.export.targets import TARGETS
 
 DROP = object()  # _with(...) value: delete the key
 CHILD_TIMEOUT_S = 60
@@ -117,6 +117,12 @@ FIELD_CASES: dict[str, tuple[str, Any, tuple[str, ...]]] = {
                                                                        "bilinear", "nearest")),
     "interpolation-not-string": ("preprocessing.interpolation", 3, ("preprocessing.interpolation",)),
     "layout-unknown": ("preprocessing.layout", "CHW", ("preprocessing.layout", "NCHW")),
+    # the image input and its preprocessing contradict each other (schema 6 artifacts can be NHWC / uint8)
+    "layout-disagrees": ("preprocessing.layout", "NHWC", ("preprocessing.layout", "inputs[0]")),
+    "channels-not-where-the-layout-says": ("inputs.0.shape", [1, 64, 64, 3], ("inputs[0].shape", "NCHW")),
+    "pixels-without-model-normalisation": ("inputs.0.dtype", "uint8", ("inputs[0].dtype", "normalization")),
+    "normalization-unknown": ("preprocessing.normalization", "none", ("preprocessing.normalization",)),
+    "scores-unknown": ("scores", "softmax", ("scores", "probabilities")),
     "color-bgr": ("preprocessing.color", "BGR", ("preprocessing.color", "RGB")),
     "resize_mode-unknown": ("preprocessing.resize_mode", "zoom", ("preprocessing.resize_mode", "stretch")),
     "labels-not-list": ("labels", "cat dog", ("labels",)),
@@ -253,8 +259,10 @@ VALID: dict[str, dict[str, Any]] = {
     "labels-unicode": {**_base(), "labels": ["chat noir, été", "犬", "🐱", *["x"] * 7]},
     "labels-none": {**_base(), "labels": None, "num_classes": None},
     "dynamic-batch": _with(_base(), "inputs.0.shape", [-1, 3, 64, 64]),
-    "nhwc": _with(_with(_base(), "preprocessing.layout", "NHWC"), "inputs.0.layout", "NHWC"),
-    "uint8-input": _with(_base(), "inputs.0.dtype", "uint8"),
+    "nhwc": _with(_with(_with(_base(), "preprocessing.layout", "NHWC"), "inputs.0.layout", "NHWC"),
+                  "inputs.0.shape", [1, 64, 64, 3]),
+    "uint8-input": _with(_with(_base(), "inputs.0.dtype", "uint8"), "preprocessing.normalization", "model"),
+    "schema-6-probabilities": {**_base(), "schema_version": 6, "scores": "probabilities"},
     "extra-top-level-field": {**_base(), "future_field": {"a": 1}},
     **{f"interpolation-{name}": _with(_base(), "preprocessing.interpolation", name) for name in INTERPOLATIONS},
 }

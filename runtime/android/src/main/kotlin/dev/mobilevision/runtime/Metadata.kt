@@ -131,7 +131,7 @@ data class ModelMetadata(
             if (labels != null && numClasses != null && labels.size > numClasses) {
                 o["labels"].fail("has ${labels.size} names for num_classes $numClasses")
             }
-            return ModelMetadata(
+            return checkImageInput(ModelMetadata(
                 task = o["task"].string(),
                 model = o["model"].string(),
                 target = o["target"].string(),
@@ -154,7 +154,27 @@ data class ModelMetadata(
                 scores = o.nullable("scores")?.string(SCORES),
                 created = o.optional("created")?.string() ?: "",
                 schemaVersion = version?.int(0, SCHEMA_VERSION) ?: 0,
-            )
+            ))
+        }
+
+        /** An image input and its preprocessing must agree (as export/metadata.py `_check_image_input`): one
+         *  layout, 3 channels where it says, uint8 pixels exactly when the model normalises. */
+        private fun checkImageInput(md: ModelMetadata): ModelMetadata {
+            val pre = md.preprocessing ?: return md
+            val spec = md.inputs.singleOrNull() ?: return md
+            if (spec.layout !in IMAGE_LAYOUTS) return md
+            fun fail(field: String, problem: String): Nothing =
+                throw ArtifactException("metadata $field $problem; re-export the artifact")
+            if (pre.layout != spec.layout) fail("preprocessing.layout", "is '${pre.layout}' but inputs[0] is '${spec.layout}'")
+            val channel = if (spec.layout == "NCHW") 1 else 3
+            if (spec.shape.size != 4 || spec.shape[channel] !in listOf(3, -1)) {
+                fail("inputs[0].shape", "is ${spec.shape}, not an RGB image in ${spec.layout}")
+            }
+            if ((pre.normalization == "model") != (spec.dtype == "uint8")) {
+                fail("inputs[0].dtype", "is '${spec.dtype}' for normalization '${pre.normalization}' (uint8 pixels " +
+                    "exactly when the model normalises)")
+            }
+            return md
         }
 
         private fun tensorSpec(o: JsonObject): TensorSpec {

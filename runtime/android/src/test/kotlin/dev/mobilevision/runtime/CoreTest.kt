@@ -126,8 +126,13 @@ class CoreTest {
                 .classify(RgbImage(6, 5, ByteArray(90)))
         }
         val pixels = ModelMetadata.fromJson(metadataJson().replace("\"interpolation\": \"bilinear\"}",
-            "\"interpolation\": \"bilinear\", \"normalization\": \"model\"}"))
+            "\"interpolation\": \"bilinear\", \"normalization\": \"model\"}")
+            .replace("\"dtype\": \"float32\", \"layout\": \"NCHW\"", "\"dtype\": \"uint8\", \"layout\": \"NCHW\""))
         assertEquals("model", pixels.preprocessing!!.normalization)
+        assertThrows<ArtifactException>("inputs[0].dtype") {   // pixels claimed for a float input: contradicts itself
+            ModelMetadata.fromJson(metadataJson().replace("\"interpolation\": \"bilinear\"}",
+                "\"interpolation\": \"bilinear\", \"normalization\": \"model\"}"))
+        }
         assertThrows<ArtifactException>("takes uint8 pixels") {
             ImageClassifier(Model(pixels, runner)).classify(RgbImage(6, 5, ByteArray(90)))
         }

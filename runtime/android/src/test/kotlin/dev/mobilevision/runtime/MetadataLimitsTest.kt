@@ -138,6 +138,7 @@ class MetadataLimitsTest {
         case("layout CHW", "preprocessing.layout", "CHW"),
         case("resize_mode fit", "preprocessing.resize_mode", "fit"),
         case("normalization none", "preprocessing.normalization", "none"),
+        case("layout disagrees with the input", "preprocessing.layout", "NHWC", "preprocessing.layout"),
         case("unknown field", "preprocessing.crop_pct", 0.875, "preprocessing"),
         case("not an object", "preprocessing", listOf(4), "preprocessing"),
     ))
@@ -250,7 +251,7 @@ class MetadataLimitsTest {
         assertEquals(8192, load(with("preprocessing.resize", 8192)).preprocessing!!.resize)
         assertEquals(listOf(4096, 4096), load(with("preprocessing.crop", listOf(4096, 4096))).preprocessing!!.crop)
         assertEquals(listOf(-1, 3, 4, 4), load(with("inputs[0].shape[0]", -1)).inputs[0].shape)
-        assertEquals(8, load(with("inputs[0].shape", List(8) { 1 })).inputs[0].shape.size)
+        assertEquals(8, load(with("outputs[0].shape", List(8) { 1 })).outputs[0].shape.size)   // rank 8 (an image input is 4-D)
         val big = load(with("outputs[0].shape", listOf(1024, 1024, 1024, 2))).outputs[0]   // exactly 2^31 elements
         assertEquals(Int.MAX_VALUE, big.size)                                              // no Int overflow
         assertEquals(1 shl 20, load(with("outputs[0].shape", listOf(1 shl 20))).outputs[0].size)
