@@ -22,9 +22,12 @@ CHUNK = 1 << 20
 
 
 def companions(path: str | Path) -> list[Path]:
-    """Files an artifact needs beside its entry file (OpenVINO's ``.bin``), whether or not they exist."""
+    """Files an artifact needs beside its entry file (OpenVINO's ``.bin``, as its backend's registry line says),
+    whether or not they exist."""
+    from mobilevision.runtime.backends import companion_suffixes   # here: the registry imports this module
+
     p = Path(path)
-    return [p.with_suffix(".bin")] if p.suffix.lower() == ".xml" else []
+    return [p.with_suffix(s) for s in companion_suffixes(p.suffix)]
 
 
 def sha256_file(path: Path) -> str:

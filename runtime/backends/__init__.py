@@ -1,4 +1,4 @@
-"""Backend registry: name -> implementing class, imported only when used.
+"""Backend registry: one line per runtime (its class, imported only when used, and what it opens).
 
 A new runtime is one file in this folder plus one line here. ``torch`` lives in the
 main package (it needs torch); the runtime never imports it unless asked for it.
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import numbers
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mobilevision.errors import ArtifactError, BackendUnavailable, MobileVisionError
@@ -15,22 +16,55 @@ from mobilevision.export.integrity import verify_artifact
 
 from .base import ACCELERATOR_DEVICES, AcceleratorFallback, AcceleratorUnavailable, Backend, Delegation
 
-BACKENDS: dict[str, str] = {
-    "ort": "mobilevision.runtime.backends.ort:OrtBackend",
-    "litert": "mobilevision.runtime.backends.litert:LiteRTBackend",
-    "openvino": "mobilevision.runtime.backends.openvino:OpenVINOBackend",
-    "coreml": "mobilevision.runtime.backends.coreml:CoreMLBackend",
-    "torch": "mobilevision.torch_backend:TorchBackend",
+@dataclass(frozen=True)
+class Registered:
+    """What the registry knows of a backend without importing it."""
+
+    impl: str                                   # "module:Class"
+    suffixes: tuple[str, ...]                   # the formats it is the runtime of (their default backend)
+    reads: tuple[str, ...] = ()                 # other formats it can open
+    accelerators: bool = False                  # takes device="gpu"|"npu"
+    companions: dict[str, tuple[str, ...]] = field(default_factory=dict)   # entry suffix -> files beside it
+    folders: tuple[str, ...] = ()               # suffixes whose artifact is a folder
+
+
+BACKENDS: dict[str, Registered] = {
+    "ort": Registered("mobilevision.runtime.backends.ort:OrtBackend", (".onnx",), accelerators=True),
+    "litert": Registered("mobilevision.runtime.backends.litert:LiteRTBackend", (".tflite",), accelerators=True),
+    # OpenVINO also reads ONNX and TFLite (float models, not our fp16 ones); its IR keeps the weights in a .bin
+    "openvino": Registered("mobilevision.runtime.backends.openvino:OpenVINOBackend", (".xml",), (".onnx", ".tflite"),
+                           accelerators=True, companions={".xml": (".bin",)}),
+    "coreml": Registered("mobilevision.runtime.backends.coreml:CoreMLBackend", (".mlpackage", ".mlmodel"),
+                         accelerators=True, folders=(".mlpackage",)),
+    "torch": Registered("mobilevision.torch_backend:TorchBackend", (),
+                        (".onnx", ".tflite", ".xml", ".mlpackage", ".mlmodel")),
 }
 
+
+def _by_suffix() -> dict[str, tuple[str, ...]]:
+    """suffix -> the backends that open it: the format's own runtime first, then the others in registry order."""
+    table: dict[str, list[str]] = {}
+    for name, reg in BACKENDS.items():
+        for suffix in reg.suffixes:
+            table.setdefault(suffix, []).insert(0, name)
+    for name, reg in BACKENDS.items():
+        for suffix in reg.reads:
+            table.setdefault(suffix, []).append(name)
+    return {s: tuple(names) for s, names in table.items()}
+
+
 # Which backends can open which artifact suffix; the first is the default.
-SUFFIX_BACKENDS: dict[str, tuple[str, ...]] = {
-    ".onnx": ("ort", "openvino", "torch"),
-    ".tflite": ("litert", "openvino", "torch"),   # OpenVINO's TFLite reader: float models (not our fp16 ones)
-    ".xml": ("openvino", "torch"),
-    ".mlpackage": ("coreml", "torch"),
-    ".mlmodel": ("coreml", "torch"),
-}
+SUFFIX_BACKENDS: dict[str, tuple[str, ...]] = _by_suffix()
+
+
+def companion_suffixes(suffix: str) -> tuple[str, ...]:
+    """Files an artifact with this entry suffix needs beside it (OpenVINO's .bin)."""
+    return tuple(c for reg in BACKENDS.values() for c in reg.companions.get(suffix.lower(), ()))
+
+
+def is_folder_format(suffix: str) -> bool:
+    """Whether an artifact with this suffix is a folder (Core ML's .mlpackage)."""
+    return any(suffix.lower() in reg.folders for reg in BACKENDS.values())
 
 
 def artifact_suffix(path: str | Path) -> str:
@@ -46,7 +80,7 @@ def backends_for(path: str | Path) -> tuple[str, ...]:
 
 
 # Backends that take ``device="gpu"|"npu"``.
-ACCELERATOR_BACKENDS: tuple[str, ...] = ("ort", "openvino", "litert", "coreml")
+ACCELERATOR_BACKENDS: tuple[str, ...] = tuple(name for name, reg in BACKENDS.items() if reg.accelerators)
 
 
 MAX_THREADS = 1024
@@ -71,10 +105,10 @@ def open_backend(path: str | Path, backend: str | None = None, threads: int | No
         raise BackendUnavailable(f"backend {name!r} cannot open {p.suffix} files: use one of {', '.join(allowed)}")
     if not p.exists():
         raise ArtifactError(f"artifact not found: {p}")
-    checks = [(p, p.suffix.lower() == ".mlpackage")]   # (path, must be a directory)
-    weights = p.with_suffix(".bin")   # OpenVINO IR keeps its weights beside the .xml; a missing one is the backend's
-    if p.suffix.lower() == ".xml" and weights.exists():
-        checks.append((weights, False))
+    checks = [(p, is_folder_format(p.suffix))]   # (path, must be a directory)
+    for suffix in companion_suffixes(p.suffix):   # OpenVINO's .bin; a missing one is the backend's to report
+        if p.with_suffix(suffix).exists():
+            checks.append((p.with_suffix(suffix), False))
     for f, want_dir in checks:
         mode = f.stat().st_mode
         if not (stat.S_ISDIR(mode) if want_dir else stat.S_ISREG(mode)):
@@ -82,7 +116,7 @@ def open_backend(path: str | Path, backend: str | None = None, threads: int | No
                 stat.filemode(mode)[0], "a file")
             raise ArtifactError(f"{f} is not a {'directory' if want_dir else 'regular file'} (it is {kind}): "
                                 "give the path of the exported artifact")
-    module, cls = BACKENDS[name].split(":")
+    module, cls = BACKENDS[name].impl.split(":")
     if device != "cpu" and device not in ACCELERATOR_DEVICES:
         raise BackendUnavailable(f"unknown device {device!r}: choose cpu, {' or '.join(ACCELERATOR_DEVICES)}")
     if device != "cpu" and name not in ACCELERATOR_BACKENDS:

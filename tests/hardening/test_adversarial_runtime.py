@@ -81,7 +81,10 @@ def _scaled_weight(entry: Path) -> tuple[Path, bytes]:
         victim = entry
         buf = entry.read_bytes()
         model = schema.Model.GetRootAs(buf, 0)
-        blob = max((model.Buffers(i).DataAsNumpy().tobytes() for i in range(model.BuffersLength())
+        graph = model.Subgraphs(0)
+        weights = {graph.Tensors(i).Buffer() for i in range(graph.TensorsLength())
+                   if graph.Tensors(i).Type() == schema.TensorType.FLOAT32}   # not the metadata buffers
+        blob = max((model.Buffers(i).DataAsNumpy().tobytes() for i in weights
                     if model.Buffers(i).DataLength()), key=len)
         start, size = buf.find(blob), len(blob)
     data = bytearray(victim.read_bytes())
