@@ -93,8 +93,8 @@ def to_artifact_inputs(arrays: list[np.ndarray], model: ModelMetadata, artifact:
     x = np.asarray(arrays[0])
     pre = artifact.preprocessing
     g_m, o_m = _affine(model.preprocessing)
+    pixels = (x.astype(np.float64) - o_m) / g_m   # the 0..255 values the model's input was made from
     if pre.normalization == "model":
-        pixels = (x.astype(np.float64) - o_m) / g_m
         if np.abs(pixels - np.rint(pixels)).max(initial=0.0) > PIXEL_ROUNDTRIP_ATOL or \
                 pixels.min(initial=0.0) < -0.5 or pixels.max(initial=0.0) > 255.5:
             raise ExportError("this artifact takes image pixels: its check inputs must be preprocessed uint8 images, "
@@ -103,7 +103,7 @@ def to_artifact_inputs(arrays: list[np.ndarray], model: ModelMetadata, artifact:
     elif (pre.scale, pre.mean, pre.std) != (model.preprocessing.scale, model.preprocessing.mean,
                                             model.preprocessing.std):
         g_a, o_a = _affine(pre)
-        x = ((x.astype(np.float64) - o_m) / g_m * g_a + o_a).astype(x.dtype)
+        x = (pixels * g_a + o_a).astype(x.dtype)
     if pre.layout == "NHWC":
         x = x.transpose(0, 2, 3, 1)
     return [np.ascontiguousarray(x), *arrays[1:]]
@@ -113,9 +113,9 @@ def to_artifact_outputs(outputs: list[np.ndarray], model: ModelMetadata, artifac
     """Model-side outputs (classifier logits) as ``artifact`` gives them (probabilities when its graph ends in a
     softmax)."""
     if model.task == "classify" and artifact.scores == "probabilities" and model.scores != "probabilities":
-        z = np.asarray(outputs[0], np.float64)
-        flat = z.reshape(z.shape[0], -1)                 # the classes: every axis after the batch
-        e = np.exp(flat - flat.max(axis=-1, keepdims=True))
-        p = (e / e.sum(axis=-1, keepdims=True)).reshape(z.shape)
-        return [p.astype(np.asarray(outputs[0]).dtype), *outputs[1:]]
+        from mobilevision.runtime.tasks.classify import softmax
+
+        z = np.asarray(outputs[0])
+        p = softmax(z.reshape(z.shape[0], -1)).reshape(z.shape)   # the classes: every axis after the batch
+        return [p.astype(z.dtype), *outputs[1:]]
     return list(outputs)
