@@ -39,7 +39,7 @@ def train(category: str, steps: int, seed: int, work: Path) -> tuple[Path, float
     weights = run / "last.safetensors"
     card = read_run_card(weights) if weights.is_file() else None
     opts = AnomalyOptions(model="efficientad_s", category=category, steps=steps)
-    if card and card.get("task_options") == {**vars(opts)} and card.get("train", {}).get("seed") == seed:
+    if card and card.task_options == {**vars(opts)} and (card.train_config or {}).get("seed") == seed:
         return weights, None
     t0 = time.perf_counter()
     fit(AnomalyTask(opts), recipe(steps, seed=seed), run, show_progress=False)

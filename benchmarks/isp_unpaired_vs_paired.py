@@ -40,7 +40,7 @@ def train(mode: str, seed: int, args: argparse.Namespace) -> tuple[Path, float |
     run = args.work / f"{args.model}_{mode}_s{args.steps}_b{args.batch_size}_seed{seed}"
     weights = run / "best.safetensors"
     card = read_run_card(weights) if weights.is_file() else None
-    if card and card.get("task_options") == {**vars(opts)} and card.get("train", {}).get("seed") == seed:
+    if card and card.task_options == {**vars(opts)} and (card.train_config or {}).get("seed") == seed:
         return weights, recorded_train_seconds(run)
     t0 = time.perf_counter()
     fit(IspTask(opts, batch_size=args.batch_size), isp_recipe(args.steps, batch_size=args.batch_size, seed=seed),
@@ -68,7 +68,7 @@ def quality(args: argparse.Namespace) -> tuple[list[dict], dict]:
             naive = reports[0].to_dict()
             card = read_run_card(weights)
             rows.append({"mode": mode, "seed": seed, **reports[1].to_dict(), "train_s": seconds,
-                         "feature_networks_pretrained": card.get("feature_networks_pretrained")})
+                         "feature_networks_pretrained": card.extras.get("feature_networks_pretrained")})
             print(f"{mode} seed {seed}: PSNR {reports[1].psnr:.2f} SSIM {reports[1].ssim:.4f}", flush=True)
     return rows, naive
 

@@ -45,8 +45,9 @@ def train(role: str, model: str, seed: int, args: argparse.Namespace, kd_from: l
     steps_per_epoch = len(task.train_samples) * args.augmentation_factor // args.batch_size
     epochs = max(1, math.ceil(args.steps / steps_per_epoch))
     last = read_run_card(run / "last.safetensors") if (run / "last.safetensors").is_file() else None
-    same = bool(last) and last.get("task_options") == task.options() and last.get("train", {}).get("seed") == seed
-    if same and last.get("epoch") == epochs:
+    same = (last is not None and last.task_options == task.options()
+            and (last.train_config or {}).get("seed") == seed)
+    if same and last.epoch == epochs:
         return weights, None, epochs * steps_per_epoch
     t0 = time.perf_counter()       # an interrupted run with the same options continues from its last epoch
     recipe = landmark_recipe(epochs, batch_size=args.batch_size, seed=seed, device=args.device, workers=args.workers)

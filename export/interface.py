@@ -24,6 +24,7 @@ from dataclasses import replace
 import numpy as np
 
 from mobilevision.errors import ExportError
+from mobilevision.tasks import classifier_output
 
 from .metadata import IMAGE_LAYOUTS, ModelMetadata, TensorSpec
 
@@ -59,7 +60,7 @@ def artifact_metadata(md: ModelMetadata, target, layout: str | None = None) -> M
                                         std=pre.std if uniform else [1.0] * 3)
         else:
             out.preprocessing = replace(pre, layout=want, normalization=normalization)
-    if md.task == "classify":
+    if classifier_output(md.task):
         out.scores = getattr(target, "classifier_scores", "logits")
         if out.scores == "probabilities" and out.outputs:
             first = out.outputs[0]
@@ -112,7 +113,7 @@ def to_artifact_inputs(arrays: list[np.ndarray], model: ModelMetadata, artifact:
 def to_artifact_outputs(outputs: list[np.ndarray], model: ModelMetadata, artifact: ModelMetadata) -> list[np.ndarray]:
     """Model-side outputs (classifier logits) as ``artifact`` gives them (probabilities when its graph ends in a
     softmax)."""
-    if model.task == "classify" and artifact.scores == "probabilities" and model.scores != "probabilities":
+    if classifier_output(model.task) and artifact.scores == "probabilities" and model.scores != "probabilities":
         from mobilevision.runtime.tasks.classify import softmax
 
         z = np.asarray(outputs[0])

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from mobilevision.export.metadata import ModelMetadata
+from mobilevision.tasks import classifier_output
 
 
 @dataclass(frozen=True)
@@ -135,17 +136,21 @@ def compare(reference: list[list[np.ndarray]], actual: list[list[np.ndarray]], o
     tol = TOLERANCES[precision]
     outputs = []
     for k, name in enumerate(output_names):
-        ref = np.stack([np.asarray(s[k], np.float64) for s in reference])
-        act = np.stack([np.asarray(s[k], np.float64).reshape(np.shape(r[k])) for s, r in zip(actual, reference)])
+        # samples joined along the batch axis (a dynamic-batch check runs batches of several), then one sample
+        # axis in front: (inputs, 1, ...) as _centred_log expects
+        ref = np.concatenate([np.atleast_1d(np.asarray(s[k], np.float64)) for s in reference])[:, None]
+        act = np.concatenate([np.atleast_1d(np.asarray(s[k], np.float64).reshape(np.shape(r[k])))
+                              for s, r in zip(actual, reference)])[:, None]
         if probabilities and k == 0:
             ref, act = (_centred_log(a) for a in (ref, act))
         err = np.abs(ref - act)
         outputs.append(OutputParity(name, float(err.max()), float(err.mean()), _cosine(ref, act),
                                     float(np.abs(ref).max())))
     top1 = None
-    if task == "classify":
-        agree = [int(np.argmax(r[0])) == int(np.argmax(a[0])) for r, a in zip(reference, actual)]
-        top1 = float(np.mean(agree))
+    if classifier_output(task):   # class scores: does the arg-max agree
+        agree = [np.argmax(np.reshape(r[0], (len(r[0]), -1)), axis=1) == np.argmax(
+            np.reshape(a[0], (len(r[0]), -1)), axis=1) for r, a in zip(reference, actual)]
+        top1 = float(np.mean(np.concatenate(agree)))
     passed = all(np.isfinite(o.max_abs) and o.max_abs <= tol.atol + tol.rtol * o.reference_max_abs
                  and o.cosine >= tol.min_cosine for o in outputs)
     return outputs, top1, passed

@@ -29,6 +29,8 @@ from torch import nn
 
 from mobilevision.errors import DataError, MobileVisionError
 
+from mobilevision.tasks import TASKS, TaskMetric, get_task
+
 from .metadata import ModelMetadata
 
 CALIB_MIN_IMAGES = 100   # fewer calibration images than this: a warning (ranges from few images are noisy)
@@ -38,29 +40,8 @@ MIN_AGREEMENT_COSINE = 0.98
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 
 
-@dataclass(frozen=True)
-class TaskMetric:
-    """The metric a task is judged by, and how much of it a quantised export may lose before a warning."""
-
-    key: str
-    label: str
-    unit: str
-    higher_is_better: bool
-    threshold: float
-
-    def format(self, value: float | None) -> str:
-        if value is None:
-            return "n/a"
-        digits = 4 if self.key == "image_auroc" else 2
-        return f"{value:.{digits}f}{(' ' + self.unit) if self.unit and self.unit != '%' else self.unit}"
-
-
-THRESHOLDS: dict[str, TaskMetric] = {
-    "classify": TaskMetric("top1", "top-1", "%", True, 1.0),
-    "anomaly": TaskMetric("image_auroc", "image AU-ROC", "", True, 0.01),
-    "isp": TaskMetric("psnr", "PSNR", "dB", True, 0.5),
-    "landmarks": TaskMetric("nme", "NME", "%", False, 0.5),
-}
+# The metric of each task and its warning threshold (the tasks' own, ``mobilevision.tasks.TASKS``).
+THRESHOLDS: dict[str, TaskMetric] = {name: task.metric for name, task in TASKS.items()}
 
 
 @dataclass
@@ -77,7 +58,7 @@ class TaskSamples:
 
 # ---------------------------------------------------------------- reading the task's data
 
-def _pick(n_available: int, n: int, seed: int) -> list[int]:
+def pick(n_available: int, n: int, seed: int) -> list[int]:
     """``n`` indices of ``n_available`` (all when fewer), a fixed random subset in file order."""
     if n >= n_available:
         return list(range(n_available))
@@ -95,12 +76,12 @@ def is_flat_folder(folder: str | Path) -> bool:
     return folder.is_dir() and bool(flat_images(folder)) and not any(p.is_dir() for p in folder.iterdir())
 
 
-def _input_hw(md: ModelMetadata) -> tuple[int, int]:
+def input_hw(md: ModelMetadata) -> tuple[int, int]:
     shape = md.inputs[0].shape
     return int(shape[2]), int(shape[3])
 
 
-def _preprocess(image: np.ndarray, md: ModelMetadata) -> np.ndarray:
+def preprocess_input(image: np.ndarray, md: ModelMetadata) -> np.ndarray:
     from mobilevision.runtime.tasks.classify import preprocess
 
     if md.preprocessing is None:
@@ -115,47 +96,9 @@ def _from_flat_folder(md: ModelMetadata, folder: Path, n: int, seed: int) -> Tas
     if not paths:
         raise DataError(f"no images in {folder}: give the task's dataset folder (as for `mobilevision train "
                         f"--data`) or a folder of {', '.join(sorted(IMAGE_SUFFIXES))} images")
-    chosen = [paths[i] for i in _pick(len(paths), n, seed)]
-    return TaskSamples(f"{folder} ({len(paths)} images, no labels)", [_preprocess(load_rgb(p), md) for p in chosen],
+    chosen = [paths[i] for i in pick(len(paths), n, seed)]
+    return TaskSamples(f"{folder} ({len(paths)} images, no labels)", [preprocess_input(load_rgb(p), md) for p in chosen],
                        None, "a flat image folder has no labels", len(chosen))
-
-
-def _classify(md: ModelMetadata, data: str | None, split: str, n: int, seed: int) -> TaskSamples:
-    from mobilevision.data.classification import open_classification_data
-
-    ds = open_classification_data(data)
-    src = ds.train if split == "train" else ds.val
-    if len(src) == 0:
-        raise DataError(f"{ds.name} has no {'training' if split == 'train' else 'validation'} images")
-    idx = _pick(len(src), n, seed)
-    inputs = [_preprocess(np.asarray(src.image(i)), md) for i in idx]
-    labels = [int(src.labels[i]) for i in idx]
-    from mobilevision.registry import same_classes
-
-    same = same_classes(md.labels, md.label_set, ds.classes) if md.labels else md.num_classes == len(ds.classes)
-    note = None if same else (f"the model's {md.num_classes} classes are not the {len(ds.classes)} classes of "
-                              f"{ds.name}: top-1 needs a model trained on that data")
-    return TaskSamples(f"{ds.name}, {'train' if split == 'train' else 'validation'} split", inputs,
-                       labels if same else None, note, len(idx))
-
-
-def _anomaly(md: ModelMetadata, data: str | None, split: str, n: int, seed: int,
-             category: str | None) -> TaskSamples:
-    from mobilevision.data.anomaly import load_rgb, resolve_anomaly_data
-
-    ds = resolve_anomaly_data(data, category)
-    if split == "train":
-        idx = _pick(len(ds.train), n, seed)
-        return TaskSamples(f"{ds.name}, train/good", [_preprocess(load_rgb(ds.train[i]), md) for i in idx], None,
-                           "training images are all good", len(idx))
-    if not ds.test:
-        raise DataError(f"{ds.root} has no test images to measure image AU-ROC on")
-    idx = _pick(len(ds.test), n, seed)
-    samples = [ds.test[i] for i in idx]
-    labels = [s.label for s in samples]
-    note = None if 0 < sum(labels) < len(labels) else "image AU-ROC needs good and anomalous test images"
-    return TaskSamples(f"{ds.name}, test split", [_preprocess(load_rgb(s.path), md) for s in samples],
-                       labels if note is None else None, note, len(idx))
 
 
 def tile_grid(patches: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:
@@ -171,60 +114,6 @@ def tile_grid(patches: Sequence[np.ndarray], height: int, width: int) -> np.ndar
     return out[:, :height, :width]
 
 
-def _isp(md: ModelMetadata, data: str | None, split: str, n: int, seed: int) -> TaskSamples:
-    """Packed RAW patches laid into the artifact's input size (a grid of patches when they are smaller);
-    held-out targets are the matching sRGB patches laid the same way."""
-    from mobilevision.data.isp import load_mosaic, load_srgb, resolve_isp_data
-
-    ds = resolve_isp_data(data)
-    h, w = _input_hw(md)
-    raws = ds.train_raw if split == "train" else ds.test_raw
-    if not raws:
-        raise DataError(f"{ds.root} has no {'training' if split == 'train' else 'test'} RAW files")
-    first = load_mosaic(raws[0], ds.black_level, ds.white_level, ds.pattern).numpy()
-    per = math.ceil(h / first.shape[1]) * math.ceil(w / first.shape[2])
-    if len(raws) < per:
-        raise DataError(f"{ds.root}: {len(raws)} RAW patches of {first.shape[1]}x{first.shape[2]} packed pixels "
-                        f"cannot fill the model's {h}x{w} input")
-    # calibration: patches in a seeded random order; held-out: the test set in file order
-    order = np.random.default_rng(seed).permutation(len(raws)).tolist() if split == "train" else list(range(len(raws)))
-    groups = [order[k:k + per] for k in range(0, len(order) - per + 1, per)][:n]
-    inputs, targets = [], []
-    for g in groups:
-        packed = [load_mosaic(raws[i], ds.black_level, ds.white_level, ds.pattern).numpy() for i in g]
-        inputs.append(tile_grid(packed, h, w)[None])
-        if split != "train":
-            rgb = [load_srgb(ds.test_rgb[i], (2 * p.shape[1], 2 * p.shape[2])).numpy() for i, p in zip(g, packed)]
-            targets.append(tile_grid(rgb, 2 * h, 2 * w))
-    what = "train RAW" if split == "train" else "test RAW/sRGB pairs"
-    return TaskSamples(f"{ds.name} {what}, {per} patch(es) per input", inputs,
-                       targets if split != "train" else None,
-                       "training RAW has no paired target here" if split == "train" else None, len(groups) * per)
-
-
-def _landmarks(md: ModelMetadata, data: str | None, split: str, n: int, seed: int) -> TaskSamples:
-    from mobilevision.data.landmarks import load_image, resolve_landmark_data
-    from mobilevision.tasks.landmarks import eval_crop
-
-    points = md.landmarks.points if md.landmarks else None
-    train, test = resolve_landmark_data(data, n_points=points, zero_based=True)
-    samples = train if split == "train" else test
-    if not samples:
-        raise DataError(f"no {'training' if split == 'train' else 'test'} faces in {data or 'the built-in faces'}")
-    h, w = _input_hw(md)
-    if h != w:
-        raise MobileVisionError(f"landmark models take square crops; this artifact's input is {h}x{w}")
-    inputs, targets = [], []
-    idx = _pick(len(samples), n, seed)
-    for i in idx:
-        crop, pts, _ = eval_crop(load_image(samples[i]), samples[i], h, "extent")
-        inputs.append(_preprocess(crop, md))
-        targets.append(pts.astype(np.float64))
-    name = data or "built-in faces"
-    return TaskSamples(f"{name}, {'train' if split == 'train' else 'test'} faces (GT-extent crops)", inputs,
-                       targets, None, len(idx))
-
-
 def task_samples(md: ModelMetadata, data: str | Path | None, split: str, n: int, seed: int = 0,
                  category: str | None = None) -> TaskSamples:
     """``n`` inputs of the model's task from ``data`` (the task's dataset layout, a flat folder of images for
@@ -236,55 +125,25 @@ def task_samples(md: ModelMetadata, data: str | Path | None, split: str, n: int,
     folder = Path(data) if data is not None else None
     if folder is not None and not folder.exists():
         raise DataError(f"data folder not found: {folder}")
-    if folder is not None and md.task in ("classify", "anomaly", "landmarks") and is_flat_folder(folder):
+    task = get_task(md.task)
+    if folder is not None and task.image_input and is_flat_folder(folder):
         if split == "heldout":
             raise DataError(f"{folder} is a flat folder of images without labels: give the task's dataset "
-                            f"folder (as for `mobilevision train {md.task} --data`) to measure "
-                            f"{THRESHOLDS[md.task].label}")
+                            f"folder (as for `mobilevision train {md.task} --data`) to measure {task.metric.label}")
         return _from_flat_folder(md, folder, n, seed)
-    data_s = str(folder) if folder is not None else None
-    if md.task == "classify":
-        return _classify(md, data_s, split, n, seed)
-    if md.task == "anomaly":
-        return _anomaly(md, data_s, split, n, seed, category)
-    if md.task == "isp":
-        return _isp(md, data_s, split, n, seed)
-    if md.task == "landmarks":
-        return _landmarks(md, data_s, split, n, seed)
-    raise MobileVisionError(f"no calibration data for task {md.task!r} ({md.model}); give --calib-data")
+    return task.samples(md, str(folder) if folder is not None else None, split, n, seed, category)
 
 
 # ---------------------------------------------------------------- the metric
 
-def _output(md: ModelMetadata, outputs: list[np.ndarray], name: str) -> np.ndarray:
+def named_output(md: ModelMetadata, outputs: list[np.ndarray], name: str) -> np.ndarray:
     names = [o.name for o in md.outputs]
     return np.asarray(outputs[names.index(name)] if name in names else outputs[0])
 
 
 def task_metric(md: ModelMetadata, outputs: list[list[np.ndarray]], targets: list[Any]) -> float:
-    """The task's metric of per-input outputs against the targets of ``task_samples``."""
-    from mobilevision.tasks.anomaly_metrics import image_auroc
-    from mobilevision.tasks.landmark_metrics import per_image_nme
-
-    if md.task == "classify":
-        return 100.0 * float(np.mean([int(np.argmax(o[0])) == t for o, t in zip(outputs, targets)]))
-    if md.task == "anomaly":
-        scores = []
-        for o in outputs:
-            s = _output(md, o, "score")
-            scores.append(float(s.max()) if s.size != 1 else float(s.reshape(())))
-        return image_auroc(scores, targets)
-    if md.task == "isp":
-        values = []
-        for o, t in zip(outputs, targets):  # 8-bit outputs, as the ISP evaluation scores saved PNGs
-            pred = np.round(np.clip(_output(md, o, "rgb").reshape(t.shape), 0.0, 1.0) * 255.0) / 255.0
-            mse = float(np.mean((pred.astype(np.float64) - t) ** 2))
-            values.append(10.0 * math.log10(1.0 / max(mse, 1e-12)))
-        return float(np.mean(values))
-    if md.task == "landmarks":
-        pred = np.stack([_output(md, o, "landmarks").reshape(-1, 2) for o in outputs])
-        return 100.0 * float(per_image_nme(pred, np.stack(targets)).mean())
-    raise MobileVisionError(f"no metric for task {md.task!r}")
+    """The task's metric of per-input outputs against the targets of ``task_samples`` (the task's own scoring)."""
+    return get_task(md.task).score(md, outputs, targets)
 
 
 # ---------------------------------------------------------------- the report

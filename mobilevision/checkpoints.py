@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 
 from .errors import IncompatibleWeights, WeightsError
+from .run_card import CHECKPOINT_FORMAT, RunCard, read_run_card_file
 
 _MAX_LISTED = 4
 
@@ -138,7 +139,7 @@ def load_into(model: torch.nn.Module, path: str | os.PathLike,
     model.load_state_dict(sd, strict=False)
 
 
-RUN_CARD_FORMAT = "mobilevision-checkpoint"
+RUN_CARD_FORMAT = CHECKPOINT_FORMAT   # "mobilevision-checkpoint": the card beside trained weights
 
 
 def run_card_path(weights: str | os.PathLike) -> Path:
@@ -146,24 +147,14 @@ def run_card_path(weights: str | os.PathLike) -> Path:
     return Path(weights).with_suffix(".json")
 
 
-def read_run_card(weights: str | os.PathLike) -> dict[str, Any] | None:
+def read_run_card(weights: str | os.PathLike) -> RunCard | None:
     """The run card of a checkpoint written by ``mobilevision train`` (model, task, labels, input
-    size, normalisation, epoch, metrics), or None for any other checkpoint."""
-    import json
-
+    size, normalisation, epoch, metrics), or None for any other checkpoint. A card that is there but
+    unreadable, damaged or from a newer mobilevision is a one-line WeightsError."""
     card = run_card_path(weights)
     if str(weights).startswith(("http://", "https://")) or not card.is_file():
         return None
-    try:
-        data = json.loads(card.read_text())
-    except (OSError, ValueError) as e:
-        raise WeightsError(f"cannot read the run card {card}: {e}") from e
-    if not isinstance(data, dict) or data.get("format") != RUN_CARD_FORMAT:
-        return None
-    missing = [k for k in ("model", "task", "num_classes", "input_size") if k not in data]
-    if missing:
-        raise WeightsError(f"run card {card} lacks {', '.join(missing)}: it was edited or truncated")
-    return data
+    return read_run_card_file(card, formats=(CHECKPOINT_FORMAT,))
 
 
 def extract_torchvision_state_dict(obj: Any, key: str | None = None, path: Any = None) -> Any:

@@ -140,7 +140,7 @@ def _trained_model_name(path: Path, weights: Optional[Path]) -> str:
     if run is None:
         raise WeightsError(f"{path} has no run card ({path.with_suffix('.json').name}): pass the model name "
                            f"and --weights {path}")
-    return run["model"]
+    return run.model
 
 
 def _export_table(results) -> Table:
@@ -166,9 +166,21 @@ def _export_table(results) -> Table:
 
 @app.command("export")
 def export_cmd(
-    model: str = typer.Argument(..., help="Zoo model name (see `mobilevision list`), or a training run's "
-                                          "weights (RUN_DIR/best.safetensors: classes travel into the metadata)."),
+    model: str = typer.Argument(..., help="Zoo model name (see `mobilevision list`), a training run's weights "
+                                          "(RUN_DIR/best.safetensors: classes travel into the metadata), or your "
+                                          "own model as a torch.export program (model.pt2, with --task, --mean, "
+                                          "--std)."),
     target: list[str] = typer.Option(..., "--target", "-t", help=f"{', '.join(TARGETS)} or all (repeatable)."),
+    task: Optional[str] = typer.Option(None, "--task", help="Own model (.pt2): classify, anomaly or landmarks."),
+    mean: Optional[str] = typer.Option(None, "--mean", help="Own model: per-channel mean after scaling pixels to "
+                                                            "[0, 1], e.g. 0.485,0.456,0.406 (0: none)."),
+    std: Optional[str] = typer.Option(None, "--std", help="Own model: per-channel std, e.g. 0.229,0.224,0.225 "
+                                                          "(1: none)."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Own classifier: a UTF-8 file, one class name "
+                                                                 "per line."),
+    dynamic_batch: bool = typer.Option(False, "--dynamic-batch",
+                                       help="Artifacts take any batch size (ONNX, OpenVINO, TFLite, ExecuTorch; "
+                                            "checked at two batch sizes); default: batch 1, as phones run."),
     weights: Optional[Path] = typer.Option(None, help="Local checkpoint (.pth/.pt/.safetensors); default: random init."),
     imgsz: Optional[int] = typer.Option(None, min=32, max=4096,
                                         help="Square input size in pixels (default: the model's)."),
@@ -210,9 +222,25 @@ def export_cmd(
 
     import mobilevision
 
-    if Path(model).suffix in (".safetensors", ".pt", ".pth"):  # a training run's weights
-        model, weights = _trained_model_name(Path(model), weights), Path(model)
-    mobilevision.get_model_card(model)  # unknown names fail before anything is built
+    own = Path(model).suffix.lower() == ".pt2"
+    if own:   # the user's own model: its card comes from the flags
+        from mobilevision.export.own_model import read_labels
+
+        if task is None:
+            raise MobileVisionError(f"{Path(model).name} is your own model: give its task with --task "
+                                    "(classify, anomaly or landmarks)")
+        if weights is not None or num_classes is not None or checkpoint_key is not None:
+            raise MobileVisionError("a .pt2 holds its weights: drop --weights / --num-classes / --checkpoint-key")
+        own_args = dict(task=task, mean=_floats(mean, "--mean"), std=_floats(std, "--std"),
+                        labels=list(read_labels(labels)) if labels is not None else None)
+    else:
+        if task is not None or mean is not None or std is not None or labels is not None:
+            raise MobileVisionError("--task, --mean, --std and --labels describe your own model (a .pt2 from "
+                                    "torch.export.save); zoo models carry their own")
+        own_args = {}
+        if Path(model).suffix in (".safetensors", ".pt", ".pth"):  # a training run's weights
+            model, weights = _trained_model_name(Path(model), weights), Path(model)
+        mobilevision.get_model_card(model)  # unknown names fail before anything is built
     targets = [t for name in target for t in resolve_targets(name)]
     for p in precision:
         if p not in PRECISIONS:
@@ -226,12 +254,20 @@ def export_cmd(
         if kept and len(kept) < len(set(targets)):
             err.print(f"note: --layout {layout.upper()} applies to the targets that write it; "
                       f"{', '.join(kept)} keep their own layout")
+    if dynamic_batch:
+        from mobilevision.export.targets import get_target
+
+        static = [t for t in dict.fromkeys(targets) if not getattr(get_target(t), "dynamic_batch", False)]
+        if static or "int8" in precision:
+            err.print(f"note: --dynamic-batch applies to {', '.join(t for t in dict.fromkeys(targets) if t not in static) or 'none of these targets'}"
+                      f"{' (not to int8, which is calibrated at batch 1)' if 'int8' in precision else ''}; "
+                      f"{', '.join(static) or 'the others'} stay batch 1")
     keep = tuple(dict.fromkeys(k.strip() for item in keep_float for k in item.split(",") if k.strip()))
     if keep and "int8" not in precision:
         raise MobileVisionError("--keep-float applies to --precision int8: add -p int8")
     if (calib_data is not None or calib_n != 300) and "int8" not in precision:
         err.print("note: --calib-data / --calib-n only matter for --precision int8")
-    if weights is None:
+    if weights is None and not own:
         err.print("note: no --weights given: exporting randomly initialised weights "
                   "(right for latency and parity, not for predictions)")
     quantize = QuantizeOptions(calib_data=str(calib_data) if calib_data else None, calib_n=calib_n, keep_float=keep,
@@ -243,7 +279,7 @@ def export_cmd(
                              weights=str(weights) if weights else None, imgsz=imgsz, out_dir=out_dir,
                              num_classes=num_classes, checkpoint_key=checkpoint_key,
                              on_progress=lambda msg: status.update(_safe(f"{model}: {msg}")), quantize=quantize,
-                             layout=layout.upper() if layout else None)
+                             layout=layout.upper() if layout else None, dynamic_batch=dynamic_batch, **own_args)
     out.print(_export_table(results))
     notes = {r.parity.note for r in results if not isinstance(r, ExportFailure) and r.parity.note}
     for note in notes:
@@ -270,6 +306,19 @@ def export_cmd(
         err.print("error: a quantised artifact lost more than its task's threshold (--fail-on-drop); "
                   "it was written, see the warnings above")
         raise typer.Exit(3)
+
+
+def _floats(text: str | None, flag: str) -> tuple[float, ...] | None:
+    """'0.485,0.456,0.406' (or spaces) -> floats; one clear line for anything else."""
+    if text is None:
+        return None
+    try:
+        values = tuple(float(v) for v in text.replace(",", " ").split())
+    except ValueError:
+        raise MobileVisionError(f"{flag} {text!r}: give numbers separated by commas, e.g. {flag} 0.5,0.5,0.5") from None
+    if not values:
+        raise MobileVisionError(f"{flag} is empty: give one number per channel, e.g. {flag} 0.5,0.5,0.5")
+    return values
 
 
 def _num(value, spec: str = ".2f") -> str:
@@ -482,7 +531,7 @@ def _run_accelerated_bench(artifacts, device, backends, threads, runs, warmup, r
 
 def _run_npu_aot(artifacts, spec) -> None:
     """Compile each .tflite ahead of time for a phone NPU and say how to measure it there."""
-    from mobilevision.runtime.devices.accelerators import compile_for_npu, parse_npu_soc
+    from mobilevision.export.npu import compile_for_npu, parse_npu_soc
 
     target = parse_npu_soc(spec)
     for a in artifacts:

@@ -29,15 +29,16 @@ def count_params(model: torch.nn.Module) -> int:
 
 
 @torch.no_grad()
-def count_macs(model: torch.nn.Module, input_size: tuple[int, ...]) -> int:
-    """Multiply-accumulates of one inference forward pass on a batch-1 input of ``input_size`` (C, H, W)."""
-    x = torch.zeros(1, *input_size)
+def count_macs(model: torch.nn.Module, input_size: tuple[int, ...], inputs: tuple[torch.Tensor, ...] | None = None) -> int:
+    """Multiply-accumulates of one inference forward pass on a batch-1 input of ``input_size`` (C, H, W), or on
+    ``inputs`` (one tensor per input of a model with several)."""
+    args = tuple(inputs) if inputs is not None else (torch.zeros(1, *input_size),)
     was_training = model.training
     model.eval()
     counter = FlopCounterMode(display=False, custom_mapping=EXTRA_FORMULAS)
     try:
         with counter:
-            model(x)
+            model(*args)
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2

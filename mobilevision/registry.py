@@ -12,9 +12,12 @@ import functools
 import importlib
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from .errors import IncompatibleWeights, MobileVisionError, ModelNotFound
+
+if TYPE_CHECKING:
+    from .run_card import RunCard
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -130,16 +133,24 @@ def get_model_card(name: str) -> ModelCard:
     return _entry(name).card
 
 
-def card_of_trained(card: ModelCard, run: dict[str, Any]) -> ModelCard:
-    """The zoo card updated with what a training run recorded (classes, input size, preprocessing)."""
-    labels = run.get("labels")
+def card_of_trained(card: ModelCard, run: RunCard) -> ModelCard:
+    """The zoo card updated with what a training run recorded (classes or points, input size, preprocessing);
+    what the run did not record (None) stays the zoo's. ``ModelCard.num_classes`` is the builder's head size:
+    a classifier's classes, a landmark model's points."""
+    head = run.num_classes if run.num_classes is not None else run.points
+    labels = run.labels or None
+
+    def recorded(value: Any, zoo: Any) -> Any:
+        return zoo if value is None else value
+
     return dataclasses.replace(
-        card, num_classes=int(run["num_classes"]), labels=tuple(labels) if labels else None,
-        label_set=run.get("label_set") if labels else None, input_size=tuple(run["input_size"]),
-        mean=tuple(run.get("mean", card.mean)), std=tuple(run.get("std", card.std)),
-        interpolation=run.get("interpolation", card.interpolation), crop_pct=run.get("crop_pct", card.crop_pct),
-        raw_black_level=tuple(run["raw_black_level"]) if run.get("raw_black_level") else card.raw_black_level,
-        raw_white_level=run.get("raw_white_level", card.raw_white_level), raw_clip=run.get("raw_clip", card.raw_clip))
+        card, num_classes=recorded(head, card.num_classes), labels=labels,
+        label_set=run.label_set if labels else None, input_size=run.input_size,
+        mean=recorded(run.mean, card.mean), std=recorded(run.std, card.std),
+        interpolation=recorded(run.interpolation, card.interpolation), crop_pct=recorded(run.crop_pct, card.crop_pct),
+        raw_black_level=recorded(run.raw_black_level, card.raw_black_level),
+        raw_white_level=recorded(run.raw_white_level, card.raw_white_level),
+        raw_clip=recorded(run.raw_clip, card.raw_clip))
 
 
 def create_model(name: str, weights: str | None = None, num_classes: int | None = None,
@@ -159,9 +170,9 @@ def create_model(name: str, weights: str | None = None, num_classes: int | None 
 
         trained = read_run_card(weights)
     if trained is not None:  # written by `mobilevision train`: its classes, input size and normalisation
-        if trained["model"] != name:
-            raise IncompatibleWeights(f"{weights} was trained as {trained['model']!r}, not {name!r}: "
-                                      f"use the model name {trained['model']!r}")
+        if trained.model != name:
+            raise IncompatibleWeights(f"{weights} was trained as {trained.model!r}, not {name!r}: "
+                                      f"use the model name {trained.model!r}")
         card = card_of_trained(card, trained)
     if num_classes is not None and num_classes != card.num_classes and (
             isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 1):

@@ -51,3 +51,11 @@ class TorchBackend:
 
     def close(self) -> None:
         self.model = None
+
+
+def probe(device: str):
+    """The torch backend runs wherever this module imports (torch is installed), on the CPU."""
+    from mobilevision.runtime.backends.base import Availability
+
+    return Availability("torch", device, device == "cpu", f"PyTorch {torch.__version__} eager"
+                        if device == "cpu" else "the torch backend runs on the CPU only")

@@ -90,3 +90,16 @@ def one_line_error(capsys):
         assert all(w in lines[0] for w in words), lines[0]
         return lines[0]
     return check
+
+
+@pytest.fixture
+def require_target():
+    """``require_target(name)``: skip (with the target's own reason) a test of a target that cannot export on
+    this machine, instead of failing it."""
+    from mobilevision.export.targets import get_target
+
+    def require(name: str) -> None:
+        why = get_target(name).unavailable()
+        if why:
+            pytest.skip(f"target {name}: {why}")
+    return require

@@ -72,9 +72,13 @@ def test_finetuned_head_drops_names():
 
 
 def test_trained_run_card_unaffected():
-    run = {"num_classes": 1000, "input_size": [3, 64, 64], "labels": None, "label_set": "imagenet-1k"}
+    from mobilevision.run_card import RunCard
+
+    run = RunCard(task="classify", model="emo_1m", num_classes=1000, input_size=(3, 64, 64), labels=None,
+                  label_set="imagenet-1k")
     assert registry.card_of_trained(mobilevision.get_model_card("emo_1m"), run).labels is None
-    run = {"num_classes": 3, "input_size": [3, 64, 64], "labels": ["a", "b", "c"], "label_set": "mine"}
+    run = RunCard(task="classify", model="emo_1m", num_classes=3, input_size=(3, 64, 64), labels=("a", "b", "c"),
+                  label_set="mine")
     assert registry.card_of_trained(mobilevision.get_model_card("emo_1m"), run).labels == ("a", "b", "c")
 
 

@@ -33,7 +33,8 @@ from mobilevision.errors import ExportError
 from mobilevision.export.metadata import METADATA_KEY, ModelMetadata
 from mobilevision.runtime.backends.coreml import class_labels
 
-from .base import ArtifactModule, ExportOptions, artifact_module, op_histogram, quiet_converters
+from .base import (ArtifactModule, ExportOptions, artifact_module, as_args, needs_packages, op_histogram,
+                   quiet_converters)
 from .module_scopes import check_keep_float, matches, module_call_stacks
 
 NUMERIC_PARITY_NEEDS_MACOS = ("Core ML numeric parity needs macOS (Core ML prediction is not available on "
@@ -192,12 +193,12 @@ class CoreMLTarget:
         # float32 inputs and outputs at every precision (casts inside), as the metadata promises apps:
         # with fp16 compute coremltools would otherwise make them FLOAT16
         io = {"dtype": np.float32}
-        name = options.input_names[0]
+        examples = as_args(example)
         if image is not None:
-            inputs = [ct.ImageType(name=name, shape=tuple(example.shape), color_layout=ct.colorlayout.RGB,
-                                   scale=image.scale, bias=image.bias)]
+            inputs = [ct.ImageType(name=options.input_names[0], shape=tuple(examples[0].shape),
+                                   color_layout=ct.colorlayout.RGB, scale=image.scale, bias=image.bias)]
         else:
-            inputs = [ct.TensorType(name=name, shape=tuple(example.shape), **io)]
+            inputs = [ct.TensorType(name=n, shape=tuple(e.shape), **io) for n, e in zip(options.input_names, examples)]
         outputs = list(options.output_names)
         classifier = None
         if labels is not None:   # the softmax feeds coremltools' classify op; its dictionary takes the name
@@ -212,7 +213,7 @@ class CoreMLTarget:
             with quiet_converters(), torch.no_grad():
                 # A trace shares the module's tensors, and coremltools' passes edit constants in
                 # place (it shifted EfficientAD's teacher_mean buffer): convert a copy.
-                traced = torch.jit.trace(copy.deepcopy(module), example)
+                traced = torch.jit.trace(copy.deepcopy(module), examples)
                 mlmodel = ct.convert(
                     traced, convert_to="mlprogram", compute_precision=precision,
                     minimum_deployment_target=ct.target.iOS16, pass_pipeline=pipeline, inputs=inputs,
@@ -366,6 +367,9 @@ class CoreMLTarget:
             "inputs": {f.name: f.shortDescription for f in described.input if f.shortDescription},
             "outputs": {f.name: f.shortDescription for f in described.output if f.shortDescription}}
         return structure
+
+    def unavailable(self) -> str | None:
+        return needs_packages(coremltools="coremltools")
 
     def numeric_parity_unavailable(self) -> str | None:
         return None if platform.system() == "Darwin" else NUMERIC_PARITY_NEEDS_MACOS

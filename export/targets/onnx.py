@@ -10,7 +10,7 @@ import torch
 from mobilevision.errors import ExportError
 from mobilevision.export.metadata import METADATA_KEY
 
-from .base import ExportOptions, op_histogram, quiet_converters
+from .base import ExportOptions, as_args, batch_dims, batched_args, needs_packages, op_histogram, quiet_converters
 from .module_scopes import check_keep_float, keep_float_nodes
 
 
@@ -21,9 +21,10 @@ def torch_to_onnx(module: torch.nn.Module, example: torch.Tensor, options: Expor
     path = Path(options.workdir) / "_torch_export.onnx"
     try:
         with quiet_converters():
-            torch.onnx.export(module, (example,), str(path), input_names=list(options.input_names),
-                              output_names=list(options.output_names), opset_version=options.opset,
-                              dynamo=True, external_data=False, verbose=False)
+            dynamic = {"dynamic_shapes": batch_dims(example, options.max_batch)} if options.dynamic_batch else {}
+            torch.onnx.export(module, batched_args(example) if options.dynamic_batch else as_args(example), str(path),
+                              input_names=list(options.input_names), output_names=list(options.output_names),
+                              opset_version=options.opset, dynamo=True, external_data=False, verbose=False, **dynamic)
         return onnx.load(str(path))
     except Exception as e:  # the exporter raises many unrelated types
         raise ExportError(f"torch.onnx could not export {type(module).__name__}: "
@@ -132,6 +133,7 @@ def _sort_topologically(graph) -> None:
 
 class OnnxTarget:
     name = "onnx"
+    dynamic_batch = True
     suffix = ".onnx"
     runtime = "ort"
     precisions = ("fp32", "fp16", "int8")
@@ -168,6 +170,9 @@ class OnnxTarget:
         onnx.checker.check_model(model)
         return {"opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
                 "ops": op_histogram(n.op_type for n in model.graph.node)}
+
+    def unavailable(self) -> str | None:
+        return needs_packages(onnx="onnx", onnxscript="onnxscript", onnxruntime="onnxruntime")
 
     def numeric_parity_unavailable(self) -> str | None:
         return None

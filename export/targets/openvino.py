@@ -15,7 +15,7 @@ import torch
 from mobilevision.errors import ExportError
 from mobilevision.export.metadata import METADATA_KEY
 
-from .base import ExportOptions, op_histogram, quiet_converters
+from .base import ExportOptions, needs_packages, op_histogram, quiet_converters
 from .module_scopes import check_keep_float, keep_float_nodes
 from .onnx import calibration_inputs, torch_to_onnx
 
@@ -138,6 +138,7 @@ def quantize_int8(model, proto, module: torch.nn.Module, arrays: list[np.ndarray
 
 class OpenVINOTarget:
     name = "openvino"
+    dynamic_batch = True                 # through its ONNX graph
     suffix = ".xml"
     runtime = "openvino"
     precisions = ("fp32", "fp16", "int8", "bf16")
@@ -180,6 +181,9 @@ class OpenVINOTarget:
 
         model = ov.Core().read_model(str(path))
         return {"ops": op_histogram(op.get_type_name() for op in model.get_ordered_ops())}
+
+    def unavailable(self) -> str | None:
+        return needs_packages(onnx="onnx", openvino="openvino")
 
     def numeric_parity_unavailable(self) -> str | None:
         return None

@@ -23,7 +23,8 @@ import torch
 from mobilevision.errors import ExportError
 from mobilevision.export.metadata import METADATA_KEY, ModelMetadata
 
-from .base import ArtifactModule, ExportOptions, artifact_module, op_histogram, quiet_converters
+from .base import (ArtifactModule, ExportOptions, artifact_module, as_args, batch_dims, batched_args, needs_packages,
+                   op_histogram, quiet_converters)
 from .module_scopes import check_keep_float, matches, module_call_stacks
 
 
@@ -163,6 +164,7 @@ def quantize_int8(float_model: bytes, module: torch.nn.Module, example: torch.Te
 
 class TFLiteTarget:
     name = "tflite"
+    dynamic_batch = True
     suffix = ".tflite"
     runtime = "litert"
     precisions = ("fp32", "fp16", "int8")
@@ -175,7 +177,8 @@ class TFLiteTarget:
         if options.precision == "int8":
             check_keep_float(options.keep_float, module)
         module, example = artifact_module(module, example, options.metadata,
-                                          model_pre=getattr(options.model_metadata, "preprocessing", None))
+                                          model_pre=getattr(options.model_metadata, "preprocessing", None),
+                                          conv_affine=options.dynamic_batch)
         if options.precision == "int8":  # cheap checks before the slow conversion
             calibration = _check_calibration(example, options.calibration)
         try:
@@ -185,10 +188,19 @@ class TFLiteTarget:
 
                 # fp16: weights stored as fp16, dequantised at load (LiteRT's float16 quantisation)
                 quant = quant_recipes.full_fp16_recipe() if options.precision == "fp16" else None
-                content = litert_torch.convert(module, (example,), quant_config=quant).model_content()
+                if options.dynamic_batch:   # a signature with a -1 batch (LiteRT resizes at run time)
+                    content = litert_torch.convert(module, batched_args(example), quant_config=quant,
+                                                   dynamic_shapes=batch_dims(example, options.max_batch)).model_content()
+                else:
+                    content = litert_torch.convert(module, as_args(example), quant_config=quant).model_content()
         except Exception as e:  # the converter raises many unrelated types
-            raise ExportError(f"litert-torch could not convert {type(module).__name__}: "
-                              f"{str(e).strip().splitlines()[0][:200]}") from e
+            why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            if options.dynamic_batch:
+                raise ExportError(f"litert-torch could not convert {type(module).__name__} with a dynamic batch "
+                                  f"({why}): its converter lowers only some ops (no LayerNorm, no broadcasts) at an "
+                                  "open batch; export TFLite without --dynamic-batch (ONNX, OpenVINO and ExecuTorch "
+                                  "take one)") from e
+            raise ExportError(f"litert-torch could not convert {type(module).__name__}: {why}") from e
         if options.precision != "int8":
             return content
         try:
@@ -235,6 +247,9 @@ class TFLiteTarget:
                         for i in range(graph.TensorsLength())]
         return {"subgraphs": model.SubgraphsLength(), "ops": op_histogram(ops),
                 "tensor_types": op_histogram(tensor_types)}
+
+    def unavailable(self) -> str | None:
+        return needs_packages(litert_torch="litert-torch", ai_edge_litert="ai-edge-litert", mediapipe="mediapipe")
 
     def numeric_parity_unavailable(self) -> str | None:
         return None

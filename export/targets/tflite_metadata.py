@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from mobilevision.errors import ExportError
+from mobilevision.tasks import classifier_output
 
 _VERSION_MODULE = "mediapipe.tasks.cc.metadata.python._pywrap_metadata_version"
 
@@ -139,7 +140,7 @@ def with_standard_metadata(flatbuffer: bytes, md: Any) -> bytes:
     pre = md.preprocessing
     title = f"{md.model} ({md.task}), exported by mobilevision"
     try:
-        if md.task == "classify" and pre is not None:
+        if classifier_output(md.task) and pre is not None:
             # what MediaPipe's image-classifier writer does (image input, classification output with labels),
             # through the generic writer so that the label file is UTF-8
             writer = _utf8_writer(mw, model).add_general_info(md.model, title)

@@ -26,6 +26,7 @@ from mobilevision.data.classification import IMAGE_SUFFIXES
 from mobilevision.data.seeded import SeededDraws
 from mobilevision.errors import DataError, TrainingError
 from mobilevision.models.efficientad import TEACHER_CHANNELS, EfficientADDetector
+from mobilevision.run_card import RunCard
 from mobilevision.train.config import TrainConfig
 
 MODELS = ("efficientad_s", "efficientad_m")
@@ -219,12 +220,12 @@ class AnomalyTask:
         return {"st_map": float(st.mean()), "ae_map": float(ae.mean()),
                 "q_st": float(model.quantiles_st[1]), "q_ae": float(model.quantiles_ae[1])}
 
-    def run_card(self) -> dict[str, Any]:
+    def run_card(self) -> RunCard:
         card = mobilevision.get_model_card(self.opts.model)
-        return {"task": self.name, "model": self.opts.model, "num_classes": 0, "labels": None,
-                "label_set": None, "input_size": [3, self.opts.imgsz, self.opts.imgsz], "mean": list(card.mean),
-                "std": list(card.std), "interpolation": card.interpolation, "crop_pct": card.crop_pct,
-                "data": self.data.name, "train_images": len(self.train_paths), "val_images": len(self.val_paths)}
+        return RunCard(task=self.name, model=self.opts.model, input_size=(3, self.opts.imgsz, self.opts.imgsz),
+                       mean=card.mean, std=card.std, interpolation=card.interpolation, crop_pct=card.crop_pct,
+                       data=self.data.name,
+                       extras={"train_images": len(self.train_paths), "val_images": len(self.val_paths)})
 
 
 @dataclass
@@ -250,17 +251,17 @@ def evaluate_detector(weights: str, data: str | None = None, category: str | Non
     from .anomaly_metrics import evaluate_anomaly, save_overlay
 
     card = read_run_card(weights)
-    if card is None or card.get("task") != "anomaly":
+    if card is None or card.task != "anomaly":
         raise WeightsError(f"{weights} has no anomaly run card beside it: evaluate the best.safetensors or "
                            "last.safetensors of a `mobilevision train anomaly` run")
-    trained_on = card.get("task_options", {})
+    trained_on = card.task_options
     if data is None and category is None:
         data, category = trained_on.get("data"), trained_on.get("category")
     dataset = resolve_anomaly_data(data, category)
     if not dataset.test:
         raise DataError(f"{dataset.root} has no test/ folder to evaluate on")
-    model = mobilevision.create_model(card["model"], weights=weights).eval().to(device)
-    size = int(card["input_size"][1])
+    model = mobilevision.create_model(card.model, weights=weights).eval().to(device)
+    size = card.input_size[1]
     images = AnomalyImages.from_samples(dataset.test, size)
     maps, scores = [], []
     for item in torch.utils.data.DataLoader(images, batch_size=4):
@@ -284,8 +285,42 @@ def evaluate_detector(weights: str, data: str | None = None, category: str | Non
                          title=f"{s.defect} score {score:.3f}")
             written.append(path)
     summary = out / "summary.json"
-    atomic_write_text(summary, json.dumps({"model": card["model"], "weights": str(weights), "data": str(dataset.root),
+    atomic_write_text(summary, json.dumps({"model": card.model, "weights": str(weights), "data": str(dataset.root),
                                            **report.to_dict(),
                                            "scores": [{"image": str(s.path), "defect": s.defect, "score": float(v)}
                                                       for s, v in zip(dataset.test, all_scores)]}, indent=2) + "\n")
-    return AnomalyEvaluation(card["model"], dataset.name, report, written, summary)
+    return AnomalyEvaluation(card.model, dataset.name, report, written, summary)
+
+
+# ---------------------------------------------------------------- the export contract (mobilevision.tasks.TASKS)
+
+def export_samples(md, data: str | None, split: str, n: int, seed: int, category: str | None = None):
+    """Calibration: good training images; held-out: the test split with its good / anomalous labels."""
+    from mobilevision.export import quantize as q
+
+    ds = resolve_anomaly_data(data, category)
+    if split == "train":
+        idx = q.pick(len(ds.train), n, seed)
+        return q.TaskSamples(f"{ds.name}, train/good", [q.preprocess_input(load_rgb(ds.train[i]), md) for i in idx], None,
+                           "training images are all good", len(idx))
+    if not ds.test:
+        raise DataError(f"{ds.root} has no test images to measure image AU-ROC on")
+    idx = q.pick(len(ds.test), n, seed)
+    samples = [ds.test[i] for i in idx]
+    labels = [s.label for s in samples]
+    note = None if 0 < sum(labels) < len(labels) else "image AU-ROC needs good and anomalous test images"
+    return q.TaskSamples(f"{ds.name}, test split", [q.preprocess_input(load_rgb(s.path), md) for s in samples],
+                       labels if note is None else None, note, len(idx))
+
+
+def score_outputs(md, outputs, targets) -> float:
+    """Image AU-ROC of the ``score`` output (its maximum where it is a map) against the anomaly labels."""
+    from mobilevision.export.quantize import named_output
+
+    from .anomaly_metrics import image_auroc
+
+    scores = []
+    for o in outputs:
+        s = named_output(md, o, "score")
+        scores.append(float(s.max()) if s.size != 1 else float(s.reshape(())))
+    return image_auroc(scores, targets)

@@ -33,6 +33,7 @@ from mobilevision.errors import TrainingError
 from mobilevision.models.efficientad import TEACHER_CHANNELS, pdn_output_size
 from mobilevision.models.patch_target import TARGET_LAYERS, PatchDescriptorTarget, fit_channel_normalisation
 from mobilevision.registry import IMAGENET_MEAN, IMAGENET_STD
+from mobilevision.run_card import RunCard
 from mobilevision.train.config import TrainConfig
 
 from .anomaly import image_files
@@ -262,13 +263,13 @@ class TeacherPretrainTask:
             n += psi.shape[0]
         return {"distill_mse": total / max(n, 1)}
 
-    def run_card(self) -> dict[str, Any]:
+    def run_card(self) -> RunCard:
         card = mobilevision.get_model_card(self.opts.model)
-        return {"task": self.name, "model": self.opts.model, "num_classes": 0, "labels": None, "label_set": None,
-                "input_size": [3, self.opts.imgsz, self.opts.imgsz], "mean": list(card.mean), "std": list(card.std),
-                "interpolation": card.interpolation, "crop_pct": card.crop_pct, "data": str(self.opts.data),
-                "padding_when_trained": True, "extractor": self.opts.extractor,
-                "extractor_weights": self.opts.extractor_weights, "layers": list(self.opts.layers),
-                "target_size": self.opts.target_size, "train_images": len(self.train_paths),
-                "val_images": len(self.val_paths)}
+        return RunCard(task=self.name, model=self.opts.model, input_size=(3, self.opts.imgsz, self.opts.imgsz),
+                       mean=card.mean, std=card.std, interpolation=card.interpolation, crop_pct=card.crop_pct,
+                       data=str(self.opts.data),
+                       extras={"padding_when_trained": True, "extractor": self.opts.extractor,
+                               "extractor_weights": self.opts.extractor_weights, "layers": list(self.opts.layers),
+                               "target_size": self.opts.target_size, "train_images": len(self.train_paths),
+                               "val_images": len(self.val_paths)})
 

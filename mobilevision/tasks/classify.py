@@ -17,8 +17,9 @@ import mobilevision
 from mobilevision.data.classification import ClassificationData, open_classification_data
 from mobilevision.data.transforms import ClassificationDataset, TrainAugment
 from mobilevision.registry import same_classes
-from mobilevision.errors import TrainingError
+from mobilevision.errors import DataError, TrainingError
 from mobilevision.export.metadata import Preprocessing
+from mobilevision.run_card import RunCard
 
 LOSSES = ("ce", "bias")
 
@@ -143,11 +144,11 @@ class ClassifyTask:
         logits, labels = predict(model, loader, device)
         return classification_metrics(logits, labels, len(self.data.classes))
 
-    def run_card(self) -> dict[str, Any]:
+    def run_card(self) -> RunCard:
         c = self.card
-        return {"task": self.name, "model": self.opts.model, "num_classes": c.num_classes, "labels": list(c.labels),
-                "label_set": "custom", "input_size": list(c.input_size), "mean": list(c.mean), "std": list(c.std),
-                "interpolation": c.interpolation, "crop_pct": c.crop_pct, "data": self.data.name}
+        return RunCard(task=self.name, model=self.opts.model, num_classes=c.num_classes, labels=tuple(c.labels),
+                       label_set="custom", input_size=c.input_size, mean=c.mean, std=c.std,
+                       interpolation=c.interpolation, crop_pct=c.crop_pct, data=self.data.name)
 
 
 def predict(model: nn.Module, loader: torch.utils.data.DataLoader, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
@@ -200,11 +201,11 @@ def evaluate_checkpoint(weights: str, data: str | None = None, model: str | None
     run = read_run_card(weights)
     if run is None and model is None:
         raise TrainingError(f"{weights} has no run card ({weights} -> .json): pass --model NAME")
-    if run is not None and run.get("task") != "classify":
-        raise TrainingError(f"{weights} is a {run.get('task')} checkpoint, not a classifier")
-    name = model or run["model"]
+    if run is not None and run.task != "classify":
+        raise TrainingError(f"{weights} is a {run.task} checkpoint, not a classifier")
+    name = model or run.model
     if data is None and run is not None and use_run_data:
-        data = run.get("task_options", {}).get("data")
+        data = run.task_options.get("data")
     dataset = open_classification_data(data)
     net = mobilevision.create_model(name, weights=weights,
                                     num_classes=None if run is not None else len(dataset.classes))
@@ -242,3 +243,42 @@ def save_confusion_png(report: EvalReport, path: str) -> None:
     ax.set_title(f"{report.model}: top-1 {report.metrics['top1'] * 100:.2f} % on {report.data}", fontsize=9)
     fig.tight_layout()
     atomic_save_figure(fig, path)
+
+
+# ---------------------------------------------------------------- the export contract (mobilevision.tasks.TASKS)
+
+def export_samples(md, data: str | None, split: str, n: int, seed: int, category: str | None = None):
+    """Calibration ("train") or held-out ("validation") images of ``data`` (None: the built-in digits), with labels
+    when the model's classes are the dataset's."""
+    from mobilevision.export import quantize as q
+
+    from mobilevision.data.classification import open_classification_data
+
+    ds = open_classification_data(data)
+    src = ds.train if split == "train" else ds.val
+    if len(src) == 0:
+        raise DataError(f"{ds.name} has no {'training' if split == 'train' else 'validation'} images")
+    idx = q.pick(len(src), n, seed)
+    inputs = [q.preprocess_input(np.asarray(src.image(i)), md) for i in idx]
+    labels = [int(src.labels[i]) for i in idx]
+    same = same_classes(md.labels, md.label_set, ds.classes) if md.labels else md.num_classes == len(ds.classes)
+    note = None if same else (f"the model's {md.num_classes} classes are not the {len(ds.classes)} classes of "
+                              f"{ds.name}: top-1 needs a model trained on that data")
+    return q.TaskSamples(f"{ds.name}, {'train' if split == 'train' else 'validation'} split", inputs,
+                       labels if same else None, note, len(idx))
+
+
+def score_outputs(md, outputs, targets) -> float:
+    """Top-1 accuracy in % (the first output's arg-max against the label)."""
+    return 100.0 * float(np.mean([int(np.argmax(o[0])) == t for o, t in zip(outputs, targets)]))
+
+
+def describe_outputs(card, outputs) -> dict[str, Any]:
+    """The class count, checked against the head: a card that disagrees with its model cannot be exported."""
+    n = card.num_classes
+    if n and int(np.prod(outputs[0].shape[1:])) != n:
+        from mobilevision.errors import ExportError
+
+        raise ExportError(f"{card.name}: the card says {n} classes but the model's first output is "
+                          f"{list(outputs[0].shape)}: give num_classes (--num-classes) that matches the head")
+    return {"num_classes": n}

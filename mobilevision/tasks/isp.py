@@ -23,6 +23,7 @@ from mobilevision.data.isp import (IspData, load_mosaic, load_srgb, pack_mosaic,
 from mobilevision.data.raw import ISP_MODELS, RawMosaic, check_isp_request, check_tile, read_raw
 from mobilevision.data.seeded import SeededDraws
 from mobilevision.errors import DataError, MobileVisionError, TrainingError
+from mobilevision.run_card import RunCard
 from mobilevision.train.config import TrainConfig
 from mobilevision.runtime.tasks.isp import HALO, apply_flip, normalize_raw, pack_bayer, run_tiled, to_uint8
 
@@ -294,15 +295,16 @@ class IspTask:
         v = torch.cat(values)
         return {"psnr": float(v.mean()), **({"loss": sum(losses) / len(v)} if losses else {})}
 
-    def run_card(self) -> dict[str, Any]:
+    def run_card(self) -> RunCard:
         raw = self.data
-        return {"task": self.name, "model": self.opts.model, "num_classes": 0, "labels": None, "label_set": None,
-                "input_size": list(mobilevision.get_model_card(self.opts.model).input_size),
-                "mode": self.opts.mode, "data": str(raw.root),
-                "feature_networks_pretrained": getattr(getattr(self, "objective", None), "pretrained", None),
-                "reference_demosaic": reference_demosaic() if self.opts.mode == "unpaired" else None,
-                "raw_black_level": [raw.black_level] * 4, "raw_white_level": raw.white_level, "raw_clip": False,
-                "train_pairs": len(self.train_idx), "val_pairs": len(self.val_idx)}
+        return RunCard(task=self.name, model=self.opts.model,
+                       input_size=mobilevision.get_model_card(self.opts.model).input_size, data=str(raw.root),
+                       raw_black_level=(raw.black_level,) * 4, raw_white_level=raw.white_level, raw_clip=False,
+                       extras={"mode": self.opts.mode,
+                               "feature_networks_pretrained": getattr(getattr(self, "objective", None), "pretrained",
+                                                                      None),
+                               "reference_demosaic": reference_demosaic() if self.opts.mode == "unpaired" else None,
+                               "train_pairs": len(self.train_idx), "val_pairs": len(self.val_idx)})
 
 
 # ---------------------------------------------------------------- evaluation
@@ -346,14 +348,14 @@ def evaluate_isp(weights: list[str], data: str | None = None, out_dir: str | Non
     models, names, cards = [], [], []
     for w in weights:
         card = read_run_card(w)
-        if card is None or card.get("task") != "isp":
+        if card is None or card.task != "isp":
             raise MobileVisionError(f"{w} has no ISP run card beside it: evaluate a `mobilevision train isp` run's "
                                     "best.safetensors / last.safetensors")
-        models.append(mobilevision.create_model(card["model"], weights=w).eval().to(device))
-        names.append(f"{card['model']} {card.get('mode', '')}".strip())
+        models.append(mobilevision.create_model(card.model, weights=w).eval().to(device))
+        names.append(f"{card.model} {card.extras.get('mode') or ''}".strip())
         cards.append(card)
     if data is None:  # the data the first run trained on (None there: the built-in set)
-        opts = cards[0].get("task_options", {})
+        opts = cards[0].task_options
         dataset = resolve_isp_data(opts.get("data"), opts.get("seed_data", 0))
     else:
         dataset = resolve_isp_data(data)
@@ -404,3 +406,53 @@ def _save_grid(path: Path, rows: list[list[torch.Tensor]], titles: list[str]) ->
                 ax.set_title(titles[c], fontsize=8)
     fig.tight_layout()
     atomic_save_figure(fig, path)
+
+
+# ---------------------------------------------------------------- the export contract (mobilevision.tasks.TASKS)
+
+def export_samples(md, data: str | None, split: str, n: int, seed: int, category: str | None = None):
+    """Packed RAW patches laid into the artifact's input size (a grid of patches when they are smaller);
+    held-out targets are the matching sRGB patches laid the same way."""
+    import math
+
+    from mobilevision.data.isp import resolve_isp_data
+    from mobilevision.export import quantize as q
+
+    ds = resolve_isp_data(data)
+    h, w = q.input_hw(md)
+    raws = ds.train_raw if split == "train" else ds.test_raw
+    if not raws:
+        raise DataError(f"{ds.root} has no {'training' if split == 'train' else 'test'} RAW files")
+    first = load_mosaic(raws[0], ds.black_level, ds.white_level, ds.pattern).numpy()
+    per = math.ceil(h / first.shape[1]) * math.ceil(w / first.shape[2])
+    if len(raws) < per:
+        raise DataError(f"{ds.root}: {len(raws)} RAW patches of {first.shape[1]}x{first.shape[2]} packed pixels "
+                        f"cannot fill the model's {h}x{w} input")
+    # calibration: patches in a seeded random order; held-out: the test set in file order
+    order = np.random.default_rng(seed).permutation(len(raws)).tolist() if split == "train" else list(range(len(raws)))
+    groups = [order[k:k + per] for k in range(0, len(order) - per + 1, per)][:n]
+    inputs, targets = [], []
+    for g in groups:
+        packed = [load_mosaic(raws[i], ds.black_level, ds.white_level, ds.pattern).numpy() for i in g]
+        inputs.append(q.tile_grid(packed, h, w)[None])
+        if split != "train":
+            rgb = [load_srgb(ds.test_rgb[i], (2 * p.shape[1], 2 * p.shape[2])).numpy() for i, p in zip(g, packed)]
+            targets.append(q.tile_grid(rgb, 2 * h, 2 * w))
+    what = "train RAW" if split == "train" else "test RAW/sRGB pairs"
+    return q.TaskSamples(f"{ds.name} {what}, {per} patch(es) per input", inputs,
+                       targets if split != "train" else None,
+                       "training RAW has no paired target here" if split == "train" else None, len(groups) * per)
+
+
+def score_outputs(md, outputs, targets) -> float:
+    """PSNR in dB of the ``rgb`` output quantised to 8 bits (as the ISP evaluation scores saved PNGs)."""
+    import math
+
+    from mobilevision.export.quantize import named_output
+
+    values = []
+    for o, t in zip(outputs, targets):
+        pred = np.round(np.clip(named_output(md, o, "rgb").reshape(t.shape), 0.0, 1.0) * 255.0) / 255.0
+        mse = float(np.mean((pred.astype(np.float64) - t) ** 2))
+        values.append(10.0 * math.log10(1.0 / max(mse, 1e-12)))
+    return float(np.mean(values))

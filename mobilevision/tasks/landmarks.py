@@ -32,6 +32,7 @@ from mobilevision.data.seeded import SeededDraws
 from mobilevision.data.shape_model import DEFAULT_VARIANCE, ShapeModel
 from mobilevision.errors import DataError, TrainingError
 from mobilevision.losses.landmark_kd import KDLoss, LandmarkMSE
+from mobilevision.run_card import RunCard
 from mobilevision.train.config import TrainConfig
 
 from .landmark_metrics import NORMALISERS, per_image_nme
@@ -152,15 +153,15 @@ class EvalFaces(torch.utils.data.Dataset):
                 "target": torch.from_numpy(normalize(points, self.size)).float()}
 
 
-def teacher_cards(paths: list[str]) -> dict[str, tuple[str, dict]]:
+def teacher_cards(paths: list[str]) -> dict[str, tuple[str, RunCard]]:
     """{"teacher-tough": (path, run card), "teacher-tolerant": (...)} from two trained teachers' weights,
     in any order (their run cards say which is which)."""
     from mobilevision.checkpoints import read_run_card
 
-    found: dict[str, tuple[str, dict]] = {}
+    found: dict[str, tuple[str, RunCard]] = {}
     for path in paths:
         card = read_run_card(path)
-        role = (card or {}).get("role")
+        role = card.role if card is not None else None
         if role not in ("teacher-tough", "teacher-tolerant"):
             raise TrainingError(f"--kd-from {path}: not a teacher trained by `mobilevision train landmarks --role "
                                 f"teacher-tough|teacher-tolerant` (its run card says role {role!r})")
@@ -244,9 +245,9 @@ class LandmarkTask:
         self.teachers = teacher_cards(options.kd_from) if options.kd_from else None
         if self.teachers:
             for role, (path, card) in self.teachers.items():
-                if card.get("num_classes") != self.points or list(card.get("input_size", []))[1:] != [options.size] * 2:
-                    raise TrainingError(f"--kd-from {path}: the {role} teacher predicts {card.get('num_classes')} "
-                                        f"points at {card.get('input_size')}, the student {self.points} points at "
+                if card.points != self.points or card.input_size[1:] != (options.size, options.size):
+                    raise TrainingError(f"--kd-from {path}: the {role} teacher predicts {card.points} "
+                                        f"points at {list(card.input_size)}, the student {self.points} points at "
                                         f"{options.size}x{options.size}")
 
     def options(self) -> dict[str, Any]:
@@ -264,7 +265,7 @@ class LandmarkTask:
 
     def criterion(self) -> nn.Module:
         if self.teachers:
-            nets = {role: mobilevision.create_model(card["model"], weights=path).net
+            nets = {role: mobilevision.create_model(card.model, weights=path).net
                     for role, (path, card) in self.teachers.items()}
             return KDCriterion(nets["teacher-tough"], nets["teacher-tolerant"])
         return LandmarkMSE()
@@ -313,33 +314,33 @@ class LandmarkTask:
         nme = per_image_nme(np.concatenate(preds), np.concatenate(gts))
         return {"nme": float(100.0 * nme.mean()), "mae": float(torch.cat(maes).mean())}
 
-    def run_card(self) -> dict[str, Any]:
+    def run_card(self) -> RunCard:
         from mobilevision.checkpoints import sha256_of
 
         card = mobilevision.get_model_card(self.opts.model)
-        return {"task": self.name, "model": self.opts.model, "role": self.opts.role, "num_classes": self.points,
-                "labels": None, "label_set": None, "input_size": [3, self.opts.size, self.opts.size],
-                "mean": list(card.mean), "std": list(card.std), "points": self.points,
-                "data": self.opts.data or "built-in procedural faces", "train_faces": len(self.train_samples),
-                "val_faces": len(self.val_samples), "dropout": self.opts.dropout,
-                "backbone_pretrained": bool(self.opts.backbone_weights),
-                "augmentation": {**self.augment_options.options_dict(), "factor": self.opts.augmentation_factor},
-                "shape_model": self.shape_model.summary() if self.shape_model else None,
-                "kd_from": ({role: {"weights": str(path), "sha256": sha256_of(path)}
-                             for role, (path, _) in self.teachers.items()} if self.teachers else None),
-                "loss": "kd" if self.teachers else "mse"}
+        return RunCard(
+            task=self.name, model=self.opts.model, role=self.opts.role, points=self.points,
+            input_size=(3, self.opts.size, self.opts.size), mean=card.mean, std=card.std,
+            data=self.opts.data or "built-in procedural faces",
+            extras={"train_faces": len(self.train_samples), "val_faces": len(self.val_samples),
+                    "dropout": self.opts.dropout, "backbone_pretrained": bool(self.opts.backbone_weights),
+                    "augmentation": {**self.augment_options.options_dict(), "factor": self.opts.augmentation_factor},
+                    "shape_model": self.shape_model.summary() if self.shape_model else None,
+                    "kd_from": ({role: {"weights": str(path), "sha256": sha256_of(path)}
+                                 for role, (path, _) in self.teachers.items()} if self.teachers else None),
+                    "loss": "kd" if self.teachers else "mse"})
 
 
 # ---------------------------------------------------------------- evaluation
 
-def _load_trained(weights: str, device: str) -> tuple[nn.Module, dict]:
+def _load_trained(weights: str, device: str) -> tuple[nn.Module, RunCard]:
     from mobilevision.checkpoints import read_run_card
 
     card = read_run_card(weights)
-    if card is None or card.get("task") != "landmarks":
+    if card is None or card.task != "landmarks":
         raise DataError(f"{weights} has no landmark run card beside it: evaluate a `mobilevision train landmarks` "
                         "run's best.safetensors / last.safetensors")
-    return mobilevision.create_model(card["model"], weights=weights).eval().to(device), card
+    return mobilevision.create_model(card.model, weights=weights).eval().to(device), card
 
 
 @torch.no_grad()
@@ -375,7 +376,7 @@ def evaluate_landmarks(weights: list[str], data: str | None = None, out_dir: str
     if crop not in CROPS:
         raise DataError(f"--crop {crop!r}: choose extent or box")
     loaded = [_load_trained(w, device) for w in weights]
-    first = loaded[0][1].get("task_options", {})
+    first = loaded[0][1].task_options
     _, test = resolve_landmark_data(data if data is not None else first.get("data"), zero_based=True,
                                     seed=first.get("seed_data", 0))
     if not test:
@@ -383,11 +384,11 @@ def evaluate_landmarks(weights: list[str], data: str | None = None, out_dir: str
                         "(300W: a test/ folder or helen/testset, lfpw/testset, ibug)")
     reports, curves, shown = [], [], None
     for (model, card), w in zip(loaded, weights):
-        if card["num_classes"] != len(test[0].points):
-            raise DataError(f"{w} predicts {card['num_classes']} points, the test faces have {len(test[0].points)}")
-        size = int(card["input_size"][-1])
+        if card.points != len(test[0].points):
+            raise DataError(f"{w} predicts {card.points} points, the test faces have {len(test[0].points)}")
+        size = card.input_size[-1]
         pred, gt, crops = predict_crops(model, test, size, crop, device)
-        name = f"{card['model']} {card.get('role', '')}" + (" +KD" if card.get("kd_from") else "")
+        name = f"{card.model} {card.role or ''}" + (" +KD" if card.extras.get("kd_from") else "")
         report, nme = landmark_report(name.strip(), pred, gt, normaliser)
         reports.append(report)
         curves.append((report.name, *ced_curve(nme)))
@@ -455,3 +456,48 @@ def _save_overlays(path: Path, crops: list[np.ndarray], gts: np.ndarray, preds: 
                 ax.set_ylabel(name, fontsize=6)
     fig.tight_layout()
     atomic_save_figure(fig, path)
+
+
+# ---------------------------------------------------------------- the export contract (mobilevision.tasks.TASKS)
+
+def export_samples(md, data: str | None, split: str, n: int, seed: int, category: str | None = None):
+    """Faces of ``data`` (None: the built-in faces) cropped as evaluation crops them, with their landmarks."""
+    from mobilevision.data.landmarks import load_image, resolve_landmark_data
+    from mobilevision.errors import MobileVisionError
+    from mobilevision.export import quantize as q
+
+    points = md.landmarks.points if md.landmarks else None
+    train, test = resolve_landmark_data(data, n_points=points, zero_based=True)
+    samples = train if split == "train" else test
+    if not samples:
+        raise DataError(f"no {'training' if split == 'train' else 'test'} faces in {data or 'the built-in faces'}")
+    h, w = q.input_hw(md)
+    if h != w:
+        raise MobileVisionError(f"landmark models take square crops; this artifact's input is {h}x{w}")
+    inputs, targets = [], []
+    idx = q.pick(len(samples), n, seed)
+    for i in idx:
+        crop, pts, _ = eval_crop(load_image(samples[i]), samples[i], h, "extent")
+        inputs.append(q.preprocess_input(crop, md))
+        targets.append(pts.astype(np.float64))
+    name = data or "built-in faces"
+    return q.TaskSamples(f"{name}, {'train' if split == 'train' else 'test'} faces (GT-extent crops)", inputs,
+                       targets, None, len(idx))
+
+
+def score_outputs(md, outputs, targets) -> float:
+    """NME in % of the ``landmarks`` output (normalised as the metadata's eye corners say)."""
+    from mobilevision.export.quantize import named_output
+
+    pred = np.stack([named_output(md, o, "landmarks").reshape(-1, 2) for o in outputs])
+    return 100.0 * float(per_image_nme(pred, np.stack(targets)).mean())
+
+
+def describe_outputs(card, outputs) -> dict[str, Any]:
+    """The landmark output: its point count (from the model's output, 2 numbers per point), flip pairs, eyes."""
+    from mobilevision.data.landmarks import FLIP_PAIRS, INTER_OCULAR
+    from mobilevision.export.metadata import LandmarkOutput
+
+    points = int(outputs[0].shape[1])
+    return {"landmarks": LandmarkOutput(points=points, flip_pairs=[list(p) for p in FLIP_PAIRS.get(points, ())],
+                                        eye_corners=list(INTER_OCULAR[points]) if points in INTER_OCULAR else None)}

@@ -1,7 +1,7 @@
 """A run folder: weights, run cards, the resumable state and the metrics table, all written atomically.
 
     RUN_DIR/run.json                       the run's card from its start: model, data, recipe, state
-                                           ("running" / "finished") and epochs done
+                                           ("running" / "finished") and epochs done (a RunCard)
     RUN_DIR/last.safetensors + last.json   weights after the latest epoch (EMA weights when EMA is on)
     RUN_DIR/best.safetensors + best.json   weights of the best validation epoch
     RUN_DIR/last.state.pt                  everything --resume needs, self-contained
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import pickle
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,8 +26,8 @@ from typing import Any, Iterator
 import torch
 
 from mobilevision.atomic_io import atomic_write_bytes, atomic_write_text
-from mobilevision.checkpoints import RUN_CARD_FORMAT
 from mobilevision.errors import TrainingError, os_problem
+from mobilevision.run_card import CHECKPOINT_FORMAT, RUN_FORMAT, RunCard
 
 STATE_FILE = "last.state.pt"
 STATE_VERSION = 1
@@ -50,24 +49,23 @@ def _tensors(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in state.items()}
 
 
-def save_weights(path: Path, state: dict[str, torch.Tensor], card: dict[str, Any]) -> None:
-    """``path`` (.safetensors) then its run card; each write is atomic."""
+def save_weights(path: Path, state: dict[str, torch.Tensor], card: RunCard) -> None:
+    """``path`` (.safetensors) then its run card (``path`` with .json); each write is atomic."""
     from safetensors.torch import save
 
     with _writing(path):
-        atomic_write_bytes(path, save(_tensors(state), metadata={"format": RUN_CARD_FORMAT}))
+        atomic_write_bytes(path, save(_tensors(state), metadata={"format": CHECKPOINT_FORMAT}))
     with _writing(path.with_suffix(".json")):
-        atomic_write_text(path.with_suffix(".json"), json.dumps({"format": RUN_CARD_FORMAT, "version": 1, **card},
-                                                                indent=2))
+        atomic_write_text(path.with_suffix(".json"), card.to_json(CHECKPOINT_FORMAT))
 
 
-def write_run_card(run_dir: Path, card: dict[str, Any]) -> Path:
+def write_run_card(run_dir: Path, card: RunCard) -> Path:
     """RUN_DIR/run.json (the folder is created): written when a run starts and after every epoch, so a
     long run's folder says what it is from its first second."""
     path = Path(run_dir) / RUN_CARD_FILE
     with _writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps({"format": "mobilevision-run", "version": 1, **card}, indent=2))
+        atomic_write_text(path, card.to_json(RUN_FORMAT))
     return path
 
 

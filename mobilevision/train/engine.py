@@ -20,7 +20,7 @@ import math
 import os
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -344,8 +344,9 @@ class _Run:
         if better:
             self.best_epoch, self.best_metric = epoch + 1, float(metric)
         weights = (self.ema.module if self.ema is not None else self.model).state_dict()
-        card = {**self.task.run_card(), "epoch": epoch + 1, "metrics": row, "ema": self.ema is not None,
-                "world_size": self.world.size, "train": self.cfg.to_dict(), "task_options": self.task.options()}
+        card = replace(self.task.run_card(), epoch=epoch + 1, metrics=row, ema=self.ema is not None,
+                       world_size=self.world.size, train_config=self.cfg.to_dict(),
+                       task_options=self.task.options())
         self.run_dir.mkdir(parents=True, exist_ok=True)
         checkpoint.save_weights(self.run_dir / "last.safetensors", weights, card)
         if better:
@@ -361,11 +362,11 @@ class _Run:
         self._write_run_card(epoch + 1)
 
     def _write_run_card(self, epochs_done: int) -> None:
-        checkpoint.write_run_card(self.run_dir, {
-            **self.task.run_card(), "state": "finished" if epochs_done >= self.cfg.epochs else "running",
-            "epochs_done": epochs_done, "updated": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                timespec="seconds"), "world_size": self.world.size, "train": self.cfg.to_dict(),
-            "task_options": self.task.options()})
+        checkpoint.write_run_card(self.run_dir, replace(
+            self.task.run_card(), state="finished" if epochs_done >= self.cfg.epochs else "running",
+            epochs_done=epochs_done, updated=datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds"), world_size=self.world.size, train_config=self.cfg.to_dict(),
+            task_options=self.task.options()))
 
 
 def _progress(enabled: bool, console: Console) -> Progress:

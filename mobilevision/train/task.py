@@ -10,6 +10,8 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
+from mobilevision.run_card import RunCard
+
 
 class TrainTask(Protocol):
     name: str                 # "classify", ...
@@ -40,8 +42,9 @@ class TrainTask(Protocol):
                  criterion: nn.Module) -> dict[str, float]:
         """Validation metrics of ``model`` (in eval mode) over ``loader``."""
 
-    def run_card(self) -> dict[str, Any]:
-        """What loading the weights later needs: model name, task, classes, input size, normalisation."""
+    def run_card(self) -> RunCard:
+        """What loading the weights later needs: model name, task, classes or points, input size,
+        normalisation, plus the task's own facts in ``extras`` (the engine adds epoch, metrics, recipe)."""
 
     # Optional hooks (looked up with hasattr):
     #   on_fit_start(model, device): before the first step of a new run (not on resume);

@@ -14,7 +14,7 @@ from mobilevision.errors import ArtifactError, BackendUnavailable, MobileVisionE
 
 from mobilevision.export.integrity import verify_artifact
 
-from .base import ACCELERATOR_DEVICES, AcceleratorFallback, AcceleratorUnavailable, Backend, Delegation
+from .base import ACCELERATOR_DEVICES, AcceleratorFallback, AcceleratorUnavailable, Availability, Backend, Delegation
 
 @dataclass(frozen=True)
 class Registered:
@@ -83,6 +83,23 @@ def backends_for(path: str | Path) -> tuple[str, ...]:
 ACCELERATOR_BACKENDS: tuple[str, ...] = tuple(name for name, reg in BACKENDS.items() if reg.accelerators)
 
 
+def probe(backend: str, device: str = "cpu") -> Availability:
+    """Whether ``backend`` can run on ``device`` (cpu, gpu, npu) on this machine: its module's own
+    ``probe(device)``, which loads no model (and, on the CPU, imports no runtime it need not)."""
+    if backend not in BACKENDS:
+        raise BackendUnavailable(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if device != "cpu" and device not in ACCELERATOR_DEVICES:
+        raise MobileVisionError(f"unknown device {device!r}: choose cpu, {' or '.join(ACCELERATOR_DEVICES)}")
+    if device != "cpu" and backend not in ACCELERATOR_BACKENDS:
+        return Availability(backend, device, False, f"the {backend} backend runs on the CPU only")
+    module = BACKENDS[backend].impl.split(":")[0]
+    try:
+        own = importlib.import_module(module).probe
+    except ImportError as e:   # the backend file itself needs a package that is missing
+        return Availability(backend, device, False, f"needs '{e.name}', which is not installed")
+    return own(device)
+
+
 MAX_THREADS = 1024
 
 
@@ -140,5 +157,6 @@ def open_backend(path: str | Path, backend: str | None = None, threads: int | No
     return b
 
 
-__all__ = ["ACCELERATOR_BACKENDS", "ACCELERATOR_DEVICES", "AcceleratorFallback", "AcceleratorUnavailable", "Backend",
-           "BACKENDS", "Delegation", "SUFFIX_BACKENDS", "open_backend", "backends_for", "artifact_suffix"]
+__all__ = ["ACCELERATOR_BACKENDS", "ACCELERATOR_DEVICES", "AcceleratorFallback", "AcceleratorUnavailable", "Availability",
+           "Backend",
+           "BACKENDS", "Delegation", "SUFFIX_BACKENDS", "open_backend", "backends_for", "artifact_suffix", "probe"]

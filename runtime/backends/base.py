@@ -29,6 +29,27 @@ from mobilevision.export.metadata import TensorSpec
 ACCELERATOR_DEVICES = ("gpu", "npu")
 
 
+@dataclass(frozen=True)
+class Availability:
+    """Whether ``backend`` can run on ``device`` here (what a backend module's ``probe(device)`` returns): what
+    would run it, or why not and what it needs. No model is loaded to find out."""
+
+    backend: str
+    device: str
+    available: bool
+    detail: str
+
+    def line(self) -> str:
+        """The one line the CLI prints for a backend that cannot run here."""
+        return f"{self.backend} {self.device}: not available on this machine: {self.detail}"
+
+
+def missing(backend: str, device: str, package: str) -> Availability:
+    """The Availability of a backend whose Python package is not installed."""
+    return Availability(backend, device, False, f"needs the '{package}' package, which is not installed: "
+                                                f"pip install {package}")
+
+
 class AcceleratorUnavailable(BackendUnavailable):
     """The asked-for GPU/NPU, or the runtime build or vendor SDK that drives it, is not on this machine."""
 

@@ -20,7 +20,7 @@ import numpy as np
 from mobilevision.errors import ArtifactError, BackendUnavailable, InputMismatch
 from mobilevision.export.metadata import METADATA_KEY, TensorSpec
 
-from .base import AcceleratorUnavailable, ArtifactClosed, Delegation, require
+from .base import AcceleratorUnavailable, ArtifactClosed, Availability, Delegation, missing, require
 
 DEVICE_COMPUTE_UNITS = {"cpu": "CPU_ONLY", "gpu": "CPU_AND_GPU", "npu": "CPU_AND_NE"}
 # coremltools.models.compute_device classes, by the accelerator they stand for
@@ -32,8 +32,8 @@ MACOS_ONLY = ("Core ML prediction needs macOS (coremltools can convert on Linux 
 
 
 def needs_macos(device: str, system: str) -> str:
-    """The line for a Core ML GPU / Neural Engine run off macOS."""
-    what = "the Apple Neural Engine" if device == "npu" else "the GPU"
+    """The line for a Core ML run (CPU, GPU or Neural Engine) off macOS."""
+    what = {"npu": "the Apple Neural Engine", "gpu": "the GPU"}.get(device, "the CPU")
     return (f"Core ML on {what} (compute_units={DEVICE_COMPUTE_UNITS[device]}) needs macOS on a Mac with Apple "
             f"silicon (this is {system}); coremltools converts anywhere but runs models only there")
 
@@ -212,3 +212,15 @@ class CoreMLBackend:
     def close(self) -> None:
         with self._lock:
             self.model = None
+
+
+def probe(device: str, system: str | None = None) -> Availability:
+    """Core ML on the CPU, its GPU (CPU_AND_GPU) or Neural Engine (CPU_AND_NE): Apple systems only."""
+    import importlib.util
+
+    system = system or platform.system()
+    if system != "Darwin":
+        return Availability("coreml", device, False, needs_macos(device, system))
+    if importlib.util.find_spec("coremltools") is None:
+        return missing("coreml", device, "coremltools")
+    return Availability("coreml", device, True, f"compute_units={DEVICE_COMPUTE_UNITS[device]}")

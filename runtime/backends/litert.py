@@ -16,7 +16,8 @@ import numpy as np
 from mobilevision.errors import ArtifactError, MobileVisionError
 from mobilevision.export.metadata import MAX_JSON_BYTES, METADATA_KEY, TensorSpec
 
-from .base import AcceleratorFallback, AcceleratorUnavailable, ArtifactClosed, Delegation, PerThread, require
+from .base import (AcceleratorFallback, AcceleratorUnavailable, ArtifactClosed, Availability, Delegation, PerThread,
+                   missing, require)
 
 NOT_ACCELERATED = "Some ops are not accelerated"  # LiteRT's words when the accelerator cannot take the whole graph
 
@@ -167,6 +168,12 @@ class LiteRTCompiledModel:
             self._in = self._out = self.model = None
 
 
+def _signature(detail: dict) -> list[int]:
+    """A tensor's shape with -1 where the model leaves it open (a dynamic batch)."""
+    sig = detail.get("shape_signature")
+    return [int(x) for x in (sig if sig is not None and len(sig) else detail["shape"])]
+
+
 class LiteRTBackend:
     name = "litert"
 
@@ -198,13 +205,21 @@ class LiteRTBackend:
         interpreter = self._interpreters.get()
         self._in = interpreter.get_input_details()
         self._out = interpreter.get_output_details()
-        self.inputs = [TensorSpec(d["name"], [int(s) for s in d["shape"]], np.dtype(d["dtype"]).name) for d in self._in]
-        self.outputs = [TensorSpec(d["name"], [int(s) for s in d["shape"]], np.dtype(d["dtype"]).name) for d in self._out]
+        self.inputs = [TensorSpec(d["name"], [int(s) for s in _signature(d)], np.dtype(d["dtype"]).name) for d in self._in]
+        self.outputs = [TensorSpec(d["name"], [int(s) for s in _signature(d)], np.dtype(d["dtype"]).name)
+                        for d in self._out]
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         if self._compiled is not None:
             return self._compiled.run(arrays)
         interpreter = self._interpreters.get()
+        shapes = [tuple(a.shape) for a in arrays]
+        if getattr(interpreter, "mv_shapes", None) != shapes and any(-1 in _signature(d) for d in self._in):
+            for d, shape in zip(self._in, shapes):   # a dynamic batch: LiteRT sizes its tensors per call shape
+                if -1 in _signature(d):
+                    interpreter.resize_tensor_input(d["index"], list(shape), strict=True)
+            interpreter.allocate_tensors()
+        interpreter.mv_shapes = shapes
         for d, a in zip(self._in, arrays):
             interpreter.set_tensor(d["index"], a)
         interpreter.invoke()
@@ -223,3 +238,27 @@ class LiteRTBackend:
             self._compiled.close()
         else:
             self._interpreters.close()
+
+
+def probe(device: str) -> Availability:
+    """CPU: the interpreter is installed. GPU / NPU: LiteRT's CompiledModel API with a GPU API (GPU) or a
+    dispatch library + hardware (NPU) behind it (no model is loaded)."""
+    import importlib.util
+    import platform
+
+    from .litert_devices import (dispatch_vendors, intel_npu_present, litert_dir, litert_gpu_support,
+                                 litert_npu_support, vulkan_icds, vulkan_loader)
+
+    root = litert_dir()
+    if device == "cpu":
+        return (Availability("litert", device, True, "XNNPACK") if root is not None
+                else missing("litert", device, "ai-edge-litert"))
+    if root is None or importlib.util.find_spec("ai_edge_litert.compiled_model") is None:
+        return missing("litert", device, "ai-edge-litert")
+    if device == "gpu":
+        system = platform.system()
+        ok, detail = litert_gpu_support(system, vulkan_loader() if system == "Linux" else None, vulkan_icds())
+    else:
+        ok, detail = litert_npu_support(dispatch_vendors(root), intel_npu_present(),
+                                        importlib.util.find_spec("ai_edge_litert_sdk_intel") is not None)
+    return Availability("litert", device, ok, detail)

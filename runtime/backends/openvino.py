@@ -14,7 +14,7 @@ import numpy as np
 from mobilevision.errors import ArtifactError, BackendUnavailable, MobileVisionError
 from mobilevision.export.metadata import METADATA_KEY, TensorSpec
 
-from .base import AcceleratorFallback, AcceleratorUnavailable, Delegation, PerThread, require
+from .base import AcceleratorFallback, AcceleratorUnavailable, Availability, Delegation, PerThread, missing, require
 
 NOT_COMPUTE = ("Parameter", "Result", "Constant")  # graph plumbing, not ops a device runs
 
@@ -70,6 +70,8 @@ def device_present(device: str, available: list[str]) -> bool:
 def unavailable_reason(device: str, version: str, available: list[str]) -> str:
     """Why OpenVINO cannot run ``device`` here and what would make it."""
     sees = f"OpenVINO {version} sees {', '.join(available) or 'no device'}"
+    if device == "CPU":
+        return f"{sees}; its CPU plugin runs on x86-64 and ARM64 processors"
     if device == "GPU":
         return (f"{sees}; its GPU plugin (in the openvino package) needs an Intel GPU (integrated, Arc or Data "
                 f"Center) with Intel's GPU compute runtime (OpenCL / Level Zero) installed; NVIDIA and AMD GPUs "
@@ -243,3 +245,24 @@ class OpenVINOBackend:
     def __del__(self) -> None:  # a backend dropped without close() still releases under the guard
         if getattr(self, "compiled", None) is not None:
             self.close()
+
+
+def probe(device: str) -> Availability:
+    """``CPU`` / ``GPU`` / ``NPU`` in OpenVINO's ``Core().available_devices``."""
+    import importlib
+
+    try:
+        ov = importlib.import_module("openvino")
+    except ImportError:
+        return missing("openvino", device, "openvino")
+    name = device.upper()
+    with keep_signal_stack():  # listing devices loads the plugins
+        core = ov.Core()
+        available = list(core.available_devices)
+        found = [d for d in available if d == name or d.startswith(name + ".")]
+        full = str(core.get_property(found[0], "FULL_DEVICE_NAME")) if found else ""
+        core = None
+    if not device_present(name, available):
+        version = ov.__version__.split("-")[0]
+        return Availability("openvino", device, False, unavailable_reason(name, version, available))
+    return Availability("openvino", device, True, f"{found[0]} ({full})" if full else found[0])

@@ -9,7 +9,7 @@ import numpy as np
 from mobilevision.errors import ArtifactError
 from mobilevision.export.metadata import METADATA_KEY, TensorSpec
 
-from .base import AcceleratorUnavailable, ArtifactClosed, Delegation, numpy_dtype, require
+from .base import AcceleratorUnavailable, ArtifactClosed, Availability, Delegation, missing, numpy_dtype, require
 
 CPU_EP = "CPUExecutionProvider"
 # Set on accelerator sessions so ONNX Runtime records which provider got which node
@@ -135,3 +135,21 @@ class OrtBackend:
 
     def close(self) -> None:
         self.session = None
+
+
+def probe(device: str) -> Availability:
+    """An execution provider for ``device`` in this onnxruntime build (its ``get_available_providers``)."""
+    import importlib
+
+    try:
+        ort = importlib.import_module("onnxruntime")
+    except ImportError:
+        return missing("ort", device, "onnxruntime")
+    available = list(ort.get_available_providers())
+    if device == "cpu":
+        return Availability("ort", device, CPU_EP in available, CPU_EP if CPU_EP in available else
+                            f"onnxruntime {ort.__version__} here offers no {CPU_EP}")
+    chosen = choose_provider(device, available)
+    if chosen is None:
+        return Availability("ort", device, False, unavailable_reason(device, ort.__version__, available))
+    return Availability("ort", device, True, chosen[0])

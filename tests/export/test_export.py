@@ -9,6 +9,7 @@ import torch
 from mobilevision.errors import ExportError, ExportParityError, UnknownTarget
 from mobilevision.export import export, export_all
 from mobilevision.export import api as export_api
+from mobilevision.export import stages
 from mobilevision.export.metadata import ModelMetadata, sidecar_path
 from mobilevision.runtime import load
 from mobilevision.runtime.backends.litert import read_tflite_metadata
@@ -116,13 +117,13 @@ def _leftovers(folder):
 
 
 def test_parity_failure_leaves_nothing(tmp_path, toy_name, monkeypatch):
-    real = export_api._run_artifact
+    real = stages.run_artifact
 
     def drifting(path, runtime, samples, precision):
         outputs, computed = real(path, runtime, samples, precision)
         return [[o + 0.5 for o in outs] for outs in outputs], computed
 
-    monkeypatch.setattr(export_api, "_run_artifact", drifting)
+    monkeypatch.setattr(stages, "run_artifact", drifting)
     with pytest.raises(ExportParityError, match="fails parity.*max abs 0.5"):
         export(toy_name, "onnx", out_dir=tmp_path)
     assert _leftovers(tmp_path) == []
@@ -132,7 +133,7 @@ def test_interrupted_export_leaves_no_artifact(tmp_path, toy_name, monkeypatch):
     def interrupted(src, dst):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(export_api, "move_into_place", interrupted)
+    monkeypatch.setattr(stages, "move_into_place", interrupted)
     with pytest.raises(KeyboardInterrupt):
         export(toy_name, "tflite", out_dir=tmp_path)
     assert _leftovers(tmp_path) == []

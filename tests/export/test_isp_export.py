@@ -8,7 +8,7 @@ import torch
 import mobilevision
 from mobilevision.export import export_all
 from mobilevision.export.metadata import SCHEMA_VERSION, ModelMetadata, read_sidecar
-from mobilevision.export.targets import TARGETS
+from mobilevision.export.api import resolve_targets
 
 
 def _spread_out(name: str) -> torch.nn.Module:
@@ -29,7 +29,7 @@ def _spread_out(name: str) -> torch.nn.Module:
 @pytest.mark.parametrize("name", ["efficientisp", "robustisp", "rmfa_net_tiny"])
 def test_isp_exports_with_parity(name, tmp_path):
     results = {r.target: r for r in export_all(_spread_out(name), "all", out_dir=tmp_path, imgsz=32)}
-    assert set(results) == set(TARGETS)
+    assert set(results) == set(resolve_targets("all"))
     for target, r in results.items():
         md = read_sidecar(r.path)
         assert md.task == "isp" and md.preprocessing is None and md.schema_version == SCHEMA_VERSION

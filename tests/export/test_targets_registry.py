@@ -36,3 +36,11 @@ def test_the_export_pipeline_names_no_format():
     for name in TARGETS:
         t = get_target(name)
         assert f'"{name}"' not in code and f'"{t.suffix}"' not in code, f"export/api.py names {name}"
+
+
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_every_target_says_whether_it_can_export_here(name):
+    """``unavailable()``: None, or one line naming what is missing and the fix (tests skip with it)."""
+    why = get_target(name).unavailable()
+    assert why is None or (isinstance(why, str) and "\n" not in why and len(why) > 20)
+    assert isinstance(getattr(get_target(name), "in_all", True), bool)

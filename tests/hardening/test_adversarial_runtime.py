@@ -772,7 +772,7 @@ PAUSED_EXPORT = textwrap.dedent("""
     from pathlib import Path
     sys.path.insert(0, {tests!r})
     from conftest import _register_toy, TOY
-    from mobilevision.export import api
+    from mobilevision.export import api, stages
     _register_toy()
     flags = Path({flags!r})
     renames = []
@@ -783,7 +783,7 @@ PAUSED_EXPORT = textwrap.dedent("""
             deadline = time.time() + 15   # a fix that locks the renames makes B wait for this
             while not (flags / "b_done").exists() and time.time() < deadline:
                 time.sleep(0.05)
-    api._after_rename = pause_after_first_rename
+    stages.after_rename = pause_after_first_rename
     api.export(TOY, "openvino", imgsz=64, out_dir={out!r}, name="m")
     print("A done")
 """)

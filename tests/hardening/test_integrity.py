@@ -115,14 +115,14 @@ KILLED_EXPORT = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {tests!r})
     from conftest import _register_toy, TOY
-    from mobilevision.export import api
+    from mobilevision.export import api, stages
     _register_toy()
     renames = []
     def kill_after(path, n={n}):
         renames.append(path)
         if len(renames) == n:
             os.kill(os.getpid(), signal.SIGKILL)
-    api._after_rename = kill_after
+    stages.after_rename = kill_after
     api.export(TOY, {target!r}, imgsz={imgsz}, out_dir={out!r}, name="m")
 """)
 
@@ -130,7 +130,7 @@ KILLED_EXPORT = textwrap.dedent("""
 @pytest.mark.slow
 @pytest.mark.parametrize("target,kill_after", [("openvino", 1), ("openvino", 2), ("onnx", 1)])
 def test_export_killed_between_renames_leaves_nothing_that_loads(tmp_path, toy_name, target, kill_after):
-    from mobilevision.export import api
+    from mobilevision.export import api, stages
     from mobilevision.runtime import load
 
     out = tmp_path / "exports"

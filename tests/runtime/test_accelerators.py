@@ -28,6 +28,8 @@ from mobilevision.runtime.backends import openvino as ov_backend
 from mobilevision.runtime.backends import ort as ort_backend
 from mobilevision.runtime.devices import DeviceSpec, parse_device
 from mobilevision.runtime.devices import accelerators as acc
+from mobilevision.export import npu
+from mobilevision.runtime.backends import litert_devices
 from mobilevision.runtime.profile import BenchResult, benchmark, write_json
 
 RUNS = 3
@@ -227,34 +229,34 @@ def test_litert_compiled_model_runs_like_the_interpreter(tiny_tflite):
 # ---------------------------------------------------------------- availability probes
 
 def test_litert_gpu_support_rules():
-    ok, why = acc.litert_gpu_support("Linux", None, [])
+    ok, why = litert_devices.litert_gpu_support("Linux", None, [])
     assert not ok and "no Vulkan loader (libvulkan.so.1)" in why
-    ok, why = acc.litert_gpu_support("Linux", "libvulkan.so.1", [])
+    ok, why = litert_devices.litert_gpu_support("Linux", "libvulkan.so.1", [])
     assert not ok and "no Vulkan driver" in why
-    ok, why = acc.litert_gpu_support("Linux", "libvulkan.so.1", ["/usr/share/vulkan/icd.d/lvp_icd.x86_64.json"])
+    ok, why = litert_devices.litert_gpu_support("Linux", "libvulkan.so.1", ["/usr/share/vulkan/icd.d/lvp_icd.x86_64.json"])
     assert not ok and "run on the CPU" in why
-    ok, why = acc.litert_gpu_support("Linux", "libvulkan.so.1", ["/usr/share/vulkan/icd.d/lvp_icd.x86_64.json",
+    ok, why = litert_devices.litert_gpu_support("Linux", "libvulkan.so.1", ["/usr/share/vulkan/icd.d/lvp_icd.x86_64.json",
                                                                  "/etc/vulkan/icd.d/nvidia_icd.json"])
     assert ok and "nvidia_icd.json" in why and "lvp" not in why
-    assert acc.litert_gpu_support("Darwin", None, [])[0]
-    assert acc.vulkan_icds({"VK_DRIVER_FILES": "/a.json:/b.json"}) == ["/a.json", "/b.json"]
+    assert litert_devices.litert_gpu_support("Darwin", None, [])[0]
+    assert litert_devices.vulkan_icds({"VK_DRIVER_FILES": "/a.json:/b.json"}) == ["/a.json", "/b.json"]
 
 
 def test_litert_npu_support_rules():
-    ok, why = acc.litert_npu_support(["intel_openvino"], intel_npu=False, intel_sdk=False)
+    ok, why = litert_devices.litert_npu_support(["intel_openvino"], intel_npu=False, intel_sdk=False)
     assert not ok and "no Intel NPU" in why and "ai-edge-litert-sdk-intel" in why and "--npu-soc" in why
-    ok, why = acc.litert_npu_support(["intel_openvino"], intel_npu=True, intel_sdk=False)
+    ok, why = litert_devices.litert_npu_support(["intel_openvino"], intel_npu=True, intel_sdk=False)
     assert not ok and "pip install ai-edge-litert-sdk-intel" in why
-    assert acc.litert_npu_support(["intel_openvino"], intel_npu=True, intel_sdk=True)[0]
-    assert not acc.litert_npu_support([], intel_npu=True, intel_sdk=True)[0]
+    assert litert_devices.litert_npu_support(["intel_openvino"], intel_npu=True, intel_sdk=True)[0]
+    assert not litert_devices.litert_npu_support([], intel_npu=True, intel_sdk=True)[0]
 
 
 def test_installed_litert_ships_intel_dispatch():
     """What this ai-edge-litert wheel really carries: the dispatch library the NPU probe relies on."""
-    root = acc._litert_dir()
+    root = litert_devices.litert_dir()
     if root is None:
         pytest.skip("ai-edge-litert not installed")
-    assert "intel_openvino" in acc.dispatch_vendors(root)
+    assert "intel_openvino" in litert_devices.dispatch_vendors(root)
 
 
 def _fake_module(name: str, **attrs) -> types.ModuleType:
@@ -552,21 +554,21 @@ def test_cli_device_options_are_checked(tiny_onnx, one_line_error):
 # ---------------------------------------------------------------- NPU ahead of time
 
 def test_parse_npu_soc():
-    t = acc.parse_npu_soc("Qualcomm:sm8650")
+    t = npu.parse_npu_soc("Qualcomm:sm8650")
     assert (t.vendor.key, t.soc, t.target_id) == ("qualcomm", "SM8650", "Qualcomm_SM8650")
-    assert acc.parse_npu_soc("google:tensor_g4").target_id == "Google_Tensor_G4"
-    assert acc.parse_npu_soc("mtk:MT6989").target_id == "MediaTek_MT6989"
+    assert npu.parse_npu_soc("google:tensor_g4").target_id == "Google_Tensor_G4"
+    assert npu.parse_npu_soc("mtk:MT6989").target_id == "MediaTek_MT6989"
     with pytest.raises(MobileVisionError, match="SM8650"):  # the installed LiteRT's own list
-        acc.parse_npu_soc("qualcomm:SM0000")
+        npu.parse_npu_soc("qualcomm:SM0000")
     for bad in ("SM8650", "apple:A17", "qualcomm:"):
         with pytest.raises(MobileVisionError, match="VENDOR:SOC"):
-            acc.parse_npu_soc(bad)
+            npu.parse_npu_soc(bad)
 
 
 def test_aot_without_the_vendor_sdk_says_what_to_install():
-    t = acc.parse_npu_soc("qualcomm:SM8650")
+    t = npu.parse_npu_soc("qualcomm:SM8650")
     with pytest.raises(AcceleratorUnavailable) as e:
-        acc.vendor_sdk_libs(t, find_spec=lambda name: None, model="emo_1m")
+        npu.vendor_sdk_libs(t, find_spec=lambda name: None, model="emo_1m")
     text = str(e.value)
     for words in ("pip install ai-edge-litert-sdk-qualcomm", "Qualcomm AI Runtime (QAIRT) SDK",
                   "downloads the SDK from softwarecenter.qualcomm.com", "Snapdragon phones",
@@ -584,13 +586,13 @@ def test_aot_sdk_installed_without_its_download(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "ai_edge_litert_sdk_mediatek",
                         _fake_module("ai_edge_litert_sdk_mediatek", path_to_sdk_libs=path_to_sdk_libs))
     with pytest.raises(AcceleratorUnavailable, match="download from MediaTek's NeuroPilot bucket"):
-        acc.vendor_sdk_libs(acc.parse_npu_soc("mediatek:MT6993"), find_spec=lambda name: object())
+        npu.vendor_sdk_libs(npu.parse_npu_soc("mediatek:MT6993"), find_spec=lambda name: object())
     libs = tmp_path / "libs"
     libs.mkdir()
     monkeypatch.setitem(sys.modules, "ai_edge_litert_sdk_mediatek",
                         _fake_module("ai_edge_litert_sdk_mediatek", path_to_sdk_libs=lambda version: requested.append(
                             version) or libs))
-    assert acc.vendor_sdk_libs(acc.parse_npu_soc("mediatek:MT6989"), find_spec=lambda name: object()) == str(libs)
+    assert npu.vendor_sdk_libs(npu.parse_npu_soc("mediatek:MT6989"), find_spec=lambda name: object()) == str(libs)
     assert requested == ["v9", "v8"]  # NeuroPilot version per SoC, as LiteRT's MediaTek backend picks it
 
 
@@ -626,7 +628,7 @@ def _compilation(tmp_path: Path, offloaded: int, total: int, failure: str | None
 
 
 def test_parse_compilation(tmp_path):
-    report = acc.parse_compilation(_compilation(tmp_path, 5, 7))
+    report = npu.parse_compilation(_compilation(tmp_path, 5, 7))
     (done,) = report.compiled
     assert (done.target, done.ops_offloaded, done.ops_total, done.partitions) == ("Qualcomm_SM8650", 5, 7, 1)
     assert not done.fully_offloaded and report.failures == []
@@ -634,7 +636,7 @@ def test_parse_compilation(tmp_path):
     log.write_text("[LITERT_TOOLS:APPLY] Loading plugins\n" + NPU_LOG[1].replace(
         "intel_openvino/compiler/libLiteRtCompilerPlugin_IntelOpenvino.so: libopenvino.so.2631",
         "qualcomm/compiler/libLiteRtCompilerPlugin_Qualcomm.so: libQnnHtp.so") + "\n")
-    failed = acc.parse_compilation(_compilation(tmp_path, 0, 0, f"apply_plugin failed to apply plugin. See {log} for "
+    failed = npu.parse_compilation(_compilation(tmp_path, 0, 0, f"apply_plugin failed to apply plugin. See {log} for "
                                                                 f"details."))
     assert failed.compiled == []
     assert failed.failures == [("Qualcomm_SM8650", "libLiteRtCompilerPlugin_Qualcomm.so: libQnnHtp.so: cannot open "
@@ -646,15 +648,15 @@ def test_compile_for_npu_writes_the_compiled_model(tmp_path, monkeypatch):
 
     model = tmp_path / "tiny.tflite"
     model.write_bytes(b"\0")
-    target = acc.parse_npu_soc("qualcomm:SM8650")
-    monkeypatch.setattr(acc, "vendor_sdk_libs", lambda t, model="MODEL": "/sdk")
+    target = npu.parse_npu_soc("qualcomm:SM8650")
+    monkeypatch.setattr(npu, "vendor_sdk_libs", lambda t, model="MODEL": "/sdk")
     calls = []
 
     def fake_aot_compile(path, output_dir, target, keep_going):
         calls.append((path, str(target), keep_going))
         return _compilation(Path(output_dir), 7, 7)
     monkeypatch.setattr(aot, "aot_compile", fake_aot_compile)
-    done = acc.compile_for_npu(model, target)
+    done = npu.compile_for_npu(model, target)
     assert calls == [(str(model), "Qualcomm_SM8650", True)]
     assert done.fully_offloaded and done.path == str(tmp_path / "tiny_Qualcomm_SM8650.tflite")
     assert Path(done.path).read_bytes() == b"compiled-bytes"
@@ -664,7 +666,7 @@ def test_compile_for_npu_writes_the_compiled_model(tmp_path, monkeypatch):
                         _compilation(Path(output_dir), 0, 7))
     Path(done.path).unlink()
     with pytest.raises(AcceleratorFallback, match="took none of tiny.tflite's 7 ops"):
-        acc.compile_for_npu(model, target)
+        npu.compile_for_npu(model, target)
     assert not Path(done.path).exists()
 
 

@@ -49,3 +49,40 @@ def test_suffix_table_is_the_documented_one():
     assert SUFFIX_BACKENDS == {".onnx": ("ort", "openvino", "torch"), ".tflite": ("litert", "openvino", "torch"),
                                ".xml": ("openvino", "torch"), ".mlpackage": ("coreml", "torch"),
                                ".mlmodel": ("coreml", "torch")}
+
+
+@pytest.mark.parametrize("name", list(BACKENDS))
+def test_every_backend_file_probes_its_own_availability(name):
+    """Availability is the backend's own ``probe(device)``: the registry asks the module, no central table."""
+    import importlib
+
+    module = importlib.import_module(BACKENDS[name].impl.split(":")[0])
+    assert callable(getattr(module, "probe", None)), f"{name}: its module has no probe(device)"
+    for device in ("cpu", "gpu", "npu"):
+        av = registry.probe(name, device)
+        assert isinstance(av, registry.Availability) and (av.backend, av.device) == (name, device)
+        assert av.detail and (av.available or len(av.detail) > 20), av   # a reason that says something
+    if name not in registry.ACCELERATOR_BACKENDS:
+        assert not registry.probe(name, "gpu").available
+
+
+def test_probe_reports_a_missing_runtime_package(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)   # import fails
+    av = registry.probe("ort", "cpu")
+    assert not av.available and "pip install onnxruntime" in av.detail
+    with pytest.raises(Exception, match="unknown backend"):
+        registry.probe("tensorrt", "cpu")
+
+
+def test_the_device_layer_names_no_backend():
+    """runtime/devices/accelerators.py plans and benchmarks; what a backend can do is the backend's to say."""
+    from pathlib import Path
+
+    import mobilevision.runtime.devices.accelerators as acc
+
+    text = Path(acc.__file__).read_text()
+    assert "def probe_" not in text and "PROBES" not in text
+    for name in BACKENDS:
+        assert f'"{name}"' not in text, f"accelerators.py names the {name} backend"

@@ -135,7 +135,8 @@ def test_pretraining_run_fits_target_statistics_learns_and_feeds_anomaly_trainin
     hist = [r["train_distill"] for r in result.history]
     assert len(hist) == 1 and np.isfinite(hist[0]) and result.history[0]["val_distill_mse"] > 0
     card = mobilevision.checkpoints.read_run_card(result.last)
-    assert card["task"] == "anomaly_teacher" and card["model"] == "pdn_s" and card["padding_when_trained"] is True
+    assert card.task == "anomaly_teacher" and card.model == "pdn_s" and card.extras["padding_when_trained"] is True
+    assert card.num_classes is None and card.points is None
 
     # the padded teacher's weights load into the unpadded PDN (same keys) ...
     teacher = mobilevision.create_model("pdn_s", weights=str(result.last))

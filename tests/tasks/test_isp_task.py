@@ -106,7 +106,8 @@ def test_train_and_eval_commands_end_to_end(tmp_path, capsys):
     assert main(["train", "isp", "--data", str(data), "--steps", "3", "--batch-size", "2", "--workers", "0",
                  "--device", "cpu", "--out", str(run)]) == 0
     card = mobilevision.checkpoints.read_run_card(run / "best.safetensors")
-    assert card["task"] == "isp" and card["mode"] == "paired" and card["raw_white_level"] == 1020.0
+    assert card.task == "isp" and card.extras["mode"] == "paired" and card.raw_white_level == 1020.0
+    assert card.num_classes is None and card.raw_black_level == (0.0,) * 4
     assert main(["eval", "isp", "--weights", str(run / "best.safetensors"), "--out", str(tmp_path / "ev")]) == 0
     text = capsys.readouterr().out
     assert "naive demosaic" in text and "efficientisp paired" in text
@@ -145,9 +146,9 @@ def test_unpaired_training_runs_and_records_random_feature_networks(tmp_path):
         assert np.isfinite(row[f"train_{term}"]) and row[f"train_gnorm_{term}"] > 0
     assert row["train_gnorm_content"] > 1e-6          # random VGG keeps a usable content gradient
     card = mobilevision.checkpoints.read_run_card(result.last)
-    assert card["mode"] == "unpaired"
-    assert card["feature_networks_pretrained"] == {"vgg19": False, "alexnet": False, "vit_b_16": False}
-    assert card["reference_demosaic"] == "menon2007"
+    assert card.extras["mode"] == "unpaired"
+    assert card.extras["feature_networks_pretrained"] == {"vgg19": False, "alexnet": False, "vit_b_16": False}
+    assert card.extras["reference_demosaic"] == "menon2007"
     # discriminators stepped at step 0 (their Adam state is saved with the run)
     from mobilevision.train.checkpoint import load_state
     extra = load_state(tmp_path / "run")["criterion"]["_extra_state"]
