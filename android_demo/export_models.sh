@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Exports one zoo model per task for the demo app into app/src/main/assets/models/ (plus
 # models/index.json) and writes the ISP sample mosaic to app/src/main/assets/samples/.
+# A .pte (ExecuTorch) already in models/ with its .pte.json sidecar is added to index.json as well.
 #
 # Usage (any cwd):  bash android_demo/export_models.sh
 # Environment:
@@ -80,6 +81,13 @@ import numpy as np
 
 models, samples, rest = sys.argv[1], sys.argv[2], sys.argv[3:]
 index = [{"task": t, "model": m, "file": f} for t, m, f in zip(rest[0::3], rest[1::3], rest[2::3])]
+# ExecuTorch programs put in models/ by hand (<model>.pte + its .pte.json sidecar) are listed too
+for name in sorted(os.listdir(models)):
+    sidecar = os.path.join(models, name + ".json")
+    if name.endswith(".pte") and os.path.isfile(sidecar):
+        md = json.load(open(sidecar))
+        if md.get("task") in {e["task"] for e in index}:
+            index.append({"task": md["task"], "model": md["model"], "file": name})
 tmp = os.path.join(models, ".index.json.tmp")
 with open(tmp, "w") as fh:
     json.dump(index, fh, indent=2)

@@ -22,9 +22,9 @@ android {
         getByName("test").java.srcDirs("src/test/kotlin")
     }
 
-    // Models stay uncompressed in the APK so the runtime can memory-map them.
+    // Models stay uncompressed in the APK so the runtime can memory-map them (a .pte is copied to a file once).
     androidResources {
-        noCompress += "tflite"
+        noCompress += listOf("tflite", "pte")
     }
 
     compileOptions {

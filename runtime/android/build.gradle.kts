@@ -1,5 +1,5 @@
 // The mobilevision Kotlin runtime as an Android library: the plain-Kotlin core
-// (dev.mobilevision.runtime) plus the LiteRT binding (dev.mobilevision.runtime.android).
+// (dev.mobilevision.runtime) plus the LiteRT and ExecuTorch bindings (dev.mobilevision.runtime.android).
 // Built as the ":runtime" project of android_demo/ (versions in android_demo/gradle/libs.versions.toml).
 // Without Gradle, CI compiles and tests the core alone with tools/jvm_test.sh.
 import org.jetbrains.kotlin.gradle.dsl.JvmTarget
@@ -37,6 +37,7 @@ kotlin {
 dependencies {
     implementation(libs.litert.runtime)
     implementation(libs.litert.gpu)
+    implementation(libs.executorch.android)   // ExecuTorchRunner (.pte); XNNPACK flavour, arm64-v8a and x86_64
     testImplementation(libs.junit)
 }
 

@@ -7,7 +7,7 @@ import android.widget.ScrollView
 import android.widget.TextView
 import androidx.activity.ComponentActivity
 import androidx.lifecycle.lifecycleScope
-import dev.mobilevision.runtime.android.LiteRt
+import dev.mobilevision.runtime.android.assetFactory
 import dev.mobilevision.runtime.android.assetMetadata
 import kotlinx.coroutines.CancellationException
 import kotlinx.coroutines.Dispatchers
@@ -57,7 +57,7 @@ class BenchmarkActivity : ComponentActivity() {
         job = lifecycleScope.launch {
             try {
                 val metadata = withContext(Dispatchers.IO) { assetMetadata(this@BenchmarkActivity, asset) }
-                val factory = LiteRt.factory(this@BenchmarkActivity, asset)
+                val factory = assetFactory(this@BenchmarkActivity, asset, metadata)   // LiteRT or ExecuTorch, by suffix
                 val header = BenchReport.header(metadata)
                 val outcomes = ArrayList<BenchOutcome>()
                 report.text = header.joinToString("\n")
@@ -79,7 +79,7 @@ class BenchmarkActivity : ComponentActivity() {
     }
 
     companion object {
-        /** The .tflite asset path to benchmark (e.g. "models/emo_1m.tflite"). */
+        /** The .tflite or .pte asset path to benchmark (e.g. "models/emo_1m.tflite"). */
         const val EXTRA_ASSET = "dev.mobilevision.demo.ASSET"
     }
 }

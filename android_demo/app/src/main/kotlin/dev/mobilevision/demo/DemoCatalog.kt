@@ -7,6 +7,7 @@ import dev.mobilevision.runtime.ArtifactException
 import dev.mobilevision.runtime.BayerMosaic
 import dev.mobilevision.runtime.BayerPattern
 import dev.mobilevision.runtime.Json
+import dev.mobilevision.runtime.ModelFormat
 import java.nio.ByteBuffer
 import java.nio.ByteOrder
 
@@ -29,9 +30,15 @@ enum class AcceleratorChoice(val title: String, val accelerators: List<Accelerat
     CPU_ONLY("CPU only", listOf(Accelerator.CPU)),
 }
 
-/** One exported model of models/index.json (written by android_demo/export_models.sh). */
+/** One exported model of models/index.json (written by android_demo/export_models.sh): a .tflite or a .pte. */
 data class DemoModel(val task: DemoTask, val model: String, val file: String) {
     val assetPath: String get() = "${DemoCatalog.MODELS_DIR}/$file"
+
+    /** By the file's suffix: which runtime opens it. */
+    val format: ModelFormat get() = ModelFormat.of(file)
+
+    /** The model picker's line, e.g. "Classification (top-5): emo_1m (ExecuTorch)". */
+    val title: String get() = "${task.title}: $model (${format.runtime})"
 }
 
 /** The bundled RAW sample: a Bayer mosaic plus the levels it was made with. */
@@ -44,16 +51,29 @@ object DemoCatalog {
     const val SAMPLE_JSON = "samples/bayer_rggb.json"
     private const val FIX = "run `bash android_demo/export_models.sh` and rebuild the app"
 
-    /** index.json -> the model of each task the app knows (first entry per task), in [DemoTask] order. */
+    /**
+     * index.json -> the models of the tasks the app knows: per task the first .tflite and the first .pte
+     * listed, in [DemoTask] order, then the [ModelFormat] order. A file of another kind is refused.
+     */
     fun parseIndex(text: String): List<DemoModel> {
         val entries = Json.parse(text) as? List<*> ?: throw ArtifactException("$INDEX is not a JSON array; $FIX")
         val models = entries.mapIndexedNotNull { i, e ->
             val o = e as? Map<*, *> ?: throw ArtifactException("$INDEX entry $i is not an object; $FIX")
             fun field(name: String) = o[name] as? String
                 ?: throw ArtifactException("$INDEX entry $i has no \"$name\" string; $FIX")
-            DemoTask.of(field("task"))?.let { DemoModel(it, field("model"), field("file")) }
+            DemoTask.of(field("task"))?.let { task ->
+                DemoModel(task, field("model"), field("file")).also {
+                    try {
+                        it.format
+                    } catch (e: ArtifactException) {
+                        throw ArtifactException("$INDEX entry $i: ${e.message}", e)
+                    }
+                }
+            }
         }
-        val byTask = DemoTask.entries.mapNotNull { t -> models.firstOrNull { it.task == t } }
+        val byTask = DemoTask.entries.flatMap { t ->
+            ModelFormat.entries.mapNotNull { f -> models.firstOrNull { it.task == t && it.format == f } }
+        }
         if (byTask.isEmpty()) {
             throw ArtifactException("$INDEX lists no ${DemoTask.entries.joinToString("/") { it.key }} model; $FIX")
         }

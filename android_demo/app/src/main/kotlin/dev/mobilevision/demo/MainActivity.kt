@@ -91,7 +91,7 @@ class MainActivity : ComponentActivity() {
             return
         }
         taskSpinner.adapter = ArrayAdapter(this, android.R.layout.simple_spinner_dropdown_item,
-            models.map { "${it.task.title}: ${it.model}" })
+            models.map { it.title })
         taskSpinner.onItemSelectedListener = object : AdapterView.OnItemSelectedListener {
             override fun onItemSelected(parent: AdapterView<*>?, view: View?, position: Int, id: Long) {
                 selected = models[position]

@@ -3,6 +3,7 @@ package dev.mobilevision.demo
 import dev.mobilevision.runtime.Accelerator
 import dev.mobilevision.runtime.ArtifactException
 import dev.mobilevision.runtime.Model
+import dev.mobilevision.runtime.ModelFormat
 import dev.mobilevision.runtime.ModelMetadata
 import dev.mobilevision.runtime.ModelRunner
 import dev.mobilevision.runtime.RgbImage
@@ -41,6 +42,18 @@ class DemoLogicTest {
             {"task": "classify", "model": "emo_1m", "file": "emo_1m.tflite"}, {"task": "depth", "model": "x", "file": "x.tflite"}]""")
         assertEquals(listOf(DemoTask.CLASSIFY, DemoTask.ISP), models.map { it.task })
         assertEquals("models/emo_1m.tflite", models[0].assetPath)
+        assertEquals("Classification (top-5): emo_1m (LiteRT)", models[0].title)
+        // .pte (ExecuTorch) files are listed too: per task the first .tflite, then the first .pte
+        val both = DemoCatalog.parseIndex("""[{"task": "isp", "model": "efficientisp", "file": "efficientisp.pte"},
+            {"task": "classify", "model": "emo_1m", "file": "emo_1m.pte"}, {"task": "classify", "model": "emo_1m", "file": "emo_1m.tflite"},
+            {"task": "classify", "model": "emo_2m", "file": "emo_2m.pte"}]""")
+        assertEquals(listOf("emo_1m.tflite", "emo_1m.pte", "efficientisp.pte"), both.map { it.file })
+        assertEquals(listOf(ModelFormat.TFLITE, ModelFormat.PTE, ModelFormat.PTE), both.map { it.format })
+        assertEquals("models/emo_1m.pte", both[1].assetPath)
+        assertEquals("RAW → RGB (ISP): efficientisp (ExecuTorch)", both[2].title)
+        expectArtifactError("entry 1: 'emo_1m.onnx' is not a model this runtime opens: give a .tflite (LiteRT) or .pte") {
+            DemoCatalog.parseIndex("""[{"task": "depth", "model": "d", "file": "d.onnx"}, {"task": "classify", "model": "emo_1m", "file": "emo_1m.onnx"}]""")
+        }
         expectArtifactError("export_models.sh") { DemoCatalog.parseIndex("{}") }
         expectArtifactError("no \"file\"") { DemoCatalog.parseIndex("""[{"task": "classify", "model": "m"}]""") }
         expectArtifactError("lists no") { DemoCatalog.parseIndex("[]") }

@@ -1,11 +1,11 @@
 package dev.mobilevision.runtime
 
-/** Where inference runs. CPU is LiteRT's XNNPACK path; GPU and NPU go through LiteRT's accelerators. */
+/** Where inference runs. CPU is LiteRT's (or ExecuTorch's) XNNPACK path; GPU and NPU go through LiteRT's accelerators. */
 enum class Accelerator { CPU, GPU, NPU }
 
 /**
- * One opened model in one runtime: the thin binding the core talks to. The Android binding is
- * `dev.mobilevision.runtime.android.LiteRtRunner`; tests use recorded outputs.
+ * One opened model in one runtime: the thin binding the core talks to. The Android bindings are
+ * `dev.mobilevision.runtime.android.LiteRtRunner` (.tflite) and `ExecuTorchRunner` (.pte); tests use recorded outputs.
  */
 interface ModelRunner : AutoCloseable {
     val accelerator: Accelerator

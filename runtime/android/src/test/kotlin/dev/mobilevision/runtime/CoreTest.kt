@@ -72,6 +72,27 @@ class CoreTest {
     }
 
     @Test
+    fun modelFormatBySuffixAndPteMetadataFromItsSidecar() {
+        assertEquals(ModelFormat.TFLITE, ModelFormat.of("models/emo_1m.tflite"))
+        assertEquals(ModelFormat.PTE, ModelFormat.of("/data/user/0/app/files/emo_1m.PTE"))
+        assertEquals("models/emo_1m.pte.json", ModelFormat.sidecar("models/emo_1m.pte"))
+        assertThrows<ArtifactException>("'emo_1m.onnx' is not a model this runtime opens: give a .tflite (LiteRT) or " +
+            ".pte (ExecuTorch)") { ModelFormat.of("models/emo_1m.onnx") }
+        assertThrows<ArtifactException>("give a .tflite") { ModelFormat.of("emo_1m.pte.json") }
+        // a .pte's metadata is its sidecar; the program's bytes are never read
+        val noBytes = { throw AssertionError("a .pte's bytes are not read for its metadata") }
+        assertEquals("toy", ModelFormat.PTE.metadata("models/toy.pte", metadataJson(), noBytes).model)
+        assertThrows<ArtifactException>("'toy.pte' has no 'toy.pte.json' sidecar") {
+            ModelFormat.PTE.metadata("models/toy.pte", null, noBytes)
+        }
+        assertThrows<ArtifactException>("upgrade") { ModelFormat.PTE.metadata("toy.pte", metadataJson(version = 7), noBytes) }
+        // a .tflite: the embedded entry first, else the sidecar (as TfliteMetadata.read)
+        val empty = ByteBuffer.wrap(byteArrayOf(12, 0, 0, 0, 4, 0, 4, 0, 0, 0, 0, 0, 4, 0, 0, 0))
+        assertEquals("toy", ModelFormat.TFLITE.metadata("toy.tflite", metadataJson()) { empty }.model)
+        assertThrows<ArtifactException>("no mobilevision metadata") { ModelFormat.TFLITE.metadata("toy.tflite", null) { empty } }
+    }
+
+    @Test
     fun acceleratorFallbackIsReported() {
         val md = ModelMetadata.fromJson(metadataJson())
         val tried = ArrayList<Accelerator>()
