@@ -1,9 +1,10 @@
 """Zoo x backends latency on this CPU: one interleaved run, JSON + markdown + PNG chart.
 
-Exports each model to ONNX, TFLite and OpenVINO IR (or takes ``--artifacts DIR`` of exported
-files) and measures, in one ``benchmark()`` call so all rows share the machine's drift:
+Exports each model to every registered target this machine can run (``--targets``; default: those of
+``--target all`` whose parity runs here: ONNX, TFLite, OpenVINO IR, ExecuTorch) or takes ``--artifacts DIR``
+of exported files, and measures, in one ``benchmark()`` call so all rows share the machine's drift:
 every artifact with every runtime that opens it (ONNX with ONNX Runtime and OpenVINO, TFLite
-with LiteRT, IR with OpenVINO), and each model once in eager PyTorch. (The torch backend
+with LiteRT, IR with OpenVINO, .pte with ExecuTorch), and each model once in eager PyTorch. (The torch backend
 rebuilds the model from the artifact's metadata whatever the format, so one torch row per
 model is the whole information.) Writes ``benchmarks/results/<host>/latency.{json,md,png}``.
 
@@ -21,21 +22,31 @@ import tempfile
 from pathlib import Path
 
 from mobilevision.atomic_io import atomic_write_text
+from mobilevision.runtime.backends import BACKENDS as REGISTERED
 from mobilevision.runtime.backends import SUFFIX_BACKENDS
 from mobilevision.runtime.profile import BenchResult, benchmark
 
-FORMATS = {".onnx": "ONNX", ".tflite": "TFLite", ".xml": "OpenVINO IR"}
-BACKENDS = ("ort", "litert", "openvino", "torch")
+FORMATS = {".onnx": "ONNX", ".tflite": "TFLite", ".xml": "OpenVINO IR", ".pte": "ExecuTorch"}
+BACKENDS = tuple(b for b in ("ort", "litert", "openvino", "executorch", "coreml", "torch") if b in REGISTERED)
 
 
-def export_zoo(models: list[str], folder: Path) -> list[Path]:
-    """fp32 ONNX, TFLite and OpenVINO IR of each model (parity-checked by the exporter)."""
+def runnable_targets() -> list[str]:
+    """The targets of ``--target all`` that export here and whose artifacts run here (Core ML needs macOS)."""
+    from mobilevision.export.api import resolve_targets
+    from mobilevision.export.targets import get_target
+
+    return [t for t in resolve_targets("all") if get_target(t).unavailable() is None
+            and get_target(t).numeric_parity_unavailable() is None]
+
+
+def export_zoo(models: list[str], folder: Path, targets: list[str]) -> list[Path]:
+    """fp32 artifacts of each model for each target (parity-checked by the exporter)."""
     from mobilevision.export import export_all
 
     paths = []
     for name in models:
-        print(f"exporting {name} ...", flush=True)
-        for r in export_all(name, ["onnx", "tflite", "openvino"], out_dir=folder):
+        print(f"exporting {name} to {', '.join(targets)} ...", flush=True)
+        for r in export_all(name, targets, out_dir=folder):
             if not hasattr(r, "path"):
                 raise SystemExit(f"export of {name} to {r.target} failed: {r.error}")
             paths.append(r.path)
@@ -47,7 +58,7 @@ def pairs_to_measure(paths: list[Path], backends: list[str]) -> list[tuple[Path,
     pairs = [(p, b) for p in paths for b in SUFFIX_BACKENDS[p.suffix] if b in backends and b != "torch"]
     if "torch" in backends:
         seen: set[str] = set()
-        for p in sorted(paths, key=lambda p: list(FORMATS).index(p.suffix)):
+        for p in sorted(paths, key=lambda p: list(FORMATS).index(p.suffix) if p.suffix in FORMATS else len(FORMATS)):
             if p.stem not in seen:
                 seen.add(p.stem)
                 pairs.append((p, "torch"))
@@ -59,7 +70,8 @@ def _label(r: BenchResult) -> str:
 
 
 def _series(r: BenchResult) -> str:
-    return "torch (eager)" if r.backend == "torch" else f"{r.backend} ({FORMATS[Path(r.artifact).suffix]})"
+    return "torch (eager)" if r.backend == "torch" else \
+        f"{r.backend} ({FORMATS.get(Path(r.artifact).suffix, Path(r.artifact).suffix)})"
 
 
 def markdown(rows: list[BenchResult], args: argparse.Namespace) -> str:
@@ -72,7 +84,7 @@ def markdown(rows: list[BenchResult], args: argparse.Namespace) -> str:
              "| model | backend | format | threads | median ms | p90 ms | GMAC/s | peak RSS MB | load ms |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        fmt = "eager" if r.backend == "torch" else FORMATS[Path(r.artifact).suffix]
+        fmt = "eager" if r.backend == "torch" else FORMATS.get(Path(r.artifact).suffix, Path(r.artifact).suffix)
         head = f"| {_label(r)} | {r.backend} | {fmt} | {r.threads or 'default'} |"
         if r.error:
             lines.append(f"{head} error: {r.error} | | | | |")
@@ -133,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="+", default=["emo_1m", "emo_2m", "emo_5m", "emo_6m"])
     ap.add_argument("--artifacts", type=Path, help="folder of exported artifacts instead of exporting")
+    ap.add_argument("--targets", nargs="+", default=None, help="targets to export (default: all that run here)")
     ap.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=50)
@@ -143,10 +156,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.artifacts:
         paths = sorted(p for p in args.artifacts.iterdir() if p.suffix in FORMATS)
         if not paths:
-            raise SystemExit(f"no .onnx/.tflite/.xml files in {args.artifacts}")
+            raise SystemExit(f"no {'/'.join(FORMATS)} files in {args.artifacts}")
     else:
         folder = Path(tempfile.mkdtemp(prefix="mv_zoo_"))
-        paths = export_zoo(args.models, folder)
+        paths = export_zoo(args.models, folder, args.targets or runnable_targets())
         print(f"artifacts in {folder} (reuse them with --artifacts {folder})")
     pairs = pairs_to_measure(paths, args.backends)
     rows = benchmark([], threads=args.threads, runs=args.runs, warmup=args.warmup, rewarm=args.rewarm, pairs=pairs,

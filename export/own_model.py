@@ -28,6 +28,7 @@ from mobilevision.tasks import TASKS, get_task
 
 MAX_PT2_BYTES = 4 << 30          # 4 GiB: larger than any mobile model
 MAX_LABELS = 100_000
+MAX_CONFIG_BYTES = 16 << 20      # a weights / constants index or sample inputs: small JSON / tensors
 
 
 @dataclass
@@ -57,6 +58,9 @@ def _pickled_parts(archive: zipfile.ZipFile) -> list[str]:
         elif "/data/constants/" in name and base.startswith(("custom_obj", "opaque_obj")):
             found.append(f"{name} (a pickled object)")
         elif name.endswith(("_weights_config.json", "_constants_config.json")):
+            if archive.getinfo(name).file_size > MAX_CONFIG_BYTES:
+                raise ExportError(f"{name} in the .pt2 unpacks to {archive.getinfo(name).file_size} bytes, over "
+                                  f"{MAX_CONFIG_BYTES}: not a file torch.export.save wrote")
             try:
                 config = json.loads(archive.read(name)).get("config", {})
             except (ValueError, AttributeError) as e:
@@ -83,6 +87,9 @@ def load_program(path: str | Path) -> torch.export.ExportedProgram:
             pickled = _pickled_parts(archive) + [f"{n} (a pickle)" for n in names if n.endswith((".pkl", "/data.pkl"))]
             samples = [n for n in archive.namelist() if "/data/sample_inputs/" in n]
             for name in samples:   # torch.export.load retries these with weights_only=False
+                if archive.getinfo(name).file_size > MAX_CONFIG_BYTES:
+                    pickled.append(f"{name} (sample inputs of {archive.getinfo(name).file_size} bytes)")
+                    continue
                 try:
                     import io
 
@@ -261,6 +268,11 @@ def own_card(own: OwnModel, examples: tuple[torch.Tensor, ...], outputs: list[to
     if first.dtype != torch.float32:
         raise ExportError(f"the model's input is {first.dtype}, not float32: export a model that takes float32")
     c = int(first.shape[1]) if first.dim() >= 2 else 1
+    if image and c != 3:
+        raise ExportError(f"a {own.task} model takes an RGB image [1, 3, H, W]; this one takes {list(first.shape)} "
+                          "(the runtimes feed 3 channels): export a model with a 3-channel input")
+    if own.labels is not None and not task.classifier:
+        raise ExportError(f"--labels names classes, and a {own.task} model has none: drop --labels")
     if image:
         if own.mean is None:
             raise ExportError(f"a {own.task} model needs its input normalisation: give --mean (e.g. --mean "

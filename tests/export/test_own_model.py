@@ -251,3 +251,23 @@ def test_dynamic_batch_where_a_target_or_the_program_cannot(program, dynamic_pro
     results = export_all(path, ["onnx", "coreml"], out_dir=tmp_path, task="classify", mean=MEAN, std=STD,
                          dynamic_batch=True)
     assert [r.metadata.inputs[0].shape[0] for r in results] == [-1, 1]   # coreml stays batch 1
+
+
+def test_hostile_or_odd_inputs_are_one_line(program, tmp_path):
+    path, _ = program
+    with pytest.raises(ExportError, match="drop --labels"):
+        export(path, "onnx", out_dir=tmp_path, task="anomaly", mean=MEAN, std=STD, labels=["a"])
+    gray = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.LazyLinear(3))
+    gray(torch.zeros(1, 1, 32, 32))
+    with pytest.raises(ExportError, match="takes an RGB image"):
+        export(gray.eval(), "onnx", out_dir=tmp_path, task="classify", mean=MEAN, std=STD,
+               example_inputs=(torch.zeros(1, 1, 32, 32),))
+
+    def bomb(name, data):   # an index that unpacks to far more than torch.export.save ever writes
+        if name.endswith("_weights_config.json"):
+            return data + b" " * (17 << 20)
+        return data
+    with pytest.raises(ExportError, match="unpacks to .* bytes"):
+        export(_rewrite(path, tmp_path / "bomb.pt2", bomb), "onnx", out_dir=tmp_path / "o", task="classify",
+               mean=MEAN, std=STD)
+    assert not (tmp_path / "o").exists()
