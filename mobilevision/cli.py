@@ -20,6 +20,7 @@ from rich.table import Table
 from mobilevision import __version__
 from mobilevision.errors import MobileVisionError, os_problem
 from mobilevision.export.targets import TARGETS   # the registry only: no converter is imported
+from mobilevision.runtime.backends import BACKENDS as _BACKENDS, SUFFIX_BACKENDS   # no runtime is imported
 from mobilevision.terminal import print_json, safe as _safe, say as _say, visible as _visible
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -179,7 +180,7 @@ def export_cmd(
     labels: Optional[Path] = typer.Option(None, "--labels", help="Own classifier: a UTF-8 file, one class name "
                                                                  "per line."),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch",
-                                       help="Artifacts take any batch size (ONNX, OpenVINO, TFLite, ExecuTorch; "
+                                       help="Artifacts take any batch size (ONNX, OpenVINO, TFLite signatures; "
                                             "checked at two batch sizes); default: batch 1, as phones run."),
     weights: Optional[Path] = typer.Option(None, help="Local checkpoint (.pth/.pt/.safetensors); default: random init."),
     imgsz: Optional[int] = typer.Option(None, min=32, max=4096,
@@ -406,9 +407,9 @@ def _write_bench_json(rows, json_path: Optional[Path]) -> None:
 
 @app.command("bench")
 def bench_cmd(
-    artifacts: list[Path] = typer.Argument(..., help="Exported artifacts (.onnx, .tflite, .xml, .mlpackage)."),
+    artifacts: list[Path] = typer.Argument(..., help=f"Exported artifacts ({', '.join(SUFFIX_BACKENDS)})."),
     backend: Optional[list[str]] = typer.Option(None, "--backend", "-b",
-                                                help="ort, litert, openvino, coreml or torch (repeatable); "
+                                                help=f"{', '.join(_BACKENDS)} (repeatable); "
                                                      "default: each artifact's own runtime."),
     threads: Optional[int] = typer.Option(None, min=1, max=1024,
                                           help="CPU threads per backend (default: the runtime's)."),

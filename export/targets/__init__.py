@@ -13,6 +13,11 @@ TARGETS: dict[str, str] = {
     "tflite": "mobilevision.export.targets.tflite:TFLiteTarget",
     "coreml": "mobilevision.export.targets.coreml:CoreMLTarget",
     "openvino": "mobilevision.export.targets.openvino:OpenVINOTarget",
+    "executorch": "mobilevision.export.targets.executorch:ExecuTorchTarget",
+    # ExecuTorch's other delegates: asked for by name, not in --target all (in_all = False)
+    "executorch-coreml": "mobilevision.export.targets.executorch:ExecuTorchCoreMLTarget",
+    "executorch-vulkan": "mobilevision.export.targets.executorch:ExecuTorchVulkanTarget",
+    "executorch-qnn": "mobilevision.export.targets.executorch:ExecuTorchQNNTarget",
 }
 DEFAULT_TARGET = "onnx"   # export() without a target
 

@@ -198,7 +198,7 @@ class TFLiteTarget:
             if options.dynamic_batch:
                 raise ExportError(f"litert-torch could not convert {type(module).__name__} with a dynamic batch "
                                   f"({why}): its converter lowers only some ops (no LayerNorm, no broadcasts) at an "
-                                  "open batch; export TFLite without --dynamic-batch (ONNX, OpenVINO and ExecuTorch "
+                                  "open batch; export TFLite without --dynamic-batch (ONNX and OpenVINO "
                                   "take one)") from e
             raise ExportError(f"litert-torch could not convert {type(module).__name__}: {why}") from e
         if options.precision != "int8":

@@ -36,6 +36,7 @@ BACKENDS: dict[str, Registered] = {
                            accelerators=True, companions={".xml": (".bin",)}),
     "coreml": Registered("mobilevision.runtime.backends.coreml:CoreMLBackend", (".mlpackage", ".mlmodel"),
                          accelerators=True, folders=(".mlpackage",)),
+    "executorch": Registered("mobilevision.runtime.backends.executorch:ExecuTorchBackend", (".pte",)),
     "torch": Registered("mobilevision.torch_backend:TorchBackend", (),
                         (".onnx", ".tflite", ".xml", ".mlpackage", ".mlmodel")),
 }
@@ -90,8 +91,6 @@ def probe(backend: str, device: str = "cpu") -> Availability:
         raise BackendUnavailable(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if device != "cpu" and device not in ACCELERATOR_DEVICES:
         raise MobileVisionError(f"unknown device {device!r}: choose cpu, {' or '.join(ACCELERATOR_DEVICES)}")
-    if device != "cpu" and backend not in ACCELERATOR_BACKENDS:
-        return Availability(backend, device, False, f"the {backend} backend runs on the CPU only")
     module = BACKENDS[backend].impl.split(":")[0]
     try:
         own = importlib.import_module(module).probe

@@ -110,6 +110,7 @@ class Backend(Protocol):
 COMPUTED_AS: dict[tuple[str, str | None], str] = {
     ("litert", "fp16"): "fp32 (fp16 weights)",
     ("ort", "fp16"): "fp16 (some ops cast to fp32)",
+    ("executorch", "fp16"): "fp16 (softmax, layer norm in fp32)",
 }
 ALWAYS_COMPUTED_AS: dict[str, str] = {"torch": "fp32"}
 

@@ -64,7 +64,11 @@ def plan_accelerated(artifacts: list[str | Path], device: str, backends: list[st
             if probed[b].available:
                 pairs.append((str(a), b))
     if not probed:
-        raise BackendUnavailable(f"none of the backends {', '.join(backends or [])} can open these artifacts")
+        if backends:
+            raise BackendUnavailable(f"none of the backends {', '.join(backends)} can open these artifacts")
+        own = [probe(backends_for(a)[0], device) for a in artifacts]
+        raise BackendUnavailable(f"no runtime here runs these artifacts on the {device.upper()}: "
+                                 f"{'; '.join(dict.fromkeys(av.line() for av in own))}")
     return list(dict.fromkeys(pairs)), [av for av in probed.values() if not av.available]
 
 

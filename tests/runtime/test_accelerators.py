@@ -677,3 +677,12 @@ def test_bench_result_new_fields_are_optional():
     assert (row.accelerated, row.fallback_ops, row.executed_on, row.rewarm) == (None, None, None, 1)
     assert {"accelerated", "fallback_ops", "executed_on"} <= set(dataclasses.asdict(row))
     assert isinstance(Delegation("gpu", "x", [], None), Delegation)
+
+
+def test_an_artifact_no_runtime_runs_on_the_gpu_gets_its_runtimes_reason(tmp_path):
+    """A .pte (ExecuTorch: the delegate is fixed at export) on --device gpu: the format's own runtime says why."""
+    pte = tmp_path / "m.pte"
+    pte.write_bytes(b"not opened: the probes load no model")
+    with pytest.raises(BackendUnavailable, match="no runtime here runs these artifacts on the GPU: executorch gpu: "
+                                                 "not available on this machine: .*chosen at export"):
+        acc.plan_accelerated([pte], "gpu")

@@ -48,7 +48,7 @@ def test_registered_backends_import_without_their_runtime_or_torch(name):
 def test_suffix_table_is_the_documented_one():
     assert SUFFIX_BACKENDS == {".onnx": ("ort", "openvino", "torch"), ".tflite": ("litert", "openvino", "torch"),
                                ".xml": ("openvino", "torch"), ".mlpackage": ("coreml", "torch"),
-                               ".mlmodel": ("coreml", "torch")}
+                               ".mlmodel": ("coreml", "torch"), ".pte": ("executorch",)}
 
 
 @pytest.mark.parametrize("name", list(BACKENDS))
