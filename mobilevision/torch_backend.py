@@ -17,6 +17,7 @@ from mobilevision.export.metadata import TensorSpec
 
 class TorchBackend:
     name = "torch"
+    computes_in = "fp32"   # the model is rebuilt from the metadata, in fp32, whatever the artifact's precision
 
     def __init__(self, path: Path, threads: int | None = None, data: dict[str, bytes] | None = None):
         from mobilevision import create_model

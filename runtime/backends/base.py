@@ -7,7 +7,9 @@ order, ``embedded_metadata()`` (the JSON string stored in the artifact, or None)
 pip command when it is missing.
 
 A backend that can read back what it computes in (OpenVINO: the compiled model's inference precision) also
-offers ``precision() -> str``; for the others ``computed_precision`` says it from the artifact's metadata.
+offers ``precision() -> str``; for the others ``computed_precision`` says it from the artifact's metadata and
+the backend's class attributes ``computed_as`` ({stored precision: what this runtime computes it in}, where
+they differ) or ``computes_in`` (one answer whatever the artifact).
 
 Backends that can run on an accelerator take ``device="gpu"|"npu"`` and then also offer
 ``delegation() -> Delegation``: what the runtime itself reports about where the graph ran.
@@ -103,27 +105,16 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
-# What a backend without its own ``precision()`` computes, where that is not the artifact's stored precision.
-# Checked on x86 (see docs/benchmarks.md): LiteRT's XNNPACK gives the same outputs as its reference fp32 kernels
-# on our fp16 .tflite (fp16 weights dequantised at load); ONNX Runtime's CPU provider inserts Casts to fp32
-# around ops without an fp16 kernel; the torch backend rebuilds the model in fp32.
-COMPUTED_AS: dict[tuple[str, str | None], str] = {
-    ("litert", "fp16"): "fp32 (fp16 weights)",
-    ("ort", "fp16"): "fp16 (some ops cast to fp32)",
-    ("executorch", "fp16"): "fp16 (softmax, layer norm in fp32)",
-}
-ALWAYS_COMPUTED_AS: dict[str, str] = {"torch": "fp32"}
-
-
 def computed_precision(backend: Backend, stored: str | None) -> str:
     """What ``backend`` computes in: its own ``precision()`` where it reads that back from the runtime, else
     the artifact's stored precision (metadata: fp32, fp16, int8) as that runtime runs it; 'unknown' without either."""
     own = getattr(backend, "precision", None)
     if callable(own):
         return own()
-    if backend.name in ALWAYS_COMPUTED_AS:
-        return ALWAYS_COMPUTED_AS[backend.name]
-    return COMPUTED_AS.get((backend.name, stored), stored or "unknown")
+    always = getattr(backend, "computes_in", None)
+    if always:
+        return always
+    return getattr(backend, "computed_as", {}).get(stored, stored or "unknown")
 
 
 T = TypeVar("T")

@@ -212,6 +212,7 @@ def _xnnpack_nodes(program, delegates) -> tuple[Counter | None, int]:
 
 class ExecuTorchBackend:
     name = "executorch"
+    computed_as = {"fp16": "fp16 (softmax, layer norm in fp32)"}   # how executorch 1.5 lowers our fp16 graphs
 
     def __init__(self, path: Path, threads: int | None = None, data: dict[str, bytes] | None = None):
         self.path = Path(path)

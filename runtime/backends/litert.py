@@ -176,6 +176,9 @@ def _signature(detail: dict) -> list[int]:
 
 class LiteRTBackend:
     name = "litert"
+    # XNNPACK gives the same outputs as LiteRT's reference fp32 kernels on our fp16 .tflite: fp16 weights,
+    # dequantised at load (checked on x86, see docs/benchmarks.md)
+    computed_as = {"fp16": "fp32 (fp16 weights)"}
 
     def __init__(self, path: Path, threads: int | None = None, device: str = "cpu",
                  data: dict[str, bytes] | None = None):

@@ -80,6 +80,8 @@ def _spec(arg) -> TensorSpec:
 
 class OrtBackend:
     name = "ort"
+    # the CPU provider inserts Casts to fp32 around ops without an fp16 kernel (checked on x86)
+    computed_as = {"fp16": "fp16 (some ops cast to fp32)"}
 
     def __init__(self, path: Path, threads: int | None = None, device: str = "cpu",
                  data: dict[str, bytes] | None = None):

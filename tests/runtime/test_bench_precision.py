@@ -67,7 +67,14 @@ def test_openvino_default_reports_what_the_plugin_chose(toy_rows, toy_exports):
     (None, "ort", "unknown"),
 ], ids=["litert-fp16", "ort-fp16", "litert-int8", "ort-int8", "torch-rebuilds-fp32", "no-metadata"])
 def test_precision_from_metadata(stored, backend, expected):
-    assert computed_precision(SimpleNamespace(name=backend), stored) == expected
+    """Each backend class says what it computes a stored precision in (its own file, not a central table)."""
+    import importlib
+
+    from mobilevision.runtime.backends import BACKENDS
+
+    module, cls = BACKENDS[backend].impl.split(":")
+    assert computed_precision(getattr(importlib.import_module(module), cls), stored) == expected
+    assert computed_precision(SimpleNamespace(name=backend), stored) == (stored or "unknown")   # no declaration
 
 
 def test_table_and_json_carry_precision_and_shape(toy_exports, tmp_path, capsys):
