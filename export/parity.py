@@ -2,7 +2,10 @@
 
 Reported per output: max abs error, mean abs error, cosine similarity of the flattened
 outputs, plus top-1 agreement for classifiers. An artifact passes when, for every output,
-``max_abs <= atol + rtol * max|reference|`` and ``cosine >= min_cosine`` for its precision.
+``max_abs <= atol + rtol * max|reference|`` and ``cosine >= min_cosine`` for its precision. The cosine is
+required only of an output whose reference reaches past ``atol``: an output that is zero to within the
+tolerance (a random-init classifier's centred log-probabilities, ~1e-7) has no direction to agree on, and its
+cosine is rounding noise.
 """
 from __future__ import annotations
 
@@ -77,8 +80,7 @@ class ParityReport:
 
     def failure(self) -> str:
         tol = TOLERANCES[self.precision]
-        bad = [o for o in self.outputs
-               if o.max_abs > tol.atol + tol.rtol * o.reference_max_abs or not o.cosine >= tol.min_cosine]
+        bad = [o for o in self.outputs if not within(o, tol)]
         return "; ".join(f"output '{o.name}': max abs {o.max_abs:.3g} (allowed "
                          f"{tol.atol + tol.rtol * o.reference_max_abs:.3g}), cosine {o.cosine:.6f} "
                          f"(min {tol.min_cosine})" for o in bad)
@@ -106,6 +108,12 @@ def parity_inputs(metadata: ModelMetadata, n: int = 4, seed: int = 0) -> list[li
                 arrays.append(rng.standard_normal(spec.shape).astype(spec.dtype))
         samples.append(arrays)
     return samples
+
+
+def within(o: "OutputParity", tol: Tolerance) -> bool:
+    """One output's verdict: the error bound, and the cosine where the reference is more than rounding noise."""
+    return bool(np.isfinite(o.max_abs) and o.max_abs <= tol.atol + tol.rtol * o.reference_max_abs
+                and (o.cosine >= tol.min_cosine or o.reference_max_abs <= tol.atol))
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -151,6 +159,5 @@ def compare(reference: list[list[np.ndarray]], actual: list[list[np.ndarray]], o
         agree = [np.argmax(np.reshape(r[0], (len(r[0]), -1)), axis=1) == np.argmax(
             np.reshape(a[0], (len(r[0]), -1)), axis=1) for r, a in zip(reference, actual)]
         top1 = float(np.mean(np.concatenate(agree)))
-    passed = all(np.isfinite(o.max_abs) and o.max_abs <= tol.atol + tol.rtol * o.reference_max_abs
-                 and o.cosine >= tol.min_cosine for o in outputs)
+    passed = all(within(o, tol) for o in outputs)
     return outputs, top1, passed

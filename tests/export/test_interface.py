@@ -169,3 +169,21 @@ def test_layout_applies_to_the_targets_that_write_it(toy_name, tmp_path, capsys)
     shapes = {p.suffix: ModelMetadata.from_json((p.parent / f"{p.name}.json").read_text()).inputs[0].shape
               for p in tmp_path.iterdir() if p.suffix in (".tflite", ".onnx")}
     assert shapes == {".tflite": [1, 64, 64, 3], ".onnx": [1, 3, 64, 64]}
+
+
+def test_parity_of_an_output_that_is_zero_within_tolerance_ignores_its_cosine():
+    """A random-init classifier's probabilities are uniform to 1e-7: centred, its log-probabilities are rounding
+    noise, whose direction (cosine 0.2 seen on SkipNet-M's TFLite) means nothing; a real disagreement still fails."""
+    from mobilevision.export.parity import compare
+
+    rng = np.random.default_rng(0)
+    n = 100
+    uniform = [[np.full((1, n), 1.0 / n) * (1 + 1e-7 * rng.standard_normal((1, n)))] for _ in range(4)]
+    other = [[np.full((1, n), 1.0 / n) * (1 + 1e-7 * rng.standard_normal((1, n)))] for _ in range(4)]
+    outputs, _, passed = compare(uniform, other, ["probabilities"], "fp32", "classify", probabilities=True)
+    assert passed and outputs[0].cosine < 0.9 and outputs[0].reference_max_abs < 1e-4
+    logits = [[rng.standard_normal((1, n))] for _ in range(4)]
+    shuffled = [[np.roll(s[0], 1, axis=1)] for s in logits]
+    p = [[np.exp(s[0]) / np.exp(s[0]).sum()] for s in logits]
+    q = [[np.exp(s[0]) / np.exp(s[0]).sum()] for s in shuffled]
+    assert not compare(p, q, ["probabilities"], "fp32", "classify", probabilities=True)[2]
