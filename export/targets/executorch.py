@@ -32,7 +32,8 @@ import torch
 from mobilevision.errors import ExportError
 from mobilevision.runtime.backends.executorch import METADATA_METHOD, SCALAR_TYPES
 
-from .base import ArtifactModule, ExportOptions, artifact_module, as_args, needs_packages, quiet_converters
+from .base import (ArtifactModule, ExportOptions, artifact_module, as_args, batch_dims, batched_args, needs_packages,
+                   quiet_converters)
 from .module_scopes import ROOT, check_keep_float, matches
 
 
@@ -85,6 +86,15 @@ def _module_path(node: torch.fx.Node, inner: str) -> str | None:
     if path == inner:
         return ""
     return path[len(inner) + 1:] if path.startswith(inner + ".") else None
+
+
+# the largest batch of a --dynamic-batch program: ExecuTorch plans every buffer for this bound at export (the
+# runtime reads the bound from the program's planned sizes: executorch 1.5 planned a bound of 16 as 15)
+BATCH_BOUND = 8
+
+
+def batch_bound(options: ExportOptions) -> int:
+    return max(2, min(int(options.max_batch), BATCH_BOUND))
 
 
 QUANTIZABLE = ("conv", "linear", "add", "mul", "cat", "avg_pool", "adaptive_avg_pool", "mean")
@@ -163,8 +173,12 @@ def with_metadata(program: bytes, metadata_json: str) -> bytes:
 def _tensor(value, name: str) -> dict[str, Any]:
     """A program tensor as the structure reports it."""
     t = value.val
-    return {"name": name, "shape": [int(s) for s in t.sizes],
-            "dtype": SCALAR_TYPES.get(int(t.scalar_type), str(t.scalar_type))}
+    out = {"name": name, "shape": [int(s) for s in t.sizes],
+           "dtype": SCALAR_TYPES.get(int(t.scalar_type), str(t.scalar_type))}
+    if int(t.shape_dynamism) and t.sizes:   # a bounded dynamic batch: the planned sizes are the bound
+        out["shape"][0] = -1
+        out["max_batch"] = int(t.sizes[0])
+    return out
 
 
 class ExecuTorchTarget:
@@ -176,8 +190,9 @@ class ExecuTorchTarget:
     precisions = ("fp32", "fp16", "int8")
     tools = ("executorch", "torchao")
     layouts = ("NCHW", "NHWC")     # image inputs; NHWC transposes inside the graph (XNNPACK takes the transpose)
-    # no dynamic_batch: ExecuTorch plans its memory for the bound of a dynamic dimension (a batch of up to 1024
-    # made the toy test model's program need more than 8 GB at load), and mobile runtimes run batch 1
+    # ExecuTorch plans its memory for the bound of a dynamic dimension (a bound of 1024 made the toy test model's
+    # program need more than 8 GB at load), so a dynamic batch here is 1..BATCH_BOUND
+    dynamic_batch = True
     delegate = "XNNPACK"
     half_module = True             # fp16: the module itself in half precision
 
@@ -198,7 +213,11 @@ class ExecuTorchTarget:
             with quiet_converters():
                 from executorch.exir import to_edge_transform_and_lower
 
-                program = torch.export.export(traced.eval(), args)
+                if options.dynamic_batch:
+                    program = torch.export.export(traced.eval(), batched_args(example),
+                                                  dynamic_shapes=batch_dims(example, batch_bound(options)))
+                else:
+                    program = torch.export.export(traced.eval(), args)
                 if options.precision == "int8":
                     graph = quantize_int8(program.module(), module, calibration, options)
                     program = torch.export.export(graph, args)

@@ -240,13 +240,35 @@ class ExecuTorchBackend:
             self._program = None
             raise ArtifactError(f"{self.path} has no '{FORWARD}' method (it has {sorted(names)}): not a model "
                                 f"exported by mobilevision")
+        dynamic = self._dynamic()
         self.inputs = [self._spec(f"input_{i}", meta.input_tensor_meta(i)) for i in range(meta.num_inputs())]
-        self.outputs = [self._spec(f"output_{i}", meta.output_tensor_meta(i)) for i in range(meta.num_outputs())]
+        self.outputs = [self._spec(f"output_{i}", meta.output_tensor_meta(i), dynamic[1][i])
+                        for i in range(meta.num_outputs())]
+        # a --dynamic-batch program: its buffers are planned for a batch of up to this bound
+        self.max_batch = max((s.shape[0] for s, d in zip(self.inputs, dynamic[0]) if d), default=None)
+        if self.max_batch is not None:
+            self.inputs = [TensorSpec(s.name, [-1, *s.shape[1:]], s.dtype) if d else s
+                           for s, d in zip(self.inputs, dynamic[0])]
+
+    def _dynamic(self) -> tuple[list[bool], list[bool]]:
+        """Per input and output of ``forward``: is its shape dynamic (bounded)? mobilevision makes only the
+        batch dimension dynamic (``--dynamic-batch``); the planned sizes are then the bound."""
+        try:
+            plan = program_report(self._content, nodes=False)["plan"]
+            flags = [bool(int(v.val.shape_dynamism)) if hasattr(v.val, "shape_dynamism") else False
+                     for v in plan.values]
+            return [flags[i] for i in plan.inputs], [flags[i] for i in plan.outputs]
+        except Exception:  # a program the schema reader cannot parse ran all the same: take it as static
+            meta = self._method.metadata
+            return [False] * meta.num_inputs(), [False] * meta.num_outputs()
 
     @staticmethod
-    def _spec(name: str, info) -> TensorSpec:
+    def _spec(name: str, info, dynamic: bool = False) -> TensorSpec:
         code = int(info.dtype())
-        return TensorSpec(name, [int(s) for s in info.sizes()], SCALAR_TYPES.get(code, f"scalar_type_{code}"))
+        shape = [int(s) for s in info.sizes()]
+        if dynamic and shape:
+            shape[0] = -1
+        return TensorSpec(name, shape, SCALAR_TYPES.get(code, f"scalar_type_{code}"))
 
     def _missing_delegates(self) -> str:
         """'; it needs the CoreMLBackend delegate, which this runtime lacks ...' for a program that did not load."""
@@ -266,9 +288,13 @@ class ExecuTorchBackend:
             raise InputMismatch(f"{self.path.name} takes {len(self.inputs)} input(s), received {len(arrays)}")
         for spec, a in zip(self.inputs, arrays):
             a = np.asarray(a)
-            if list(a.shape) != list(spec.shape):   # a program's shapes are static (memory planned at export)
+            same = [e == r or (e == -1 and i == 0) for i, (e, r) in enumerate(zip(spec.shape, a.shape))]
+            if a.ndim != len(spec.shape) or not all(same):   # memory planned at export: static but a bounded batch
                 raise InputMismatch(f"input '{spec.name}' expects {spec.dtype} {spec.shape}, received "
                                     f"{a.dtype} {list(a.shape)}")
+            if spec.shape[0] == -1 and not 1 <= a.shape[0] <= (self.max_batch or 0):
+                raise InputMismatch(f"input '{spec.name}' takes a batch of 1 to {self.max_batch} (the bound this .pte "
+                                    f"was exported with), received {a.shape[0]}: split the batch")
             if a.dtype != np.dtype(spec.dtype):
                 raise InputMismatch(f"input '{spec.name}' expects dtype {spec.dtype}, received {a.dtype} "
                                     f"(convert with .astype(np.{spec.dtype}))")

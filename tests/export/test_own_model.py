@@ -239,6 +239,25 @@ def test_dynamic_batch_is_checked_at_two_batch_sizes(dynamic_program, target, tm
             assert out.shape == (n, 5)
 
 
+def test_executorch_dynamic_batch_is_bounded(dynamic_program, tmp_path, require_target):
+    """ExecuTorch plans its buffers for the bound of a dynamic batch: 1..16, said at export and at run time."""
+    from mobilevision.errors import InputMismatch
+    from mobilevision.export.targets.executorch import BATCH_BOUND
+
+    require_target("executorch")
+    path, net = dynamic_program
+    r = export(path, "executorch", out_dir=tmp_path, task="classify", mean=MEAN, std=STD, dynamic_batch=True)
+    (shown,) = r.parity.structure["inputs"]
+    assert shown["shape"][0] == -1 and shown["max_batch"] == BATCH_BOUND
+    x = np.random.default_rng(3).standard_normal((BATCH_BOUND + 1, 3, 48, 48)).astype(np.float32)
+    with load(r.path) as m:
+        assert m.inputs[0].shape[0] == -1
+        out = next(iter(m.predict(x[:BATCH_BOUND]).values()))
+        np.testing.assert_allclose(out, net(torch.from_numpy(x[:BATCH_BOUND])).detach().numpy(), atol=1e-5)
+        with pytest.raises(InputMismatch, match=f"batch of 1 to {BATCH_BOUND} .*split the batch"):
+            m.predict(x)
+
+
 def test_dynamic_batch_where_a_target_or_the_program_cannot(program, dynamic_program, tmp_path):
     with pytest.raises(ExportError, match="exported with a fixed batch of 1: for --dynamic-batch"):
         export(program[0], "onnx", out_dir=tmp_path, task="classify", mean=MEAN, std=STD, dynamic_batch=True)
