@@ -25,8 +25,11 @@ PHOTOS = Path(__file__).resolve().parents[1] / "photos"
 CLASSES = ("astronaut", "chelsea", "coffee", "rocket")
 # MediaPipe resizes with its own bilinear filter (no antialiasing), Pillow (our runtime, and the Kotlin one)
 # with an antialiased one: on these 128 x 96 photos going to 64 px the probabilities of the trained model
-# differed by at most 0.03 (measured); allowed 0.08.
-SCORE_ATOL = 0.08
+# differed by at most 0.03 on one machine and 0.11 on another (the trained weights differ with the CPU's
+# arithmetic); allowed 0.2. Given our runtime's own resized pixels, MediaPipe's resize is the identity and the
+# scores agree to float rounding: SAME_PIXELS_ATOL.
+SCORE_ATOL = 0.2
+SAME_PIXELS_ATOL = 1e-4
 
 
 def _photo(name: str) -> np.ndarray:
@@ -71,6 +74,7 @@ def _mediapipe_top(path: Path, image: np.ndarray, k: int):
 
 def test_mediapipe_classifies_real_photos_like_our_runtime(classifier):
     from mobilevision.runtime import load
+    from mobilevision.runtime.tasks import classify as classify_task
 
     with load(classifier) as model:
         md = model.metadata
@@ -92,6 +96,10 @@ def test_mediapipe_classifies_real_photos_like_our_runtime(classifier):
             by_index = {t[0]: t[2] for t in theirs}
             for c in ours:
                 assert abs(by_index[c.index] - c.score) <= SCORE_ATOL, (name, c, theirs)
+            # the same pixels in both: only MediaPipe's normalisation (from our TFLite Metadata) and the model remain
+            same = {t[0]: t[2] for t in _mediapipe_top(classifier, np.asarray(classify_task.resized(photo, pre)), 4)}
+            for c in ours:
+                assert abs(same[c.index] - c.score) <= SAME_PIXELS_ATOL, (name, c, same)
             right += ours[0].label == name
         assert right >= 3, "the classifier did not learn the four photos"
 
