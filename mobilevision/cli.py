@@ -181,7 +181,8 @@ def export_cmd(
                                                                  "per line."),
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch",
                                        help="Artifacts take any batch size (ONNX, OpenVINO, TFLite signatures; "
-                                            "checked at two batch sizes); default: batch 1, as phones run."),
+                                            "ExecuTorch up to 8; checked at two batch sizes); default: batch 1, "
+                                            "as phones run."),
     weights: Optional[Path] = typer.Option(None, help="Local checkpoint (.pth/.pt/.safetensors); default: random init."),
     imgsz: Optional[int] = typer.Option(None, min=32, max=4096,
                                         help="Square input size in pixels (default: the model's)."),
@@ -695,6 +696,31 @@ def isp_cmd(
     h, w = r.rgb.shape[:2]
     _say(out, f"wrote {output} ({w}x{h}, {r.pattern}, black {'/'.join(f'{b:g}' for b in r.black_level)}, "
               f"white {r.white_level:g}, {r.tiles} tile{'s' if r.tiles != 1 else ''})")
+
+
+@app.command("serve-demo")
+def serve_demo_cmd(
+    models: Path = typer.Argument(..., help="A folder of exported .onnx models (what `mobilevision export` wrote)."),
+    port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on (0: any free port)."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 lets a phone on the LAN open it)."),
+) -> None:
+    """Serve the web runtime's demo page and MODELS on http://HOST:PORT (Ctrl-C stops): run the four tasks
+    in the browser on onnxruntime-web, with overlays and a benchmark panel."""
+    from mobilevision.runtime.web_server import WebServer, default_mounts
+
+    server = WebServer(default_mounts(models), host=host, port=port, quiet=False)
+    count = len(list(models.rglob("*.onnx")))
+    _say(out, f"serving {count} ONNX model{'s' if count != 1 else ''} from {models} at {server.url}/demo/ "
+              "(Ctrl-C stops)")
+    if count == 0:
+        _say(err, f"note: {models} holds no .onnx file: export one with `mobilevision export MODEL -t onnx "
+                  f"-o {models}`")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
 
 
 train_app = typer.Typer(no_args_is_help=True, help="Train a model (one engine for every task).")

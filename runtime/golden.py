@@ -1,12 +1,14 @@
-"""Golden vectors for the Kotlin runtime: what the Python runtime does, step by step, on fixed inputs.
+"""Golden vectors for the Kotlin and web runtimes: what the Python runtime does, step by step, on fixed inputs.
 
 For each exported artifact the writer feeds deterministic synthetic inputs through the Python
 runtime and records every step an app-side runtime has to reproduce: the input (image, Bayer mosaic,
 face box) -> the resized uint8 image -> the float32 model input -> every model call (inputs and
 outputs, as the artifact's runtime computed them) -> the task result (top-k, anomaly map at image
 size + heatmap + overlay, RGB, landmarks in image pixels). It also records Pillow resizes for every
-filter and the benchmark statistics of fixed samples. The Kotlin tests (runtime/android) replay the
-recorded model outputs and must match within ``TOLERANCE`` (bit-exact for uint8 steps).
+filter and the benchmark statistics of fixed samples. The Kotlin tests (runtime/android) and the
+browser tests (runtime/web) replay the recorded model outputs and must match within ``TOLERANCE``
+(bit-exact for uint8 steps); the browser also runs each copied ``.onnx`` in onnxruntime-web and
+compares its outputs with the recorded ones within ``MODEL_TOLERANCE``.
 
 Layout: ``DIR/golden.json`` (the manifest) plus one raw little-endian file per array, described in the
 manifest as ``{"file", "dtype", "shape"}``. Usage::
@@ -41,6 +43,10 @@ from .tasks import landmarks as landmarks_task
 FORMAT = 1
 TOLERANCE = 1e-5
 RESAMPLE_FILTERS = ("bicubic", "bilinear", "lanczos", "box", "hamming")
+# artifacts copied beside the manifest for the runtimes that open them (manifest key per suffix)
+COPIED = {".tflite": "tflite", ".onnx": "onnx"}
+# the web test runs the copied ONNX in onnxruntime-web: its kernels (WASM SIMD) are not the native ones
+MODEL_TOLERANCE = 1e-4
 
 
 class _Arrays:
@@ -219,20 +225,21 @@ def write_golden(artifacts: list[str | Path], out: str | Path) -> Path:
                 raise MobileVisionError(f"{path}: no golden cases for task {md.task!r} ({', '.join(CASES)})")
             meta_name = f"model{i}.metadata.json"
             (out / meta_name).write_text(md.to_json(indent=1), encoding="utf-8")
-            copied = None
-            if path.suffix == ".tflite":      # Kotlin reads the embedded metadata from the file itself
-                copied = f"model{i}.tflite"
-                _link_or_copy(path, out / copied)
+            # the app-side runtimes read the embedded metadata from the file itself (Kotlin: .tflite, web: .onnx)
+            copied = {suffix: None for suffix in COPIED}
+            if path.suffix in COPIED:
+                copied[path.suffix] = f"model{i}{path.suffix}"
+                _link_or_copy(path, out / copied[path.suffix])
             models.append({"artifact": path.name, "task": md.task, "model": md.model, "metadata": meta_name,
-                           "tflite": copied, "cases": CASES[md.task](model, save)})
-    manifest = {"format": FORMAT, "tolerance": TOLERANCE, "models": models,
+                           **{COPIED[s]: name for s, name in copied.items()}, "cases": CASES[md.task](model, save)})
+    manifest = {"format": FORMAT, "tolerance": TOLERANCE, "model_tolerance": MODEL_TOLERANCE, "models": models,
                 "resample": _resample_cases(save), "latency_stats": _stats_cases()}
     return atomic_write_text(out / "golden.json", json.dumps(manifest, indent=1) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mobilevision.runtime.golden",
-                                     description="Write golden vectors of exported artifacts for the Kotlin runtime tests.")
+                                     description="Write golden vectors of exported artifacts for the Kotlin and web runtime tests.")
     parser.add_argument("artifacts", nargs="+", type=Path, help="exported artifacts (.tflite, .onnx, ...)")
     parser.add_argument("--out", type=Path, required=True, help="folder for golden.json and its arrays")
     args = parser.parse_args(argv)

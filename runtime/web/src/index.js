@@ -1,0 +1,14 @@
+// mobilevision's web runtime: exported ONNX models with their embedded metadata on onnxruntime-web, with the same
+// preprocessing and post-processing as the Python and Kotlin runtimes (Pillow-exact resizing).
+export { MobileVisionError, ArtifactError, InputError } from "./errors.js";
+export { parseMetadata, SCHEMA_VERSION } from "./metadata.js";
+export { readOnnxMetadata } from "./onnx_metadata.js";
+export { RgbImage, FloatImage, toRgbImage, toImageData } from "./image.js";
+export { topK, softmax } from "./classify.js";
+export { heatmap, overlay, AnomalyResult } from "./anomaly.js";
+export { fullBox, cropImage } from "./landmarks.js";
+export { packBayer, cropEven, normalizeRaw, toUint8 } from "./isp.js";
+export { latencyStats } from "./stats.js";
+export { Model, load } from "./model.js";
+export * as resample from "./resample.js";
+export * as preprocess from "./preprocess.js";
