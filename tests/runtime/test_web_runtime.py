@@ -207,3 +207,12 @@ def test_server_serves_only_its_folders(tmp_path):
             assert status(bad) == 404, bad
         head = urllib.request.urlopen(server.url + "/ort/ort.all.min.mjs").headers
         assert head["Cross-Origin-Embedder-Policy"] == "require-corp" and "javascript" in head["Content-Type"]
+
+
+def test_package_unit_tests_and_types(web_tools):
+    """The package's own Node tests (bad metadata, truncated ONNX, wrong task, closed model) and its types."""
+    unit = subprocess.run(["node", "--test", "test/unit.mjs"], cwd=WEB, capture_output=True, text=True, timeout=300)
+    assert unit.returncode == 0, unit.stdout[-3000:] + unit.stderr[-2000:]
+    tsc = subprocess.run([str(WEB / "node_modules" / ".bin" / "tsc"), "-p", "."], cwd=WEB, capture_output=True,
+                         text=True, timeout=300)
+    assert tsc.returncode == 0, tsc.stdout[-3000:]
