@@ -7,8 +7,8 @@ outputs, as the artifact's runtime computed them) -> the task result (top-k, ano
 size + heatmap + overlay, RGB, landmarks in image pixels). It also records Pillow resizes for every
 filter and the benchmark statistics of fixed samples. The Kotlin tests (runtime/android) and the
 browser tests (runtime/web) replay the recorded model outputs and must match within ``TOLERANCE``
-(bit-exact for uint8 steps); the browser also runs each copied ``.onnx`` in onnxruntime-web and
-compares its outputs with the recorded ones within ``MODEL_TOLERANCE``.
+(bit-exact for uint8 steps); the browser also runs each copied ``.onnx`` in onnxruntime-web and each
+``.tflite`` in LiteRT.js and compares its outputs with the recorded ones within ``MODEL_TOLERANCE``.
 
 Layout: ``DIR/golden.json`` (the manifest) plus one raw little-endian file per array, described in the
 manifest as ``{"file", "dtype", "shape"}``. Usage::
@@ -45,7 +45,7 @@ TOLERANCE = 1e-5
 RESAMPLE_FILTERS = ("bicubic", "bilinear", "lanczos", "box", "hamming")
 # artifacts copied beside the manifest for the runtimes that open them (manifest key per suffix)
 COPIED = {".tflite": "tflite", ".onnx": "onnx"}
-# the web test runs the copied ONNX in onnxruntime-web: its kernels (WASM SIMD) are not the native ones
+# the web test runs the copied artifacts in WASM (onnxruntime-web, LiteRT.js): their kernels are not the native ones
 MODEL_TOLERANCE = 1e-4
 
 
@@ -225,7 +225,7 @@ def write_golden(artifacts: list[str | Path], out: str | Path) -> Path:
                 raise MobileVisionError(f"{path}: no golden cases for task {md.task!r} ({', '.join(CASES)})")
             meta_name = f"model{i}.metadata.json"
             (out / meta_name).write_text(md.to_json(indent=1), encoding="utf-8")
-            # the app-side runtimes read the embedded metadata from the file itself (Kotlin: .tflite, web: .onnx)
+            # the app-side runtimes read the embedded metadata from the file itself (Kotlin: .tflite, web: both)
             copied = {suffix: None for suffix in COPIED}
             if path.suffix in COPIED:
                 copied[path.suffix] = f"model{i}{path.suffix}"

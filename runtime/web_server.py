@@ -22,8 +22,8 @@ from mobilevision.errors import MobileVisionError
 WEB = Path(__file__).resolve().parent / "web"
 ORT_DIST = WEB / "node_modules" / "onnxruntime-web" / "dist"
 LITERT = WEB / "node_modules" / "@litertjs"     # LiteRT.js: core (dist + wasm) and wasm-utils
-# artifacts the page can open: ONNX, in onnxruntime-web (LiteRT.js is installed and mounted, not wired yet)
-MODEL_SUFFIXES = (".onnx",)
+# artifacts the page can open: ONNX in onnxruntime-web, .tflite in LiteRT.js
+MODEL_SUFFIXES = (".onnx", ".tflite")
 TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm",
          ".json": "application/json", ".html": "text/html; charset=utf-8", ".css": "text/css",
          ".onnx": "application/octet-stream", ".tflite": "application/octet-stream", ".png": "image/png",

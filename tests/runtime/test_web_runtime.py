@@ -1,6 +1,7 @@
 """The web runtime (runtime/web) gives the Python runtime's answers in a real headless Chromium: golden vectors
-of one exported .onnx per task, written by the Python runtime, replayed by the package in the browser (bit-exact
-uint8 steps, float steps within 1e-5), and every artifact run in onnxruntime-web against the recorded outputs.
+of one exported .onnx per task (and two .tflite), written by the Python runtime, replayed by the package in the
+browser (bit-exact uint8 steps, float steps within 1e-5), and every artifact run in onnxruntime-web or LiteRT.js
+against the recorded outputs.
 A corrupted golden value fails it; bad input gives one-line errors; the demo page renders a real result.
 
 Needs `bash runtime/web/tools/setup.sh` (npm packages + Debian's chromium), which the README's test command runs.
@@ -48,7 +49,7 @@ def browse(url: str, screenshot: Path | None = None, timeout_s: int = 600) -> di
     return out
 
 
-def _onnx(results) -> Path:
+def _path(results) -> Path:
     (r,) = results
     assert hasattr(r, "path"), r
     return r.path
@@ -57,12 +58,14 @@ def _onnx(results) -> Path:
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory, toy_exports, toy_name) -> dict[str, Path]:
     """One .onnx per task: the toy classifier, a calibrated EfficientAD-S (maps O(0.1)),
-    EfficientISP with 32-pixel tiles (a mosaic takes several) and a 64 px landmark model."""
+    EfficientISP with 32-pixel tiles (a mosaic takes several) and a 64 px landmark model; and the toy classifier
+    and the landmark model as .tflite, for LiteRT.js."""
     out = tmp_path_factory.mktemp("web_art")
-    return {"classify": toy_exports["onnx"].path,
-            "anomaly": _onnx(export_all(calibrated_efficientad(), "onnx", out_dir=out)),
-            "isp": _onnx(export_all("efficientisp", "onnx", imgsz=32, out_dir=out)),
-            "landmarks": _onnx(export_all("landmarks_mnv2_035", "onnx", imgsz=64, out_dir=out))}
+    return {"classify": toy_exports["onnx"].path, "classify_tflite": toy_exports["tflite"].path,
+            "landmarks_tflite": _path(export_all("landmarks_mnv2_035", "tflite", imgsz=64, out_dir=out)),
+            "anomaly": _path(export_all(calibrated_efficientad(), "onnx", out_dir=out)),
+            "isp": _path(export_all("efficientisp", "onnx", imgsz=32, out_dir=out)),
+            "landmarks": _path(export_all("landmarks_mnv2_035", "onnx", imgsz=64, out_dir=out))}
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +82,13 @@ def _run_golden(folder: Path) -> dict:
     return out["result"]
 
 
-def test_golden_manifest_carries_the_onnx_files(golden):
+def test_golden_manifest_carries_the_model_files(golden):
     m = json.loads((golden / "golden.json").read_text())
     assert {x["task"] for x in m["models"]} == {"classify", "anomaly", "isp", "landmarks"}
     for x in m["models"]:
-        assert x["onnx"] and (golden / x["onnx"]).is_file() and x["tflite"] is None
+        (copied,) = [x[k] for k in ("onnx", "tflite") if x[k]]
+        assert (golden / copied).is_file()
+    assert sorted(x["task"] for x in m["models"] if x["tflite"]) == ["classify", "landmarks"]
     assert m["model_tolerance"] > m["tolerance"]
 
 
@@ -92,7 +97,8 @@ def test_web_runtime_matches_python_runtime_in_chromium(web_tools, golden):
     assert result["failures"] == [], "\n".join(result["failures"][:20])
     m = json.loads((golden / "golden.json").read_text())
     cases = sum(len(x["cases"]) for x in m["models"])
-    # every step of every case, every resample and statistics case, and every artifact in onnxruntime-web
+    assert result["ran"] == {"onnxruntime-web": 4, "LiteRT.js": 2}
+    # every step of every case, every resample and statistics case, and every artifact in its runtime
     assert result["checks"] >= 4 * cases + len(m["resample"]) + len(m["latency_stats"]) + len(m["models"])
 
 
@@ -162,13 +168,17 @@ def test_demo_page_runs_a_model_and_shows_it(web_tools, artifacts, tmp_path):
     models.mkdir()
     shutil.copyfile(artifacts["anomaly"], models / "efficientad.onnx")
     shutil.copyfile(artifacts["classify"], models / "toy.onnx")
+    shutil.copyfile(artifacts["classify_tflite"], models / "toy.tflite")
     _sample_photo(models / "photo.png")
     shot = tmp_path / "demo.png"
     with WebServer(default_mounts(models)) as server:
         index = json.load(urllib.request.urlopen(f"{server.url}/models/index.json"))
-        assert {x["name"] for x in index} == {"efficientad.onnx", "toy.onnx"}
+        assert {x["name"] for x in index} == {"efficientad.onnx", "toy.onnx", "toy.tflite"}
         out = browse(f"{server.url}/demo/?model=/models/efficientad.onnx&image=/models/photo.png&autorun=1&bench=3",
                      screenshot=shot)
+        lite = browse(f"{server.url}/demo/?model=/models/toy.tflite&image=/models/photo.png&autorun=1&bench=2")["result"]
+    assert "error" not in lite, lite
+    assert lite["task"] == "classify" and lite["executionProvider"] == "litert-wasm" and lite["bench"]["median_ms"] > 0
     r = out["result"]
     assert "error" not in r, r
     assert r["task"] == "anomaly" and r["executionProvider"] == "wasm" and r["crossOriginIsolated"]

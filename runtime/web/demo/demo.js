@@ -53,8 +53,8 @@ async function listModels() {
   const size = (b) => (b < 1e6 ? `${Math.ceil(b / 1e3)} kB` : `${(b / 1e6).toFixed(1)} MB`);
   for (const row of rows) sel.append(el("option", { value: row.url, textContent: `${row.name} (${size(row.bytes)})` }));
   if (want && !rows.some((row) => row.url === want)) sel.append(el("option", { value: want, textContent: want }));
-  if (!rows.length && !want) throw new Error("no models in the exports folder: export one with `mobilevision export MODEL --target onnx --out EXPORTS_DIR`");
-  sel.value = want ?? (rows.find((row) => row.url.endsWith(".onnx")) ?? rows[0]).url;   // the package opens ONNX
+  if (!rows.length && !want) throw new Error("no models in the exports folder: export one with `mobilevision export MODEL --target onnx --out EXPORTS_DIR` (or --target tflite)");
+  sel.value = want ?? (rows.find((row) => row.url.endsWith(".onnx")) ?? rows[0]).url;
   return sel.value;
 }
 

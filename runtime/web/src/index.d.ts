@@ -31,6 +31,10 @@ export interface Metadata {
 export function parseMetadata(text: string): Metadata;
 /** The "mobilevision" entry of an ONNX file's metadata_props, or null. */
 export function readOnnxMetadata(bytes: ArrayBuffer | Uint8Array, name?: string): string | null;
+/** The "mobilevision" entry of a .tflite file's Model.metadata, or null. */
+export function readTfliteMetadata(bytes: ArrayBuffer | Uint8Array, name?: string): string | null;
+/** True when the bytes carry the TFLite flatbuffer identifier. */
+export function isTflite(bytes: Uint8Array): boolean;
 
 export class RgbImage {
   constructor(width: number, height: number, data?: Uint8Array | Uint8ClampedArray);
@@ -100,7 +104,7 @@ export interface Runner {
   fallbacks?: Fallback[];
 }
 export interface LoadOptions {
-  /** tried in order; default ["wasm"] */
+  /** tried in order; default ["wasm"] (a .tflite takes "wasm" or "webgpu") */
   executionProviders?: (string | { name: string })[];
   numThreads?: number;
   /** metadata JSON text or object, used when the file carries none */
@@ -109,6 +113,10 @@ export interface LoadOptions {
   runner?: Runner;
   /** the onnxruntime-web module; default: import("onnxruntime-web") */
   ort?: any;
+  /** the @litertjs/core module (for .tflite); default: import("@litertjs/core") */
+  litert?: any;
+  /** the folder of LiteRT.js's .wasm files; default: ../wasm/ beside the imported @litertjs/core */
+  litertWasm?: string;
 }
 export interface RawResult { rgb: Float32Array; width: number; height: number; rgb8: RgbImage; tiles: number }
 

@@ -5,7 +5,8 @@ import { ArtifactError } from "./errors.js";
 
 export const SCHEMA_VERSION = 6;
 export const METADATA_KEY = "mobilevision";
-const MAX_JSON_CHARS = 16 << 20, MAX_DEPTH = 32, MAX_INT_DIGITS = 20, MAX_STR = 1024;
+export const MAX_JSON_CHARS = 16 << 20;
+const MAX_DEPTH = 32, MAX_INT_DIGITS = 20, MAX_STR = 1024;
 const MAX_LABELS = 100_000, MAX_TENSORS = 64, MAX_RANK = 8, MAX_DIM = 1 << 20, MAX_ELEMENTS = 2 ** 31;
 const MAX_CROP = 4096, MAX_RESIZE = 2 * MAX_CROP, MAX_POINTS = 10_000, MAX_COUNT = 1e18;
 const INTERPOLATIONS = ["bicubic", "bilinear", "nearest", "lanczos", "box", "hamming"];

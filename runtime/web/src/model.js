@@ -4,6 +4,8 @@ import { ArtifactError, InputError, MobileVisionError, reason } from "./errors.j
 import { FloatImage, toRgbImage } from "./image.js";
 import { elements, parseMetadata } from "./metadata.js";
 import { readOnnxMetadata } from "./onnx_metadata.js";
+import { isTflite, readTfliteMetadata } from "./tflite_metadata.js";
+import { litertRunner } from "./litert.js";
 import { normalize, preprocess } from "./preprocess.js";
 import { topK } from "./classify.js";
 import { AnomalyResult, toImageSize } from "./anomaly.js";
@@ -16,7 +18,7 @@ import { normalizeRaw, packBayer, runTiled, toHwc, toUint8 } from "./isp.js";
  *   close(): void | Promise<void>, executionProvider?: string, fallbacks?: Fallback[]}} Runner
  * @typedef {{executionProvider: string, reason: string}} Fallback
  * @typedef {{executionProviders?: (string | {name: string})[], numThreads?: number, sidecar?: string | object,
- *   runner?: Runner, ort?: any}} LoadOptions
+ *   runner?: Runner, ort?: any, litert?: any, litertWasm?: string}} LoadOptions
  */
 
 const METHODS = /** @type {Record<string, string>} */ ({ classify: "classify", anomaly: "detectAnomaly",
@@ -281,14 +283,28 @@ async function ortRunner(ort, bytes, name, md, { executionProviders = ["wasm"], 
     `${fallbacks.map((f) => `${f.executionProvider}: ${f.reason}`).join("; ")}; ${hint}`);
 }
 
+/** The module `specifier` (options[key] when given), imported on first use. @param {any} given
+ * @param {string} specifier @param {string} key */
+async function runtimeModule(given, specifier, key) {
+  if (given) return given;
+  try {
+    return await import(specifier);
+  } catch (e) {
+    throw new MobileVisionError(`${specifier} could not be imported (${reason(e)}): map it in the page's import ` +
+      `map or pass options.${key}`);
+  }
+}
+
 /**
- * Opens an exported ONNX model (URL or bytes) with its embedded mobilevision metadata (or options.sidecar) in
- * onnxruntime-web. @param {string | URL | ArrayBuffer | Uint8Array} source @param {LoadOptions} [options]
+ * Opens an exported model (URL or bytes) with its embedded mobilevision metadata (or options.sidecar): a .onnx
+ * in onnxruntime-web, a .tflite in LiteRT.js (told apart by their bytes, not their names).
+ * @param {string | URL | ArrayBuffer | Uint8Array} source @param {LoadOptions} [options]
  */
 export async function load(source, options = {}) {
   const { sidecar, runner } = options;
   const { bytes, name } = await read(source);
-  const embedded = readOnnxMetadata(bytes, name);
+  const tflite = isTflite(bytes);
+  const embedded = tflite ? readTfliteMetadata(bytes, name) : readOnnxMetadata(bytes, name);
   if (embedded === null && sidecar == null) {
     throw new ArtifactError(`${name} carries no mobilevision metadata: export it with \`mobilevision export\` or ` +
       "pass options.sidecar");
@@ -303,14 +319,10 @@ export async function load(source, options = {}) {
     throw located(e, embedded === null ? `${name} (options.sidecar)` : `${name} (embedded)`);
   }
   if (runner) return new Model(md, runner);
-  let ort = options.ort;
-  if (!ort) {
-    try {
-      ort = await import("onnxruntime-web");
-    } catch (e) {
-      throw new MobileVisionError(`onnxruntime-web could not be imported (${reason(e)}): map it in the page's import ` +
-        "map or pass options.ort");
-    }
+  if (tflite) {
+    const litert = await runtimeModule(options.litert, "@litertjs/core", "litert");
+    return new Model(md, await litertRunner(litert, bytes, name, md, options));
   }
+  const ort = await runtimeModule(options.ort, "onnxruntime-web", "ort");
   return new Model(md, await ortRunner(ort, bytes, name, md, options));
 }

@@ -15,7 +15,7 @@ export function readOnnxMetadata(bytes, name = "the file") {
   const b = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
   /** @param {string} why @returns {never} */
   const bad = (why) => {
-    throw new ArtifactError(`${name} is not an ONNX model (${why}); give the .onnx file mobilevision export wrote`);
+    throw new ArtifactError(`${name} is not an ONNX model (${why}), nor a .tflite; give the .onnx or .tflite file mobilevision export wrote`);
   };
   if (b.length === 0) bad("empty file");
   let pos = 0;

@@ -1,27 +1,30 @@
 // Replays the golden vectors the Python runtime writes (runtime/golden.py) through this package, step by step,
 // as the Kotlin GoldenTest does: resized / crop bytes bit-exact, tensors and results within the manifest's
 // tolerance, every model call's inputs checked by a replay runner that answers with the recorded outputs. With
-// onnxruntime-web it also runs each copied .onnx on the recorded inputs and checks its embedded metadata.
+// onnxruntime-web (LiteRT.js) it also runs each copied .onnx (.tflite) on the recorded inputs and checks its
+// embedded metadata.
 // Runs in a browser (test/golden.html) and in Node (test/node_golden.mjs); failures are collected, never fatal.
 import {
   FloatImage, Model, RgbImage, cropImage, fullBox, heatmap, latencyStats, load, normalizeRaw, overlay, packBayer,
-  parseMetadata, preprocess as pre, readOnnxMetadata, resample,
+  parseMetadata, preprocess as pre, readOnnxMetadata, readTfliteMetadata, resample,
 } from "../src/index.js";
 
 const TYPES = /** @type {const} */ ({ uint8: Uint8Array, uint16: Uint16Array, float32: Float32Array, float64: Float64Array });
 
 /**
  * @param {(name: string) => Promise<ArrayBuffer>} readFile a file of the golden folder
- * @param {{ort?: any, onLog?: (line: string) => void}} [options]
- * @returns {Promise<{checks: number, failures: string[]}>}
+ * @param {{ort?: any, litert?: any, onLog?: (line: string) => void}} [options]
+ * @returns {Promise<{checks: number, failures: string[], ran: Record<string, number>}>}
  */
-export async function runGolden(readFile, { ort = null, onLog = () => {} } = {}) {
+export async function runGolden(readFile, { ort = null, litert = null, onLog = () => {} } = {}) {
   const decode = async (/** @type {string} */ name) => new TextDecoder().decode(await readFile(name));
   const manifest = JSON.parse(await decode("golden.json"));
   const tol = manifest.tolerance, modelTol = manifest.model_tolerance ?? 1e-4;
   /** @type {string[]} */
   const failures = [];
   let checks = 0;
+  /** artifacts run per runtime @type {Record<string, number>} */
+  const ran = {};
   /** One check: `fn` returns null when it passes, else what differs (a thrown error is a failure too).
    * @param {string} what @param {() => string | null | undefined | Promise<string | null | undefined>} fn */
   const check = async (what, fn) => {
@@ -57,7 +60,12 @@ export async function runGolden(readFile, { ort = null, onLog = () => {} } = {})
         failures.push(`${c.name}: stopped, threw ${/** @type {Error} */ (e)?.name}: ${/** @type {Error} */ (e)?.message ?? e}`);
       }
     }
-    if (ort && m.onnx) await onnxChecks(m, metadata, readFile, ort, check, modelTol);
+    if (ort && m.onnx) {
+      await artifactChecks(m, m.onnx, metadata, readFile, readOnnxMetadata, { ort }, "onnxruntime-web", check, modelTol, ran);
+    }
+    if (litert && m.tflite) {
+      await artifactChecks(m, m.tflite, metadata, readFile, readTfliteMetadata, { litert }, "LiteRT.js", check, modelTol, ran);
+    }
     onLog(`${m.artifact}: ${m.cases.length} cases, ${failures.length} failures so far`);
   }
 
@@ -138,28 +146,32 @@ export async function runGolden(readFile, { ort = null, onLog = () => {} } = {})
     });
   }
   onLog(`resample: ${manifest.resample.length} cases; latency_stats: ${manifest.latency_stats.length} cases`);
-  return { checks, failures };
+  return { checks, failures, ran };
 }
 
-/** The copied .onnx in onnxruntime-web: the embedded metadata equals the manifest's, and every recorded call's
- * inputs give the recorded outputs within the model tolerance (relative to max(1, |expected|)).
- * @param {any} m @param {import("../src/metadata.js").Metadata} md @param {(name: string) => Promise<ArrayBuffer>} readFile
- * @param {any} ort @param {(what: string, fn: () => any) => Promise<void>} check @param {number} modelTol */
-async function onnxChecks(m, md, readFile, ort, check, modelTol) {
-  const bytesOf = await readFile(m.onnx);
-  await check(`${m.onnx} embedded metadata`, () => {
-    const text = readOnnxMetadata(bytesOf, m.onnx);
+/** A copied artifact (.onnx in onnxruntime-web, .tflite in LiteRT.js): the embedded metadata equals the manifest's,
+ * and every recorded call's inputs give the recorded outputs within the model tolerance (relative to max(1, |expected|)).
+ * @param {any} m @param {string} file @param {import("../src/metadata.js").Metadata} md
+ * @param {(name: string) => Promise<ArrayBuffer>} readFile @param {(b: ArrayBuffer, name: string) => string | null} readMetadata
+ * @param {object} loadOptions @param {string} runtime
+ * @param {(what: string, fn: () => any) => Promise<void>} check @param {number} modelTol
+ * @param {Record<string, number>} ran counts the artifacts each runtime ran */
+async function artifactChecks(m, file, md, readFile, readMetadata, loadOptions, runtime, check, modelTol, ran) {
+  const bytesOf = await readFile(file);
+  await check(`${file} embedded metadata`, () => {
+    const text = readMetadata(bytesOf, file);
     return text === null ? "no mobilevision entry" : same([JSON.stringify(md)], [JSON.stringify(parseMetadata(text))]);
   });
   /** @type {Model | null} */
   let model = null;
-  await check(`${m.onnx} loads in onnxruntime-web`, async () => { model = await load(bytesOf.slice(0), { ort }); return null; });
+  await check(`${file} loads in ${runtime}`, async () => { model = await load(bytesOf.slice(0), loadOptions); return null; });
   if (!model) return;
   const loaded = /** @type {Model} */ (model);
+  ran[runtime] = (ran[runtime] ?? 0) + 1;
   const TYPES32 = async (/** @type {any} */ e) => new Float32Array((await readFile(e.file)).slice(0));
   for (const c of m.cases) {
     for (const [i, call] of c.calls.entries()) {
-      await check(`${c.name} call ${i + 1} in onnxruntime-web (${loaded.executionProvider})`, async () => {
+      await check(`${c.name} call ${i + 1} in ${runtime} (${loaded.executionProvider})`, async () => {
         const outs = Object.values(await loaded.predict(await Promise.all(call.inputs.map(TYPES32))));
         for (const [j, e] of call.outputs.entries()) {
           const bad = close(await TYPES32(e), outs[j], modelTol, true);

@@ -232,3 +232,85 @@ test("errors from onnxruntime-web become ArtifactErrors", async () => {
   const broken = { ...fakeRunner(), run: async () => { throw new RangeError("out of\nmemory"); } };
   await refuses(() => new Model(meta(), broken).predict([new Float32Array(48)]), ArtifactError, "toy failed to run (out of memory)");
 });
+
+/** A flatbuffer writer for crafted .tflite files: Model {4: buffers, 6: metadata}, Metadata {0: name, 1: buffer},
+ * Buffer {0: data, 1: offset (u64), 2: size (u64)}. Children are written after their parents (uoffsets point forward). */
+function tflite({ entries = [], buffers = [], tail = [] } = {}) {
+  const b = [], queue = [];
+  const pad = (n = 4) => { while (b.length % n) b.push(0); };
+  const u32 = (pos, v) => { for (let i = 0; i < 4; i++) b[pos + i] = (v >>> (8 * i)) & 255; };
+  const slot = () => { pad(); const p = b.length; b.push(0, 0, 0, 0); return p; };
+  const later = (pos, write) => queue.push([pos, write]);
+  /** fields[i]: null, ["ref", write], ["u32", v] or ["u64", v] */
+  const table = (fields) => {
+    pad(); const vt = b.length, n = fields.length;
+    b.push(...[4 + 2 * n, 0].flatMap((v) => [v & 255, v >> 8]), ...Array(2 * n).fill(0));
+    pad(8); if ((b.length + 4) % 8) b.push(0, 0, 0, 0);   // u64 fields land 8-aligned
+    const t = b.length; b.push(0, 0, 0, 0); u32(t, t - vt);
+    fields.forEach((f, i) => {
+      if (!f) return;
+      const at = b.length;
+      b[vt + 4 + 2 * i] = (at - t) & 255; b[vt + 5 + 2 * i] = (at - t) >> 8;
+      if (f[0] === "u64") { b.push(...Array(8).fill(0)); u32(at, f[1]); } else { b.push(0, 0, 0, 0); }
+      if (f[0] === "u32") u32(at, f[1]);
+      if (f[0] === "ref") later(at, f[1]);
+    });
+    return t;
+  };
+  const bytes = (data) => () => { pad(); const p = b.length; b.push(...[0, 0, 0, 0], ...data, 0); u32(p, data.length); return p; };
+  const vector = (items) => () => {
+    pad(); const p = b.length; b.push(0, 0, 0, 0); u32(p, items.length);
+    items.forEach((write) => { const s = b.length; b.push(0, 0, 0, 0); later(s, write); });
+    return p;
+  };
+  const root = slot();
+  b.push(...utf8("TFL3"));
+  const fields = [null, ["u32", 3], null, null,
+    buffers.length ? ["ref", vector(buffers.map((x) => () => table(x.offset !== undefined
+      ? [null, ["u64", x.offset], ["u64", x.size]] : [["ref", bytes(x)]])))] : null,
+    null, entries.length ? ["ref", vector(entries.map(([name, index]) => () => table([["ref", bytes(utf8(name))], ["u32", index]])))] : null];
+  u32(root, table(fields));
+  while (queue.length) { const [pos, write] = queue.shift(); const target = write(); u32(pos, target - pos); }
+  pad();
+  return new Uint8Array([...b, ...tail]);
+}
+
+test(".tflite metadata: found (in the flatbuffer or after it), absent, and corrupt bytes refused", async () => {
+  const { readTfliteMetadata } = mv, text = meta();
+  const good = tflite({ entries: [["other", 1], ["mobilevision", 2]], buffers: [[], utf8("x"), utf8(text)] });
+  assert.equal(readTfliteMetadata(good), text);
+  assert.equal(readTfliteMetadata(tflite({ buffers: [[]] })), null);
+  assert.equal(readTfliteMetadata(tflite({ entries: [["min_runtime_version", 0]], buffers: [utf8("1.5")] })), null);
+  // a buffer kept after the flatbuffer (large models): offset from the file start + size
+  const head = tflite({ entries: [["mobilevision", 1]], buffers: [[], { offset: 0, size: 0 }] });
+  const after = tflite({ entries: [["mobilevision", 1]], buffers: [[], { offset: head.length, size: text.length }],
+    tail: utf8(text) });
+  assert.equal(readTfliteMetadata(after), text);
+  await refuses(() => readTfliteMetadata(tflite({ entries: [["mobilevision", 1]], buffers: [[], { offset: 64, size: 1e6 }] }), "m.tflite"),
+    ArtifactError, "m.tflite is not a valid .tflite", "runs past the end", "re-export");
+  await refuses(() => readTfliteMetadata(tflite({ entries: [["mobilevision", 5]], buffers: [[]] })), ArtifactError, "buffer 5 is out of range");
+  await refuses(() => readTfliteMetadata(tflite({ entries: [["mobilevision", 0]], buffers: [[0xff, 0xfe]] })), ArtifactError, "not UTF-8");
+  await refuses(() => readTfliteMetadata(tflite({ entries: [["mobilevision", 0]] })), ArtifactError, "no buffers");
+  await refuses(() => readTfliteMetadata(new Uint8Array(8)), ArtifactError, "no TFL3 identifier");
+  for (const n of [8, 12, 30, good.length - 40, good.length - 10]) {
+    await refuses(() => readTfliteMetadata(good.subarray(0, n), "t.tflite"), ArtifactError, "t.tflite is not a valid .tflite");
+  }
+  let seed = 11;
+  for (let i = 0; i < 300; i++) {   // random bytes after the identifier: an ArtifactError or null, never anything else
+    const junk = Uint8Array.from({ length: 96 }, () => (seed = (seed * 1103515245 + 12345) >>> 0) >>> 24);
+    junk.set(utf8("TFL3"), 4);
+    try { readTfliteMetadata(junk); } catch (e) { assert.ok(e instanceof ArtifactError, String(e)); }
+  }
+});
+
+test("load() tells .tflite from .onnx by the bytes, and LiteRT.js failures are one line", async () => {
+  const bytes = tflite({ entries: [["mobilevision", 1]], buffers: [[], utf8(meta())] });
+  assert.equal((await load(bytes, { runner: fakeRunner() })).metadata.model, "toy");
+  await refuses(() => load(tflite({ buffers: [[]] }), { runner: fakeRunner() }), ArtifactError, "carries no mobilevision metadata");
+  const litert = { getGlobalLiteRtPromise: () => Promise.resolve({}), isWebGPUSupported: () => false,
+    loadAndCompile: async () => { throw new Error("Failed to\nbuild"); } };
+  await refuses(() => load(bytes, { litert, executionProviders: ["webgpu", "wasm"] }), ArtifactError,
+    "LiteRT.js could not open the model", "webgpu: this browser has no WebGPU", "wasm: Failed to build", "re-export");
+  await refuses(() => load(bytes, { litert, executionProviders: ["webnn"] }), ArtifactError, "webnn: LiteRT.js runs on", "add \"wasm\"");
+  await refuses(() => load(bytes, { litert, numThreads: -1 }), InputError, "numThreads");
+});
