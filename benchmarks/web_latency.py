@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,7 +39,7 @@ class Browser:
 
     def __init__(self):
         self.proc = subprocess.Popen(["node", str(WEB / "tools" / "session.mjs")], cwd=WEB, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
+                                     stdout=subprocess.PIPE, text=True, start_new_session=True)
 
     def ask(self, **msg) -> dict:
         assert self.proc.stdin and self.proc.stdout
@@ -52,10 +54,15 @@ class Browser:
         return reply
 
     def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.write('{"quit": true}\n')
-            self.proc.stdin.flush()
-        self.proc.wait(timeout=60)
+        """Ask the session to quit; kill it (and so its Chromium) when it has not within 30 s."""
+        try:
+            if self.proc.stdin:
+                self.proc.stdin.write('{"quit": true}\n')
+                self.proc.stdin.flush()
+            self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)   # node and the Chromium it started
+            self.proc.wait(timeout=30)
 
 
 def export_models(models: list[str], folder: Path) -> list[Path]:

@@ -7,6 +7,7 @@ imports (torch, converters, runtimes) happen inside commands. Text that comes fr
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -361,7 +362,7 @@ def _bench_table(rows, title: str = "latency (ms; timed runs interleaved across 
 
     table = Table(title=title)
     cols = ("artifact", "backend", "precision") + (("input",) if inputs else ()) + ("threads", "load", "first", "median", "mean", "p90",
-            "min", "max", "std", "peak RSS MB", "GMAC/s") + (("ran on",) if delegation else ())
+            "p99", "min", "max", "std", "FPS", "peak RSS MB", "GMAC/s") + (("ran on",) if delegation else ())
     ran_on = {id(r): _safe(_delegation_cell(r)) for r in rows if not r.error} if delegation else {}
     for col in cols:   # where each row ran is the point of an accelerator table: the other columns wrap first
         table.add_column(col, justify="left" if col in ("artifact", "backend", "precision", "ran on") else "right",
@@ -372,30 +373,68 @@ def _bench_table(rows, title: str = "latency (ms; timed runs interleaved across 
         if r.error:
             table.add_row(_safe(Path(r.artifact).name), _safe(_backend_cell(r)), precision,
                           *([_input_cell(r)] if inputs else []), "-",
-                          *["-"] * 9, "[red]error[/red]", *(["-"] if delegation else []))
+                          *["-"] * 11, "[red]error[/red]", *(["-"] if delegation else []))
             continue
         table.add_row(_safe(Path(r.artifact).name), _safe(_backend_cell(r)), precision,
                       *([_input_cell(r)] if inputs else []), str(r.threads or "default"),
                       *(_num(v) for v in (r.load_ms, r.first_ms, r.median_ms, r.mean_ms, r.p90_ms,
-                                           r.min_ms, r.max_ms, r.std_ms)),
-                      _num(r.peak_rss_mb, ".0f"), f"{r.gmacs_per_s:.1f}" if r.gmacs_per_s else "-",
+                                           getattr(r, "p99_ms", None), r.min_ms, r.max_ms, r.std_ms)),
+                      _num(getattr(r, "fps", None), ".1f"), _num(r.peak_rss_mb, ".0f"), f"{r.gmacs_per_s:.1f}" if r.gmacs_per_s else "-",
                       *([ran_on[id(r)]] if delegation else []))
     errors = [Text(_visible(f"{Path(r.artifact).name} {_backend_cell(r)}: {r.error}"), style="red")
               for r in rows if r.error]
     return Group(table, *errors) if errors else table
 
 
-def _run_bench(artifacts, backends, threads, runs, warmup, json_path, rewarm: int = 1, ov_precisions=None,
-               shapes=None) -> list:
+PROFILE_RUNS = 20   # bench --profile: profiled runs per row (on a separate session, after the timed runs)
+TOP_OPS = 10
+
+
+def _run_bench(artifacts, backends, threads, runs, warmup, json_path, rewarm: int = 0, ov_precisions=None,
+               shapes=None, profile_dir: Optional[Path] = None) -> list:
     from mobilevision.runtime.profile import benchmark
 
+    if profile_dir is not None:
+        _write(lambda: profile_dir.mkdir(parents=True, exist_ok=True), profile_dir)
     with err.status("benchmarking") as status:
         rows = benchmark(artifacts, backends=backends, threads=threads, runs=runs, warmup=warmup,
                          rewarm=rewarm, on_progress=lambda msg: status.update(_safe(msg)),
-                         ov_precisions=ov_precisions, shapes=shapes)
+                         ov_precisions=ov_precisions, shapes=shapes,
+                         profile_runs=PROFILE_RUNS if profile_dir is not None else 0, profile_dir=profile_dir)
     out.print(_bench_table(rows))
+    if profile_dir is not None:
+        _print_profiles(rows, profile_dir)
     _write_bench_json(rows, json_path)
     return rows
+
+
+def _print_profiles(rows, folder: Path) -> None:
+    """Each row's slowest ops (the runtime's own profiler), and its whole profile as JSON in ``folder``."""
+    from mobilevision.atomic_io import atomic_write_text
+
+    for r in rows:
+        name = f"{Path(r.artifact).name} {_backend_cell(r)}"
+        if r.error:
+            continue
+        if not r.op_profile:
+            _say(err, f"{name}: no per-op profile: {r.profile_error}")
+            continue
+        prof = r.op_profile
+        table = Table(title=f"{_safe(name)}: slowest ops ({prof['runtime']} profiler, mean of {prof['runs']} runs; "
+                            f"ops sum {prof['total_ms']:.2f} ms, median latency {r.median_ms:.2f} ms)")
+        for col in ("op", "type", "kernel", "ms", "share"):
+            table.add_column(col, justify="right" if col in ("ms", "share") else "left")
+        total = prof["total_ms"] or 1.0
+        for op in prof["ops"][:TOP_OPS]:
+            table.add_row(_safe(op["name"][-60:]), _safe(op["op_type"]), _safe(op["kernel"] or "-"),
+                          f"{op['ms']:.3f}", f"{100 * op['ms'] / total:.1f} %")
+        out.print(table)
+        types = ", ".join(f"{_safe(t['op_type'])} {100 * t['ms'] / total:.0f} %" for t in prof["by_type"][:6])
+        _say(out, f"by op type: {types}")
+        stem = f"{Path(r.artifact).name}_{r.backend}" + (f"_{r.ov_precision}" if r.ov_precision else "")
+        path = folder / f"{stem}.ops.json"
+        _write(lambda: atomic_write_text(path, json.dumps(prof, indent=2) + "\n"), path)
+    _say(err, f"wrote the per-op profiles to {folder}")
 
 
 def _write_bench_json(rows, json_path: Optional[Path]) -> None:
@@ -416,9 +455,13 @@ def bench_cmd(
                                           help="CPU threads per backend (default: the runtime's)."),
     runs: int = typer.Option(50, min=1, help="Timed runs per artifact x backend."),
     warmup: int = typer.Option(5, min=0, help="Untimed runs after the first inference."),
-    rewarm: int = typer.Option(1, min=0, help="Untimed runs right before each timed run (steady-state latency; "
-                                              "0 measures a cold turn after another row's)."),
+    rewarm: int = typer.Option(0, min=0, help="Untimed runs right before each timed run (0: as litert-benchmark "
+                                              "and benchmark_app time; 1 gives a hotter figure no tool reports)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the rows as JSON."),
+    profile: Optional[Path] = typer.Option(None, "--profile",
+                                           help="Also run each runtime's own per-op profiler (ONNX Runtime, "
+                                                "OpenVINO) after the timed runs; print the slowest ops and write "
+                                                "the profiles to this folder."),
     ov_precision: Optional[list[str]] = typer.Option(None, "--ov-precision",
                                                      help="OpenVINO rows: f32 (default; ours), default (no hint: the "
                                                           "plugin's own choice, bf16 on bf16/AMX CPUs, as "
@@ -458,6 +501,10 @@ def bench_cmd(
     shapes = parse_shapes(shape or [])
     if json_path is not None:
         _check_output(json_path, "--json", folder=False)
+    if profile is not None:
+        _check_output(profile, "--profile", folder=True)
+        if target.kind != "cpu":
+            raise _E("--profile applies to --device cpu")
     android_only = {"--android-binary": android_binary, "--taskset": taskset, "--use-gpu": use_gpu,
                     "--use-nnapi": use_nnapi, "--use-npu": use_npu, "--nnapi-accelerator": nnapi_accelerator,
                     "--android-arg": android_arg}
@@ -469,7 +516,7 @@ def bench_cmd(
             raise _E(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --device android only")
     if target.kind == "cpu":
         rows = _run_bench([str(a) for a in artifacts], backend or None, threads, runs, warmup, json_path, rewarm,
-                          ov_precision or None, shapes or None)
+                          ov_precision or None, shapes or None, profile)
     elif npu_soc:
         if backend:
             raise _E("--backend does not apply to --npu-soc: LiteRT's AOT compiler compiles the .tflite")
@@ -560,6 +607,48 @@ def _run_android_bench(artifacts, options, json_path) -> list:
                       soft_wrap=True)
     _write_bench_json(rows, json_path)
     return rows
+
+
+@app.command("crosscheck")
+def crosscheck_cmd(
+    artifacts: list[Path] = typer.Argument(..., help=".tflite (litert-benchmark) and OpenVINO .xml (benchmark_app) "
+                                                     "files."),
+    out_dir: Path = typer.Option(Path("crosscheck"), "--out", "-o", help="Folder for crosscheck.json and .md."),
+    threads: int = typer.Option(2, min=1, max=1024, help="CPU threads, ours and the tools'."),
+    runs: int = typer.Option(100, min=1, help="Timed runs per measurement."),
+    warmup: int = typer.Option(10, min=0, help="Untimed runs before timing."),
+    rounds: int = typer.Option(3, min=1, help="Interleaved rounds (ours, then each tool; the order alternates)."),
+    rewarm: int = typer.Option(0, min=0, help="Our runner's untimed runs before each timed run (as in bench)."),
+) -> None:
+    """Check `bench` against the runtimes' own tools: same artifact, threads and precision, interleaved rounds;
+    our median must be within ±10 % of litert-benchmark's / benchmark_app's (exit 1 when not)."""
+    from mobilevision.runtime.crosscheck import BAND, check_artifacts, crosscheck
+
+    paths = check_artifacts(artifacts)
+    _check_output(out_dir, "--out", folder=True)
+    with err.status("cross-checking") as status:
+        report, code = crosscheck(paths, out_dir, threads=threads, runs=runs, warmup=warmup, rounds=rounds,
+                                  rewarm=rewarm, on_progress=lambda msg: status.update(_safe(msg)))
+    table = Table(title=f"bench vs the runtimes' own tools ({threads} threads, median of {rounds} rounds)")
+    for col in ("artifact", "tool", "asked", "computed (ours / tool)", "ours ms", "tool ms", "ratio",
+                f"within ±{BAND:.0%}"):
+        table.add_column(col, justify="right" if col.endswith(("ms", "ratio")) else "left")
+    for r in report["pairs"]:
+        computed = f"{r.get('ours_precision') or '-'} / {r.get('tool_precision') or '-'}"
+        if r["error"]:
+            table.add_row(_safe(r["artifact"]), r["tool"], r.get("ov_precision") or "-", computed, "-", "-", "-",
+                          "[red]error[/red]")
+        else:
+            table.add_row(_safe(r["artifact"]), r["tool"], r.get("ov_precision") or "-", computed,
+                          f"{r['ours_median_ms']:.2f}", f"{r['tool_median_ms']:.2f}", f"{r['ratio']:.2f}",
+                          "yes" if r["within_band"] else "[red]NO[/red]")
+    out.print(table)
+    for r in report["pairs"]:
+        if r["error"]:
+            _say(err, f"{r['artifact']} {r['tool']}: {r['error']}")
+    _say(err, f"wrote {out_dir / 'crosscheck.json'} and {out_dir / 'crosscheck.md'}")
+    if code:
+        raise typer.Exit(code)
 
 
 @app.command("info")
@@ -700,21 +789,22 @@ def isp_cmd(
 
 @app.command("serve-demo")
 def serve_demo_cmd(
-    models: Path = typer.Argument(..., help="A folder of exported .onnx models (what `mobilevision export` wrote)."),
+    models: Path = typer.Argument(..., help="A folder of exported .onnx / .tflite models (what `mobilevision export` "
+                                           "wrote)."),
     port: int = typer.Option(8000, min=0, max=65535, help="Port to listen on (0: any free port)."),
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 lets a phone on the LAN open it)."),
 ) -> None:
     """Serve the web runtime's demo page and MODELS on http://HOST:PORT (Ctrl-C stops): run the four tasks
-    in the browser on onnxruntime-web, with overlays and a benchmark panel."""
-    from mobilevision.runtime.web_server import WebServer, default_mounts
+    in the browser (onnxruntime-web for .onnx, LiteRT.js for .tflite), with overlays and a benchmark panel."""
+    from mobilevision.runtime.web_server import WebServer, default_mounts, model_index
 
     server = WebServer(default_mounts(models), host=host, port=port, quiet=False)
-    count = len(list(models.rglob("*.onnx")))
-    _say(out, f"serving {count} ONNX model{'s' if count != 1 else ''} from {models} at {server.url}/demo/ "
+    count = len(model_index(models))
+    _say(out, f"serving {count} model{'s' if count != 1 else ''} from {models} at {server.url}/demo/ "
               "(Ctrl-C stops)")
     if count == 0:
-        _say(err, f"note: {models} holds no .onnx file: export one with `mobilevision export MODEL -t onnx "
-                  f"-o {models}`")
+        _say(err, f"note: {models} holds no .onnx or .tflite file: export one with `mobilevision export MODEL "
+                  f"-t onnx -o {models}`")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

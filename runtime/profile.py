@@ -35,6 +35,7 @@ from .backends.base import computed_precision
 from .backends.openvino import OV_PRECISIONS
 
 INPUT_SEED = 0            # the random input is the same for every pair and every run
+DEFAULT_REWARM = 0        # back-to-back timed runs, as litert-benchmark and benchmark_app time them
 ANSWER_TIMEOUT_S = 600.0  # a worker that does not answer within this is declared dead
 QUIET_TIMEOUT_S = 0.2     # longest wait for a worker's thread pool to stop spinning after a run
 MAX_SHAPE_DIM = 1 << 16   # --shape: largest dimension
@@ -49,11 +50,12 @@ class BenchUsageError(MobileVisionError):
 class BenchResult:
     """One artifact x backend row.
 
-    Times in ms (None when the pair failed before timing). ``median``/``mean``/``p90``/``min``/
-    ``max``/``std`` are over the ``runs`` timed runs only (not the first inference, not the
-    warm-up); ``p90`` is numpy's linear-interpolated percentile, ``std`` the population standard
-    deviation (ddof=0). Each timed run directly follows ``rewarm`` untimed runs of the same
-    pair, so it measures steady-state latency; ``first_ms`` is the cold first inference.
+    Times in ms (None when the pair failed before timing). ``median``/``mean``/``p90``/``p95``/``p99``/
+    ``min``/``max``/``std`` are over the ``runs`` timed runs only (not the first inference, not the
+    warm-up); the percentiles are numpy's linear-interpolated ones, ``std`` the population standard
+    deviation (ddof=0); ``fps`` is 1000 / median (one request at a time). Each timed run follows
+    ``rewarm`` untimed runs of the same pair (default 0: the runs a pair times are back to back within
+    its turn, as the runtimes' own tools time them); ``first_ms`` is the cold first inference.
     ``load_ms`` is opening the backend (session creation / compilation).
     ``peak_rss_mb`` is the worker process's peak resident memory (MB = 2**20 bytes): Python,
     the runtime library, the model and its buffers. ``gmacs_per_s`` is the achieved throughput,
@@ -69,7 +71,8 @@ class BenchResult:
     INFERENCE_PRECISION_HINT), else the artifact's stored precision as that runtime runs it (see
     ``backends.base.computed_precision``; e.g. ``fp32 (fp16 weights)``). ``ov_precision`` is the precision
     asked of OpenVINO (f32, default, bf16; None for other backends). ``input_shapes``: name -> the shape
-    timed (a dynamic dimension is set by ``shapes``).
+    timed (a dynamic dimension is set by ``shapes``). ``runtime_version`` is the installed version of the
+    backend's runtime package, ``host`` the machine (CPU model, logical cores, OS, Python, mobilevision).
     """
 
     artifact: str
@@ -91,13 +94,56 @@ class BenchResult:
     macs: int | None
     gmacs_per_s: float | None
     error: str | None = None
-    rewarm: int = 1                 # untimed runs right before each timed run (see ``benchmark``)
+    rewarm: int = DEFAULT_REWARM    # untimed runs right before each timed run (see ``benchmark``)
     accelerated: bool | None = None
     fallback_ops: list[str] | None = None
     executed_on: list[str] | None = None
     precision: str | None = None
     ov_precision: str | None = None
     input_shapes: dict[str, list[int]] | None = None
+    p95_ms: float | None = None
+    p99_ms: float | None = None
+    fps: float | None = None
+    runtime_version: str | None = None
+    host: dict[str, object] | None = None
+    op_profile: dict | None = None     # bench --profile: the runtime's per-op profile (see OpProfile), else None
+    profile_error: str | None = None   # why there is no op_profile when one was asked for
+
+
+# the package whose version a backend's rows report
+RUNTIME_PACKAGES = {"ort": "onnxruntime", "litert": "ai-edge-litert", "openvino": "openvino",
+                    "coreml": "coremltools", "torch": "torch", "executorch": "executorch"}
+
+
+def runtime_version(backend: str) -> str | None:
+    """The installed version of ``backend``'s runtime package, or None when it is not installed."""
+    import importlib.metadata
+
+    package = RUNTIME_PACKAGES.get(backend)
+    try:
+        return f"{package} {importlib.metadata.version(package)}" if package else None
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def host_info() -> dict[str, object]:
+    """This machine, as a benchmark row records it: CPU model, logical cores, OS, Python, mobilevision."""
+    import importlib.metadata
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        version = importlib.metadata.version("mobilevision")
+    except importlib.metadata.PackageNotFoundError:
+        version = None
+    return {"cpu": cpu, "logical_cores": os.cpu_count(), "os": platform.platform(), "python": platform.python_version(),
+            "mobilevision": version}
 
 
 def parse_shape(text: str) -> tuple[str, tuple[int, ...]]:
@@ -224,12 +270,14 @@ def _delegation_info(delegation: Delegation) -> dict:
 
 def _worker(conn: Connection, artifact: str, backend: str, threads: int | None, warmup: int,
             rewarm: int, device: str = "cpu", ov_precision: str | None = None,
-            shapes: dict[str, tuple[int, ...]] | None = None) -> None:
+            shapes: dict[str, tuple[int, ...]] | None = None, profile_runs: int = 0,
+            profile_dir: str | None = None) -> None:
     """Load, run once (first inference), warm up, then per "run" message: ``rewarm`` untimed
     runs and one timed run. On a GPU/NPU, first ask the runtime where the graph went
-    (``backend.delegation()``) and refuse a run whose accelerator took none of it.
+    (``backend.delegation()``) and refuse a run whose accelerator took none of it. After the timed runs
+    (and the peak RSS), ``profile_runs`` > 0 runs the runtime's per-op profiler (``profile_ops``).
 
-    Protocol (worker -> parent): ("ready", info) | ("time", ns) ... | ("done", peak_rss_mb), or
+    Protocol (worker -> parent): ("ready", info) | ("time", ns) ... | ("done", {"rss", "profile", ...}), or
     ("error", message) | ("usage", message) | ("fallback", info with "message") at any point, after which
     the worker exits ("usage": the request itself cannot be measured; the parent stops the whole run).
     """
@@ -270,7 +318,10 @@ def _worker(conn: Connection, artifact: str, backend: str, threads: int | None, 
             elapsed = time.perf_counter_ns() - t0
             _wait_until_idle()
             conn.send(("time", elapsed))
-        conn.send(("done", _peak_rss_mb()))
+        done = {"rss": _peak_rss_mb()}
+        if profile_runs > 0:
+            done |= _op_profile(b, backend, arrays, profile_runs, profile_dir)
+        conn.send(("done", done))
     except AcceleratorFallback as e:
         conn.send(("fallback", {"message": str(e), **_delegation_info(e.delegation)}))
     except BenchUsageError as e:
@@ -288,6 +339,41 @@ def _worker(conn: Connection, artifact: str, backend: str, threads: int | None, 
         conn.close()
 
 
+def _op_profile(b, backend: str, arrays: list[np.ndarray], runs: int, folder: str | None) -> dict:
+    """{"profile": the OpProfile as a dict} from the runtime's own profiler, or {"profile_error": why not}."""
+    profile = getattr(b, "profile_ops", None)
+    if profile is None:
+        return {"profile_error": NO_OP_PROFILER.get(backend, f"{backend} has no per-op profiler here")}
+    try:
+        with _tempdir(folder) as where:
+            found = profile(arrays, runs, Path(where))
+    except Exception as e:   # the profiled session is extra: its failure costs the profile, not the row
+        return {"profile_error": f"{backend}'s profiler failed: {type(e).__name__}: {str(e).splitlines()[0][:200]}"
+                if str(e) else f"{backend}'s profiler failed: {type(e).__name__}"}
+    out = dataclasses.asdict(found)
+    out["total_ms"] = found.total_ms
+    out["by_type"] = [{"op_type": t, "ms": ms, "count": n} for t, ms, n in found.by_type()]
+    return {"profile": out}
+
+
+def _tempdir(folder: str | None):
+    """``folder`` itself (the runtime's raw profile is kept there), or a temporary one removed afterwards."""
+    import contextlib
+    import tempfile
+
+    return contextlib.nullcontext(folder) if folder else tempfile.TemporaryDirectory(prefix="mv_profile_")
+
+
+# runtimes whose Python API has no per-op profiler: what a user can do instead
+NO_OP_PROFILER = {
+    "litert": "LiteRT's Python API has no per-op profiler: TFLite's benchmark_model --enable_op_profiling=true "
+              "has one (not shipped in the ai-edge-litert wheel)",
+    "executorch": "ExecuTorch's per-op timings need a runtime built with ETDump (devtools); the pip runtime has none",
+    "coreml": "Core ML's per-op timings are in Xcode's Core ML performance report (macOS)",
+    "torch": "use torch.profiler on the eager model; bench --profile covers the runtimes' own profilers",
+}
+
+
 @dataclass
 class _Pair:
     """Parent-side state of one (artifact, backend) worker."""
@@ -303,6 +389,8 @@ class _Pair:
     peak_rss_mb: float = 0.0
     error: str | None = None
     finished: bool = False          # the worker answered "stop" and is exiting on its own
+    profile: dict | None = None
+    profile_error: str | None = None
 
 
 def cannot_open(artifact: str | Path, backend: str) -> str | None:
@@ -360,16 +448,17 @@ def _with_ov_precisions(pairs: list[tuple[str, str]], ov_precisions: list[str] |
 def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, threads: int | None = None,
               runs: int = 50, warmup: int = 5, on_progress: Callable[[str], None] | None = None,
               order_log: list[tuple[str, str]] | None = None,
-              pairs: list[tuple[str | Path, str]] | None = None, rewarm: int = 1,
+              pairs: list[tuple[str | Path, str]] | None = None, rewarm: int = DEFAULT_REWARM,
               device: str = "cpu", ov_precisions: list[str] | None = None,
-              shapes: dict[str, tuple[int, ...]] | None = None) -> list[BenchResult]:
+              shapes: dict[str, tuple[int, ...]] | None = None, profile_runs: int = 0,
+              profile_dir: str | Path | None = None) -> list[BenchResult]:
     """Measure every artifact x backend pair (see ``plan``); one BenchResult per pair, in plan order.
 
     Per pair: load, first inference, ``warmup`` untimed runs; then ``runs`` rounds, each giving
     every pair one turn (round-robin, rotating start). A turn is ``rewarm`` untimed runs then the
-    timed run: after another pair's turn the CPU has idled and the caches hold the other model,
-    and a timed run straight after that is up to 2x slower on a small VM than the steady-state
-    (back-to-back) latency that runtimes' own tools report; one re-warm run removes most of it.
+    timed run. The default (0) agrees with the runtimes' own tools (litert-benchmark, benchmark_app;
+    see ``crosscheck``); ``rewarm=1`` gives a hotter figure (caches refilled with this model after
+    the other pair's turn), which no tool reports: 0.48x to 0.75x the tools' medians on a 2-core VM.
     A pair that fails to load or run becomes a row with ``error`` set; the others still run.
     ``pairs`` (optional) lists exact (artifact, backend) pairs instead of artifacts x backends.
     ``order_log`` (optional) receives the (artifact, backend) of every timed run, in the order run.
@@ -378,7 +467,12 @@ def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, th
     ``ov_precisions``: one openvino row per precision asked of OpenVINO (f32, default, bf16; default: f32),
     interleaved like any rows. ``shapes``: input name -> dims for inputs with dynamic dimensions. A dynamic
     input without a shape, or a shape no input takes, raises BenchUsageError (after stopping every worker).
+    ``profile_runs`` > 0: after its timed runs each row runs the runtime's per-op profiler that many runs on a
+    separate session (``op_profile``; ``profile_error`` where the runtime has none); ``profile_dir`` keeps the
+    runtimes' raw profiles.
     """
+    if profile_runs < 0:
+        raise MobileVisionError(f"profile_runs must be >= 0 (got {profile_runs})")
     if runs < 1 or warmup < 0 or rewarm < 0 or (threads is not None and threads < 1):
         raise MobileVisionError(f"runs must be >= 1, warmup and rewarm >= 0 and threads >= 1 "
                                 f"(got runs={runs}, warmup={warmup}, rewarm={rewarm}, threads={threads})")
@@ -398,7 +492,8 @@ def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, th
             p.error = cannot_open(p.artifact, p.backend)
             if p.error is None:
                 say(f"loading {Path(p.artifact).name} in {p.backend}")
-                _start(ctx, p, threads, warmup, rewarm, shapes)
+                _start(ctx, p, threads, warmup, rewarm, shapes, profile_runs,
+                       str(profile_dir) if profile_dir is not None else None)
         _check_shapes_used(measured, shapes)
         live = [p for p in measured if p.error is None]
         for r in range(runs):
@@ -412,7 +507,9 @@ def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, th
                 p.conn.send("stop")
                 kind, payload = _receive(p)
                 p.finished = kind == "done"
-                p.peak_rss_mb = payload if p.finished else 0.0
+                done = payload if p.finished else {}
+                p.peak_rss_mb = done.get("rss", 0.0)
+                p.profile, p.profile_error = done.get("profile"), done.get("profile_error")
     finally:  # also on KeyboardInterrupt: no worker outlives the call
         for p in measured:
             _stop(p)
@@ -429,10 +526,11 @@ def _check_shapes_used(measured: list[_Pair], shapes: dict[str, tuple[int, ...]]
 
 
 def _start(ctx, p: _Pair, threads: int | None, warmup: int, rewarm: int,
-           shapes: dict[str, tuple[int, ...]] | None = None) -> None:
+           shapes: dict[str, tuple[int, ...]] | None = None, profile_runs: int = 0,
+           profile_dir: str | None = None) -> None:
     parent, child = ctx.Pipe()
     p.process = ctx.Process(target=_worker, args=(child, p.artifact, p.backend, threads, warmup, rewarm, p.device,
-                                                  p.ov_precision, shapes),
+                                                  p.ov_precision, shapes, profile_runs, profile_dir),
                             name=f"bench-{p.backend}-{Path(p.artifact).name}", daemon=True)
     p.process.start()
     child.close()
@@ -494,14 +592,23 @@ def _result(p: _Pair, threads: int | None, warmup: int, rewarm: int) -> BenchRes
     if p.error is not None or not p.times_ns:
         return BenchResult(p.artifact, p.backend, info.get("model"), threads, p.device, info.get("load_ms"),
                            info.get("first_ms"), 0, warmup, None, None, None, None, None, None, p.peak_rss_mb,
-                           info.get("macs"), None, p.error or "no timed runs", rewarm, **delegation)
-    stats = latency_stats(np.asarray(p.times_ns, dtype=np.float64) / 1e6)
+                           info.get("macs"), None, p.error or "no timed runs", rewarm, **delegation,
+                           **_facts(p.backend))
+    times = np.asarray(p.times_ns, dtype=np.float64) / 1e6
+    stats = latency_stats(times)
     macs = info["macs"]
     return BenchResult(
         artifact=p.artifact, backend=p.backend, model=info["model"], threads=threads, device=p.device,
         load_ms=info["load_ms"], first_ms=info["first_ms"], warmup=warmup, **stats,
         peak_rss_mb=p.peak_rss_mb, macs=macs,
-        gmacs_per_s=macs / (stats["median_ms"] / 1e3) / 1e9 if macs else None, rewarm=rewarm, **delegation)
+        gmacs_per_s=macs / (stats["median_ms"] / 1e3) / 1e9 if macs else None, rewarm=rewarm, **delegation,
+        p95_ms=float(np.percentile(times, 95)), p99_ms=float(np.percentile(times, 99)),
+        fps=1e3 / stats["median_ms"] if stats["median_ms"] > 0 else None, **_facts(p.backend),
+        op_profile=p.profile, profile_error=p.profile_error)
+
+
+def _facts(backend: str) -> dict:
+    return {"runtime_version": runtime_version(backend), "host": host_info()}
 
 
 def latency_stats(times_ms) -> dict:

@@ -13,6 +13,10 @@ they differ) or ``computes_in`` (one answer whatever the artifact).
 
 Backends that can run on an accelerator take ``device="gpu"|"npu"`` and then also offer
 ``delegation() -> Delegation``: what the runtime itself reports about where the graph ran.
+
+A backend whose runtime has a per-op profiler offers ``profile_ops(arrays, runs, folder) -> OpProfile``: the
+runtime's own profiler (ONNX Runtime's session profiling, OpenVINO's performance counters) on a separate
+session or compiled model, so the timed runs never carry its overhead.
 """
 from __future__ import annotations
 
@@ -80,6 +84,47 @@ class Delegation:
             why = self.note or f"the runtime reports {', '.join(self.executed_on) or 'nothing'}"
             raise AcceleratorFallback(f"{self.accelerator} ran none of the graph ({why}): a CPU run, not a "
                                       f"{self.device.upper()} number", self)
+
+
+@dataclass
+class OpTime:
+    """One op of a per-op profile: its node name, type, mean time per run (ms) and what ran it (the runtime's
+    kernel or implementation name, e.g. OpenVINO's ``jit_avx2_FP32``; ONNX Runtime's provider)."""
+
+    name: str
+    op_type: str
+    ms: float
+    kernel: str | None = None
+
+
+@dataclass
+class OpProfile:
+    """A runtime's per-op profile of ``runs`` runs: every op, slowest first; ``total_ms`` is the sum of their
+    mean times (less than the latency: the runtime's own overhead is not in any op); ``file`` the runtime's
+    raw profile where it writes one (ONNX Runtime's trace JSON, loadable in chrome://tracing)."""
+
+    runtime: str
+    runs: int
+    ops: list[OpTime]
+    file: str | None = None
+
+    @property
+    def total_ms(self) -> float:
+        return sum(o.ms for o in self.ops)
+
+    def by_type(self) -> list[tuple[str, float, int]]:
+        """(op type, mean ms per run, op count), slowest type first."""
+        types: dict[str, list[float]] = {}
+        for o in self.ops:
+            types.setdefault(o.op_type, []).append(o.ms)
+        return sorted(((t, sum(v), len(v)) for t, v in types.items()), key=lambda x: -x[1])
+
+
+def op_profile(runtime: str, runs: int, times: dict[tuple[str, str, str | None], float],
+               file: str | None = None) -> OpProfile:
+    """An OpProfile from {(name, type, kernel): total ms over ``runs`` runs}."""
+    ops = [OpTime(n, t, total / runs, k) for (n, t, k), total in times.items()]
+    return OpProfile(runtime, runs, sorted(ops, key=lambda o: -o.ms), file)
 
 
 class AcceleratorFallback(MobileVisionError):

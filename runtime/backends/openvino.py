@@ -14,7 +14,8 @@ import numpy as np
 from mobilevision.errors import ArtifactError, BackendUnavailable, MobileVisionError
 from mobilevision.export.metadata import METADATA_KEY, TensorSpec
 
-from .base import AcceleratorFallback, AcceleratorUnavailable, Availability, Delegation, PerThread, missing, require
+from .base import (AcceleratorFallback, AcceleratorUnavailable, Availability, Delegation, OpProfile, PerThread, missing,
+                   op_profile, require)
 
 NOT_COMPUTE = ("Parameter", "Result", "Constant")  # graph plumbing, not ops a device runs
 
@@ -144,6 +145,7 @@ class OpenVINOBackend:
         self.path = Path(path)
         self.device = device.upper()  # cpu / gpu / npu as elsewhere in mobilevision, or OpenVINO's own names
         config = compile_config(self.device, threads, precision)
+        self._config = config
         ov = require("openvino", "openvino", "OpenVINO backend")
         self.compiled = self._weights = self._tflite = None
         with keep_signal_stack():  # also around a failed compile's release of the plugin
@@ -223,6 +225,27 @@ class OpenVINOBackend:
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         result = self._thread_request.get().infer(list(arrays))
         return [np.array(v) for v in result.to_tuple()]
+
+    def profile_ops(self, arrays: list[np.ndarray], runs: int, folder: Path) -> OpProfile:
+        """OpenVINO's performance counters (``PERF_COUNT``) on a second compiled model with the same config:
+        ``runs`` runs after one warm-up, each run's counters summed. Ops the plugin fused away or did not run
+        (status NOT_RUN, e.g. a Reshape folded into its consumer) are left out."""
+        import openvino as ov
+
+        with keep_signal_stack():
+            compiled = ov.Core().compile_model(self.model, self.device, {**self._config, "PERF_COUNT": True})
+            request = compiled.create_infer_request()
+            request.infer(list(arrays))
+            times: dict[tuple[str, str, str | None], float] = {}
+            for _ in range(runs):
+                request.infer(list(arrays))
+                for info in request.profiling_info:
+                    if str(info.status).endswith("NOT_RUN") or info.node_type in NOT_COMPUTE:
+                        continue
+                    key = (info.node_name, info.node_type, info.exec_type or None)
+                    times[key] = times.get(key, 0.0) + info.real_time.total_seconds() * 1e3
+            request = compiled = None
+        return op_profile("openvino", runs, times)
 
     def embedded_metadata(self) -> str | None:
         if self.path.suffix.lower() == ".tflite":   # the flatbuffer's own metadata entry (needs ai-edge-litert)

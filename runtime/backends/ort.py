@@ -9,7 +9,8 @@ import numpy as np
 from mobilevision.errors import ArtifactError
 from mobilevision.export.metadata import METADATA_KEY, TensorSpec
 
-from .base import AcceleratorUnavailable, ArtifactClosed, Availability, Delegation, missing, numpy_dtype, require
+from .base import (AcceleratorUnavailable, ArtifactClosed, Availability, Delegation, OpProfile, missing, numpy_dtype,
+                   op_profile, require)
 
 CPU_EP = "CPUExecutionProvider"
 # Set on accelerator sessions so ONNX Runtime records which provider got which node
@@ -104,9 +105,11 @@ class OrtBackend:
             self.provider = chosen[0]
             providers = [chosen, CPU_EP]  # ONNX Runtime places what the provider cannot run on the CPU
             opts.add_session_config_entry(RECORD_ASSIGNMENT, "1")
+        model = (data or {}).get(self.path.name) or str(self.path)   # the verified bytes, when given
+        self._open = lambda options: ort.InferenceSession(model, options, providers=providers)
+        self._options = opts
         try:
-            model = (data or {}).get(self.path.name) or str(self.path)   # the verified bytes, when given
-            self.session = ort.InferenceSession(model, opts, providers=providers)
+            self.session = self._open(opts)
         except Exception as e:  # ORT raises its own exception classes for every load failure
             raise ArtifactError(f"ONNX Runtime cannot load {self.path}: {str(e).splitlines()[0][:200]}") from e
         self.inputs = [_spec(a) for a in self.session.get_inputs()]
@@ -131,6 +134,38 @@ class OrtBackend:
             raise ArtifactClosed(f"ONNX Runtime model {self.path} is closed: load it again")
         feed = {spec.name: a for spec, a in zip(self.inputs, arrays)}
         return session.run(None, feed)
+
+    def profile_ops(self, arrays: list[np.ndarray], runs: int, folder: Path) -> OpProfile:
+        """ONNX Runtime's own profiler on a second session with the same options: ``runs`` runs after one
+        warm-up; its trace (``folder/<prefix>_<date>.json``) is kept."""
+        import json
+
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self._options.intra_op_num_threads
+        opts.inter_op_num_threads = self._options.inter_op_num_threads
+        opts.log_severity_level = 3
+        opts.enable_profiling = True
+        opts.profile_file_prefix = str(Path(folder) / f"{self.path.stem}_ort")
+        session = self._open(opts)
+        feed = {spec.name: a for spec, a in zip(self.inputs, arrays)}
+        for _ in range(runs + 1):
+            session.run(None, feed)
+        trace = Path(session.end_profiling())
+        events = json.loads(trace.read_text())
+        # one "Node" event per op per run (name "<node>_kernel_time"); the first run is a warm-up
+        per_node: dict[str, list[tuple[float, str, str | None]]] = {}
+        for e in events:
+            if e.get("cat") == "Node" and str(e.get("name", "")).endswith("_kernel_time"):
+                args = e.get("args", {})
+                per_node.setdefault(e["name"][: -len("_kernel_time")], []).append(
+                    (e.get("dur", 0) / 1e3, args.get("op_name", "?"), args.get("provider")))
+        times = {}
+        for node, samples in per_node.items():
+            timed = samples[-runs:]   # the last ``runs`` runs: drops the warm-up
+            times[(node, timed[0][1], timed[0][2])] = sum(t for t, _, _ in timed) * runs / len(timed)
+        return op_profile("onnxruntime", runs, times, str(trace))
 
     def embedded_metadata(self) -> str | None:
         return self.session.get_modelmeta().custom_metadata_map.get(METADATA_KEY)

@@ -17,7 +17,7 @@ from typing import Callable
 from mobilevision.errors import ArtifactError, BackendUnavailable, MobileVisionError
 
 from ..backends import ACCELERATOR_BACKENDS, ACCELERATOR_DEVICES, BACKENDS, Availability, backends_for, probe
-from ..profile import BenchResult, benchmark
+from ..profile import DEFAULT_REWARM, BenchResult, benchmark
 
 
 # ---------------------------------------------------------------- benchmarking
@@ -73,7 +73,7 @@ def plan_accelerated(artifacts: list[str | Path], device: str, backends: list[st
 
 
 def benchmark_accelerated(artifacts: list[str | Path], device: str, backends: list[str] | None = None,
-                          threads: int | None = None, runs: int = 50, warmup: int = 5, rewarm: int = 1,
+                          threads: int | None = None, runs: int = 50, warmup: int = 5, rewarm: int = DEFAULT_REWARM,
                           on_progress: Callable[[str], None] | None = None) -> AcceleratedRun:
     """Benchmark every artifact with every backend that can run it on ``device`` here (``profile.benchmark``).
 

@@ -674,7 +674,8 @@ def test_compile_for_npu_writes_the_compiled_model(tmp_path, monkeypatch):
 
 def test_bench_result_new_fields_are_optional():
     row = BenchResult("a.onnx", "ort", None, 1, "cpu", 1.0, 1.0, 1, 0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 10.0, None, None)
-    assert (row.accelerated, row.fallback_ops, row.executed_on, row.rewarm) == (None, None, None, 1)
+    assert (row.accelerated, row.fallback_ops, row.executed_on, row.rewarm) == (None, None, None, 0)
+    assert (row.p95_ms, row.p99_ms, row.fps, row.runtime_version, row.host) == (None,) * 5
     assert {"accelerated", "fallback_ops", "executed_on"} <= set(dataclasses.asdict(row))
     assert isinstance(Delegation("gpu", "x", [], None), Delegation)
 

@@ -6,7 +6,6 @@ broken exporter cannot break the runner's tests.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import multiprocessing as mp
 import os
@@ -25,7 +24,6 @@ from mobilevision.errors import ArtifactError, BackendUnavailable, MobileVisionE
 from mobilevision.export.metadata import ModelMetadata, TensorSpec, sidecar_path
 from mobilevision.runtime.profile import BenchResult, _wait_until_idle, benchmark, plan, write_json
 
-ROOT = Path(__file__).resolve().parents[2]
 TINY_MACS = 16 * 16 * 8 * 3 * 3 * 3  # the conv; relu and pooling are not MACs
 RUNS = 6
 
@@ -98,9 +96,15 @@ def test_one_row_per_requested_pair(rows, tiny):
 def test_statistics_are_consistent(rows):
     for r in _ran(rows[0]):
         assert r.error is None, r.error
-        assert r.runs == RUNS and r.warmup == 1 and r.rewarm == 1 and r.threads == 1 and r.device == "cpu"
-        assert 0 < r.min_ms <= r.median_ms <= r.p90_ms <= r.max_ms and r.min_ms <= r.mean_ms <= r.max_ms
+        # rewarm defaults to 0: back-to-back runs, as litert-benchmark and benchmark_app time them
+        assert r.runs == RUNS and r.warmup == 1 and r.rewarm == 0 and r.threads == 1 and r.device == "cpu"
+        assert 0 < r.min_ms <= r.median_ms <= r.p90_ms <= r.p95_ms <= r.p99_ms <= r.max_ms
+        assert r.min_ms <= r.mean_ms <= r.max_ms and r.fps == pytest.approx(1e3 / r.median_ms)
         assert r.std_ms >= 0 and r.load_ms > 0 and r.first_ms > 0 and 10 < r.peak_rss_mb < 1000
+        # the JSON says what ran where, not only the scripts
+        package = {"ort": "onnxruntime", "litert": "ai-edge-litert", "openvino": "openvino"}[r.backend]
+        assert r.runtime_version.startswith(package + " ") and r.runtime_version[len(package) + 1].isdigit()
+        assert r.host["logical_cores"] == os.cpu_count() and r.host["cpu"] and r.host["mobilevision"]
 
 
 def test_gmacs_come_from_the_metadata_macs(rows):
@@ -121,6 +125,48 @@ def test_timed_runs_are_interleaved_round_robin(rows):
     for k in range(RUNS):  # every round runs each pair once; the starting pair rotates
         round_ = order[k * len(pairs):(k + 1) * len(pairs)]
         assert round_ == [pairs[(k + j) % len(pairs)] for j in range(len(pairs))]
+
+
+def test_profile_gives_each_runtimes_own_per_op_profile(tiny, tmp_path):
+    """bench --profile: ONNX Runtime's profiler and OpenVINO's performance counters name the tiny graph's
+    ops with positive times, ONNX Runtime's trace is kept; LiteRT says in one line that it has none."""
+    result = benchmark([tiny["onnx"], tiny["tflite"]], backends=["ort", "openvino", "litert"], threads=1, runs=2,
+                       warmup=0, profile_runs=3, profile_dir=tmp_path)
+    by = {(Path(r.artifact).suffix, r.backend): r for r in result}
+    for key, runtime in (((".onnx", "ort"), "onnxruntime"), ((".onnx", "openvino"), "openvino"),
+                         ((".tflite", "openvino"), "openvino")):
+        r = by[key]
+        assert r.error is None and r.profile_error is None, (key, r.error, r.profile_error)
+        prof = r.op_profile
+        assert prof["runtime"] == runtime and prof["runs"] == 3 and prof["total_ms"] > 0
+        types = {op["op_type"] for op in prof["ops"]}
+        assert "Conv" in types or "Convolution" in types, types   # ONNX / OpenVINO op names
+        assert all(op["ms"] >= 0 for op in prof["ops"]) and prof["ops"][0]["ms"] == max(o["ms"] for o in prof["ops"])
+        assert sum(t["count"] for t in prof["by_type"]) == len(prof["ops"])
+    assert Path(by[".onnx", "ort"].op_profile["file"]).parent == tmp_path   # ONNX Runtime's own trace, kept
+    assert by[".onnx", "openvino"].op_profile["ops"][0]["kernel"]           # e.g. jit_avx2_FP32
+    lite = by[".tflite", "litert"]
+    assert lite.error is None and lite.op_profile is None
+    assert "LiteRT's Python API has no per-op profiler" in lite.profile_error and "\n" not in lite.profile_error
+    # without --profile nothing is profiled
+    (plain,) = benchmark([tiny["onnx"]], runs=1, warmup=0)
+    assert plain.op_profile is None and plain.profile_error is None
+
+
+def test_bench_cli_profile_prints_the_slowest_ops(tiny, tmp_path, capsys, one_line_error):
+    from mobilevision.cli import main
+
+    folder = tmp_path / "prof"
+    assert main(["bench", str(tiny["onnx"]), "-b", "ort", "--runs", "2", "--warmup", "0", "--threads", "1",
+                 "--profile", str(folder), "--json", str(tmp_path / "b.json")]) == 0
+    text = capsys.readouterr().out
+    assert "slowest ops (onnxruntime profiler" in text and "by op type: Conv" in text
+    (ops,) = folder.glob("*.ops.json")
+    assert json.loads(ops.read_text())["ops"] and json.loads((tmp_path / "b.json").read_text())[0]["op_profile"]
+    (tmp_path / "file").write_text("x")
+    one_line_error(main(["bench", str(tiny["onnx"]), "--profile", str(tmp_path / "file")]), "--profile", "not a folder")
+    one_line_error(main(["bench", str(tiny["onnx"]), "--profile", str(folder), "--device", "android"]),
+                   "--profile applies to --device cpu")
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
@@ -243,19 +289,13 @@ def test_importing_the_runner_does_not_import_torch(tiny):
     assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-2000:]
 
 
-# ------------------------------------------------------------------ benchmarks/crosscheck_latency.py
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
+# ------------------------------------------------------------------ mobilevision.runtime.crosscheck
 
 @pytest.fixture(scope="module")
 def crosscheck():
-    return _script("crosscheck_latency")
+    from mobilevision.runtime import crosscheck as module
+
+    return module
 
 
 # Captured from litert-benchmark (ai-edge-litert 2.3.0): results on stdout, logging on stderr.
@@ -367,16 +407,19 @@ def test_benchmark_app_config_is_our_backends(crosscheck, tiny, precision, flag)
         assert str(ours.get_property(key)) == str(theirs.get_property(key)), key
 
 
-def test_crosscheck_runs_the_real_tools(crosscheck, tiny, tmp_path):
-    """End to end against the installed litert-benchmark and benchmark_app (tiny models, 1 round):
-    their flags are accepted and their output still parses. The ±25 % band is not asserted here:
-    a ~0.05 ms model measures overheads, not the runtime."""
+def test_crosscheck_runs_the_real_tools(crosscheck, tiny, tmp_path, capsys):
+    """End to end through `mobilevision crosscheck` against the installed litert-benchmark and benchmark_app
+    (tiny models, 1 round): their flags are accepted and their output still parses. The ±10 % band is not
+    asserted here: a ~0.05 ms model measures overheads, not the runtime."""
     import openvino as ov
+
+    from mobilevision.cli import main
 
     xml = tmp_path / "tiny.xml"
     ov.save_model(ov.convert_model(str(tiny["onnx"])), str(xml))
-    code = crosscheck.main([str(tiny["tflite"]), str(xml), "--threads", "1", "--runs", "5", "--warmup", "1",
-                            "--rounds", "1", "--out", str(tmp_path / "out")])
+    code = main(["crosscheck", str(tiny["tflite"]), str(xml), "--threads", "1", "--runs", "5", "--warmup", "1",
+                 "--rounds", "1", "--out", str(tmp_path / "out")])
+    assert "bench vs the runtimes' own tools" in capsys.readouterr().out
     report = json.loads((tmp_path / "out" / "crosscheck.json").read_text())
     lite, app_f32, app_default = report["pairs"]
     assert [p["tool"] for p in report["pairs"]] == ["litert-benchmark", "benchmark_app", "benchmark_app"]
@@ -391,6 +434,17 @@ def test_crosscheck_runs_the_real_tools(crosscheck, tiny, tmp_path):
         pairs = [lite, app_f32, app_default]
     for pair in pairs:
         assert pair["error"] is None and pair["tool_median_ms"] > 0 and pair["ours_median_ms"] > 0
-        assert pair["within_band"] == (abs(pair["ratio"] - 1) <= 0.25)
+        assert pair["within_band"] == (abs(pair["ratio"] - 1) <= 0.10)
     text = (tmp_path / "out" / "crosscheck.md").read_text()
     assert "| tiny.tflite | litert-benchmark | - |" in text and "| tiny.xml | benchmark_app | default |" in text
+    assert report["rewarm"] == 0 and report["band"] == 0.10   # the runner's default, as the tools time
+
+
+def test_crosscheck_cli_refuses_what_it_cannot_check(tiny, tmp_path, one_line_error):
+    from mobilevision.cli import main
+
+    one_line_error(main(["crosscheck", str(tiny["onnx"])]), "only .tflite", "benchmark_app")
+    one_line_error(main(["crosscheck", str(tmp_path / "missing.tflite")]), "not found")
+    (tmp_path / "file").write_text("x")
+    one_line_error(main(["crosscheck", str(tiny["tflite"]), "--out", str(tmp_path / "file")]), "--out", "not a folder")
+    assert not (tmp_path / "file.json").exists()

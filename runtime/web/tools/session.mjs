@@ -39,4 +39,6 @@ for await (const line of createInterface({ input: process.stdin })) {
     reply({ id, error: line1(e) });
   }
 }
-await browser.close();
+// Chromium can take long to tear down pages with WASM worker threads: give it 10 s, then leave anyway
+await Promise.race([browser.close(), new Promise((r) => setTimeout(r, 10000))]);
+process.exit(0);
