@@ -362,12 +362,14 @@ def _bench_table(rows, title: str = "latency (ms; timed runs interleaved across 
 
     table = Table(title=title)
     cols = ("artifact", "backend", "precision") + (("input",) if inputs else ()) + ("threads", "load", "first", "median", "mean", "p90",
-            "p99", "min", "max", "std", "FPS", "peak RSS MB", "GMAC/s") + (("ran on",) if delegation else ())
+            "p99", "min", "max", "std", "FPS", "RSS MB", "GMAC/s") + (("ran on",) if delegation else ())
     ran_on = {id(r): _safe(_delegation_cell(r)) for r in rows if not r.error} if delegation else {}
+    names = [Text.from_markup(_safe(Path(r.artifact).name)).cell_len for r in rows]   # as the cell shows it
     for col in cols:   # where each row ran is the point of an accelerator table: the other columns wrap first
         table.add_column(col, justify="left" if col in ("artifact", "backend", "precision", "ran on") else "right",
                          min_width=min(40, max((len(w) for c in ran_on.values() for w in c.split()), default=0))
-                         if col == "ran on" else None)   # wide enough for a device name: wraps between names
+                         if col == "ran on" else   # wide enough for a device name: wraps between names
+                         min(32, max(names, default=0)) if col == "artifact" else None)
     for r in rows:
         precision = _safe(getattr(r, "precision", None) or "-")
         if r.error:
