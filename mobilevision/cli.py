@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
 import sys
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -393,7 +394,7 @@ TOP_OPS = 10
 
 
 def _run_bench(artifacts, backends, threads, runs, warmup, json_path, rewarm: int = 0, ov_precisions=None,
-               shapes=None, profile_dir: Optional[Path] = None) -> list:
+               shapes=None, profile_dir: Optional[Path] = None, streams: int = 1) -> list:
     from mobilevision.runtime.profile import benchmark
 
     if profile_dir is not None:
@@ -402,12 +403,48 @@ def _run_bench(artifacts, backends, threads, runs, warmup, json_path, rewarm: in
         rows = benchmark(artifacts, backends=backends, threads=threads, runs=runs, warmup=warmup,
                          rewarm=rewarm, on_progress=lambda msg: status.update(_safe(msg)),
                          ov_precisions=ov_precisions, shapes=shapes,
-                         profile_runs=PROFILE_RUNS if profile_dir is not None else 0, profile_dir=profile_dir)
+                         profile_runs=PROFILE_RUNS if profile_dir is not None else 0, profile_dir=profile_dir,
+                         streams=streams)
     out.print(_bench_table(rows))
+    if streams > 1:
+        _print_throughput(rows, streams)
     if profile_dir is not None:
         _print_profiles(rows, profile_dir)
     _write_bench_json(rows, json_path)
     return rows
+
+
+def _print_throughput(rows, streams: int) -> None:
+    """bench --streams: inferences per second with N requests in flight, next to one at a time."""
+    table = Table(title=f"throughput with {streams} requests in flight (after the timed runs)")
+    for col in ("artifact", "backend", "FPS, 1 request", f"FPS, {streams} streams", "gain", "latency per request ms"):
+        table.add_column(col, justify="left" if col in ("artifact", "backend") else "right")
+    for r in rows:
+        if r.error:
+            continue
+        if r.throughput_fps is None:
+            _say(err, f"{Path(r.artifact).name} {_backend_cell(r)}: no throughput: {r.throughput_error}")
+            continue
+        table.add_row(_safe(Path(r.artifact).name), _safe(_backend_cell(r)), f"{r.fps:.1f}", f"{r.throughput_fps:.1f}",
+                      f"{r.throughput_fps / r.fps:.2f}x", f"{r.stream_latency_ms:.2f}")
+    out.print(table)
+
+
+def _print_comparison(rows, path: Path, baseline: Optional[str]) -> None:
+    """bench --compare: each row against the baseline, and the chart."""
+    from mobilevision.runtime.compare import chart, compare
+
+    base, rows_vs = compare(rows, baseline)
+    table = Table(title=f"vs {_safe(base)} (one interleaved run; ratio = median / baseline median)")
+    for col in ("row", "precision", "median ms", "p90 ms", "ratio", "speed-up", "p90 ratio"):
+        table.add_column(col, justify="left" if col in ("row", "precision") else "right")
+    for c in rows_vs:
+        table.add_row(_safe(c.label), _safe(c.precision or "-"), f"{c.median_ms:.2f}", f"{c.p90_ms:.2f}",
+                      f"{c.ratio:.2f}", f"{c.speedup:.2f}x", f"{c.p90_ratio:.2f}")
+    out.print(table)
+    host = platform.node()
+    _write(lambda: chart(base, rows_vs, path, f"bench --compare on {host}: medians of one interleaved run"), path)
+    _say(err, f"wrote {path}")
 
 
 def _print_profiles(rows, folder: Path) -> None:
@@ -460,6 +497,15 @@ def bench_cmd(
     rewarm: int = typer.Option(0, min=0, help="Untimed runs right before each timed run (0: as litert-benchmark "
                                               "and benchmark_app time; 1 gives a hotter figure no tool reports)."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the rows as JSON."),
+    streams: int = typer.Option(1, min=1, max=64, help="Also measure throughput with N requests in flight after the "
+                                                       "timed runs (OpenVINO THROUGHPUT hint with N streams, ONNX "
+                                                       "Runtime N sessions, others N threads)."),
+    compare: Optional[Path] = typer.Option(None, "--compare",
+                                           help="Also print every row as a ratio to a baseline row (same run) and "
+                                                "draw the medians as a PNG chart to this file."),
+    baseline: Optional[str] = typer.Option(None, "--baseline",
+                                           help="--compare's baseline row: 'ARTIFACT · BACKEND' or a prefix of it "
+                                                "(default: the first row)."),
     profile: Optional[Path] = typer.Option(None, "--profile",
                                            help="Also run each runtime's own per-op profiler (ONNX Runtime, "
                                                 "OpenVINO) after the timed runs; print the slowest ops and write "
@@ -503,10 +549,17 @@ def bench_cmd(
     shapes = parse_shapes(shape or [])
     if json_path is not None:
         _check_output(json_path, "--json", folder=False)
+    if compare is not None:
+        _check_output(compare, "--compare", folder=False)
+        if compare.suffix.lower() != ".png":
+            raise _E(f"--compare {compare}: the chart is a PNG; give a file name ending in .png")
+    elif baseline is not None:
+        raise _E("--baseline applies to --compare")
     if profile is not None:
         _check_output(profile, "--profile", folder=True)
-        if target.kind != "cpu":
-            raise _E("--profile applies to --device cpu")
+    for flag, used in (("--profile", profile is not None), ("--streams", streams > 1)):
+        if used and target.kind != "cpu":
+            raise _E(f"{flag} applies to --device cpu")
     android_only = {"--android-binary": android_binary, "--taskset": taskset, "--use-gpu": use_gpu,
                     "--use-nnapi": use_nnapi, "--use-npu": use_npu, "--nnapi-accelerator": nnapi_accelerator,
                     "--android-arg": android_arg}
@@ -518,7 +571,7 @@ def bench_cmd(
             raise _E(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --device android only")
     if target.kind == "cpu":
         rows = _run_bench([str(a) for a in artifacts], backend or None, threads, runs, warmup, json_path, rewarm,
-                          ov_precision or None, shapes or None, profile)
+                          ov_precision or None, shapes or None, profile, streams)
     elif npu_soc:
         if backend:
             raise _E("--backend does not apply to --npu-soc: LiteRT's AOT compiler compiles the .tflite")
@@ -544,6 +597,8 @@ def bench_cmd(
                                       warmup=warmup, taskset=taskset, nnapi_accelerator=nnapi_accelerator,
                                       extra_args=tuple(android_arg or ()))
         rows = _run_android_bench([str(a) for a in artifacts], options, json_path)
+    if compare is not None:
+        _print_comparison(rows, compare, baseline)
     if all(r.error for r in rows):
         raise typer.Exit(2)
 

@@ -106,6 +106,10 @@ class BenchResult:
     fps: float | None = None
     runtime_version: str | None = None
     host: dict[str, object] | None = None
+    streams: int | None = None            # bench --streams N: concurrent requests of the throughput phase
+    throughput_fps: float | None = None   # inferences per second with ``streams`` requests in flight
+    stream_latency_ms: float | None = None  # median latency of one request during that phase
+    throughput_error: str | None = None     # why there is no throughput when it was asked for
     op_profile: dict | None = None     # bench --profile: the runtime's per-op profile (see OpProfile), else None
     profile_error: str | None = None   # why there is no op_profile when one was asked for
 
@@ -271,11 +275,12 @@ def _delegation_info(delegation: Delegation) -> dict:
 def _worker(conn: Connection, artifact: str, backend: str, threads: int | None, warmup: int,
             rewarm: int, device: str = "cpu", ov_precision: str | None = None,
             shapes: dict[str, tuple[int, ...]] | None = None, profile_runs: int = 0,
-            profile_dir: str | None = None) -> None:
+            profile_dir: str | None = None, streams: int = 1, runs: int = 0) -> None:
     """Load, run once (first inference), warm up, then per "run" message: ``rewarm`` untimed
     runs and one timed run. On a GPU/NPU, first ask the runtime where the graph went
     (``backend.delegation()``) and refuse a run whose accelerator took none of it. After the timed runs
-    (and the peak RSS), ``profile_runs`` > 0 runs the runtime's per-op profiler (``profile_ops``).
+    (and the peak RSS), ``streams`` > 1 measures throughput (``_throughput``) and ``profile_runs`` > 0 runs the
+    runtime's per-op profiler (``profile_ops``).
 
     Protocol (worker -> parent): ("ready", info) | ("time", ns) ... | ("done", {"rss", "profile", ...}), or
     ("error", message) | ("usage", message) | ("fallback", info with "message") at any point, after which
@@ -319,6 +324,8 @@ def _worker(conn: Connection, artifact: str, backend: str, threads: int | None, 
             _wait_until_idle()
             conn.send(("time", elapsed))
         done = {"rss": _peak_rss_mb()}
+        if streams > 1:
+            done |= _throughput(b, backend, arrays, streams, max(runs, 4 * streams))
         if profile_runs > 0:
             done |= _op_profile(b, backend, arrays, profile_runs, profile_dir)
         conn.send(("done", done))
@@ -337,6 +344,52 @@ def _worker(conn: Connection, artifact: str, backend: str, threads: int | None, 
         if b is not None:
             b.close()
         conn.close()
+
+
+def _throughput(b, backend: str, arrays: list[np.ndarray], streams: int, requests: int) -> dict:
+    """``requests`` inferences by ``streams`` threads, each keeping one request in flight (after one warm-up
+    each): {"throughput_fps", "stream_latency_ms"}, or {"throughput_error": why not}. The runtime's own
+    streams where the backend offers them (see backends.base), else threads on the backend itself."""
+    try:
+        maker = getattr(b, "streams", None)
+        run = maker(streams) if maker is not None else (lambda caller, xs: b.run(xs))
+        for i in range(streams):
+            run(i, arrays)
+        left, lock = [requests], threading.Lock()
+        latencies: list[float] = []
+        failures: list[BaseException] = []
+        start = threading.Barrier(streams + 1)
+
+        def caller(i: int) -> None:
+            start.wait()
+            while True:
+                with lock:
+                    if left[0] <= 0 or failures:
+                        return
+                    left[0] -= 1
+                t0 = time.perf_counter_ns()
+                try:
+                    run(i, arrays)
+                except BaseException as e:   # reported below, once
+                    failures.append(e)
+                    return
+                with lock:
+                    latencies.append((time.perf_counter_ns() - t0) / 1e6)
+
+        workers = [threading.Thread(target=caller, args=(i,), daemon=True) for i in range(streams)]
+        for w in workers:
+            w.start()
+        start.wait()
+        t0 = time.perf_counter_ns()
+        for w in workers:
+            w.join()
+        wall_s = (time.perf_counter_ns() - t0) / 1e9
+        if failures:
+            raise failures[0]
+    except Exception as e:
+        return {"throughput_error": f"{backend} with {streams} streams failed: {type(e).__name__}: "
+                                   f"{(str(e).splitlines() or [''])[0][:200]}"}
+    return {"throughput_fps": len(latencies) / wall_s, "stream_latency_ms": float(np.median(latencies))}
 
 
 def _op_profile(b, backend: str, arrays: list[np.ndarray], runs: int, folder: str | None) -> dict:
@@ -391,6 +444,7 @@ class _Pair:
     finished: bool = False          # the worker answered "stop" and is exiting on its own
     profile: dict | None = None
     profile_error: str | None = None
+    throughput: dict | None = None
 
 
 def cannot_open(artifact: str | Path, backend: str) -> str | None:
@@ -451,7 +505,7 @@ def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, th
               pairs: list[tuple[str | Path, str]] | None = None, rewarm: int = DEFAULT_REWARM,
               device: str = "cpu", ov_precisions: list[str] | None = None,
               shapes: dict[str, tuple[int, ...]] | None = None, profile_runs: int = 0,
-              profile_dir: str | Path | None = None) -> list[BenchResult]:
+              profile_dir: str | Path | None = None, streams: int = 1) -> list[BenchResult]:
     """Measure every artifact x backend pair (see ``plan``); one BenchResult per pair, in plan order.
 
     Per pair: load, first inference, ``warmup`` untimed runs; then ``runs`` rounds, each giving
@@ -469,10 +523,12 @@ def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, th
     input without a shape, or a shape no input takes, raises BenchUsageError (after stopping every worker).
     ``profile_runs`` > 0: after its timed runs each row runs the runtime's per-op profiler that many runs on a
     separate session (``op_profile``; ``profile_error`` where the runtime has none); ``profile_dir`` keeps the
-    runtimes' raw profiles.
+    runtimes' raw profiles. ``streams`` > 1: after its timed runs each row also measures throughput with that many
+    requests in flight (``throughput_fps``, ``stream_latency_ms``; OpenVINO with the THROUGHPUT hint and that many
+    streams, ONNX Runtime with that many sessions sharing the threads, others with that many threads).
     """
-    if profile_runs < 0:
-        raise MobileVisionError(f"profile_runs must be >= 0 (got {profile_runs})")
+    if profile_runs < 0 or not 1 <= streams <= 64:
+        raise MobileVisionError(f"profile_runs must be >= 0 and streams 1..64 (got {profile_runs}, {streams})")
     if runs < 1 or warmup < 0 or rewarm < 0 or (threads is not None and threads < 1):
         raise MobileVisionError(f"runs must be >= 1, warmup and rewarm >= 0 and threads >= 1 "
                                 f"(got runs={runs}, warmup={warmup}, rewarm={rewarm}, threads={threads})")
@@ -493,7 +549,7 @@ def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, th
             if p.error is None:
                 say(f"loading {Path(p.artifact).name} in {p.backend}")
                 _start(ctx, p, threads, warmup, rewarm, shapes, profile_runs,
-                       str(profile_dir) if profile_dir is not None else None)
+                       str(profile_dir) if profile_dir is not None else None, streams, runs)
         _check_shapes_used(measured, shapes)
         live = [p for p in measured if p.error is None]
         for r in range(runs):
@@ -510,6 +566,8 @@ def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, th
                 done = payload if p.finished else {}
                 p.peak_rss_mb = done.get("rss", 0.0)
                 p.profile, p.profile_error = done.get("profile"), done.get("profile_error")
+                p.throughput = {k: done[k] for k in ("throughput_fps", "stream_latency_ms", "throughput_error")
+                                if k in done} | {"streams": streams} if streams > 1 else None
     finally:  # also on KeyboardInterrupt: no worker outlives the call
         for p in measured:
             _stop(p)
@@ -527,10 +585,10 @@ def _check_shapes_used(measured: list[_Pair], shapes: dict[str, tuple[int, ...]]
 
 def _start(ctx, p: _Pair, threads: int | None, warmup: int, rewarm: int,
            shapes: dict[str, tuple[int, ...]] | None = None, profile_runs: int = 0,
-           profile_dir: str | None = None) -> None:
+           profile_dir: str | None = None, streams: int = 1, runs: int = 0) -> None:
     parent, child = ctx.Pipe()
     p.process = ctx.Process(target=_worker, args=(child, p.artifact, p.backend, threads, warmup, rewarm, p.device,
-                                                  p.ov_precision, shapes, profile_runs, profile_dir),
+                                                  p.ov_precision, shapes, profile_runs, profile_dir, streams, runs),
                             name=f"bench-{p.backend}-{Path(p.artifact).name}", daemon=True)
     p.process.start()
     child.close()
@@ -604,7 +662,15 @@ def _result(p: _Pair, threads: int | None, warmup: int, rewarm: int) -> BenchRes
         gmacs_per_s=macs / (stats["median_ms"] / 1e3) / 1e9 if macs else None, rewarm=rewarm, **delegation,
         p95_ms=float(np.percentile(times, 95)), p99_ms=float(np.percentile(times, 99)),
         fps=1e3 / stats["median_ms"] if stats["median_ms"] > 0 else None, **_facts(p.backend),
-        op_profile=p.profile, profile_error=p.profile_error)
+        op_profile=p.profile, profile_error=p.profile_error, **_throughput_fields(p))
+
+
+def _throughput_fields(p: _Pair) -> dict:
+    t = p.throughput
+    if t is None:
+        return {}
+    return {"streams": t.get("streams"), "throughput_fps": t.get("throughput_fps"),
+            "stream_latency_ms": t.get("stream_latency_ms"), "throughput_error": t.get("throughput_error")}
 
 
 def _facts(backend: str) -> dict:

@@ -17,6 +17,11 @@ Backends that can run on an accelerator take ``device="gpu"|"npu"`` and then als
 A backend whose runtime has a per-op profiler offers ``profile_ops(arrays, runs, folder) -> OpProfile``: the
 runtime's own profiler (ONNX Runtime's session profiling, OpenVINO's performance counters) on a separate
 session or compiled model, so the timed runs never carry its overhead.
+
+For throughput (``bench --streams N``) a backend may offer ``streams(n) -> Callable[[int, arrays], arrays]``:
+a run function for n concurrent callers (caller index first), built the runtime's way (OpenVINO: a
+THROUGHPUT-hinted compile with n streams; ONNX Runtime: n sessions sharing the threads). Without it, n threads
+call ``run`` on the backend itself (LiteRT: one interpreter per thread).
 """
 from __future__ import annotations
 

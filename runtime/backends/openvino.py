@@ -226,6 +226,21 @@ class OpenVINOBackend:
         result = self._thread_request.get().infer(list(arrays))
         return [np.array(v) for v in result.to_tuple()]
 
+    def streams(self, n: int):
+        """``n`` OpenVINO streams: a second compile with the THROUGHPUT hint and NUM_STREAMS=n (same precision and
+        threads), one infer request per caller."""
+        import openvino as ov
+
+        config = {**self._config, "PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": int(n)}
+        with keep_signal_stack():
+            compiled = ov.Core().compile_model(self.model, self.device, config)
+        requests = [compiled.create_infer_request() for _ in range(n)]
+
+        def run(caller: int, arrays: list[np.ndarray]) -> list[np.ndarray]:
+            return [np.array(v) for v in requests[caller].infer(list(arrays)).to_tuple()]
+        run.compiled = compiled   # kept alive with the function
+        return run
+
     def profile_ops(self, arrays: list[np.ndarray], runs: int, folder: Path) -> OpProfile:
         """OpenVINO's performance counters (``PERF_COUNT``) on a second compiled model with the same config:
         ``runs`` runs after one warm-up, each run's counters summed. Ops the plugin fused away or did not run

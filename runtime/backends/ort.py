@@ -135,6 +135,25 @@ class OrtBackend:
         feed = {spec.name: a for spec, a in zip(self.inputs, arrays)}
         return session.run(None, feed)
 
+    def streams(self, n: int):
+        """``n`` parallel sessions, each with an equal share of the threads (at least one), one per caller."""
+        import os
+
+        import onnxruntime as ort
+
+        total = self._options.intra_op_num_threads or os.cpu_count() or 1
+        sessions = []
+        for _ in range(n):
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = max(1, total // n)
+            opts.inter_op_num_threads = 1
+            opts.log_severity_level = 3
+            sessions.append(self._open(opts))
+
+        def run(caller: int, arrays: list[np.ndarray]) -> list[np.ndarray]:
+            return sessions[caller].run(None, {spec.name: a for spec, a in zip(self.inputs, arrays)})
+        return run
+
     def profile_ops(self, arrays: list[np.ndarray], runs: int, folder: Path) -> OpProfile:
         """ONNX Runtime's own profiler on a second session with the same options: ``runs`` runs after one
         warm-up; its trace (``folder/<prefix>_<date>.json``) is kept."""

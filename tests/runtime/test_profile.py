@@ -448,3 +448,90 @@ def test_crosscheck_cli_refuses_what_it_cannot_check(tiny, tmp_path, one_line_er
     (tmp_path / "file").write_text("x")
     one_line_error(main(["crosscheck", str(tiny["tflite"]), "--out", str(tmp_path / "file")]), "--out", "not a folder")
     assert not (tmp_path / "file.json").exists()
+
+
+# ------------------------------------------------------------------ bench --compare
+
+def _row(artifact, backend, median, p90, error=None, ov=None):
+    return BenchResult(artifact, backend, None, 1, "cpu", 1.0, 1.0, 3, 0, median, median, p90, median, p90, 0.0,
+                       10.0, None, None, error=error, ov_precision=ov, precision="fp32")
+
+
+def test_compare_gives_ratios_to_the_baseline_row():
+    from mobilevision.runtime.compare import compare
+
+    rows = [_row("/x/a.onnx", "ort", 10.0, 12.0), _row("/x/a.onnx", "openvino", 5.0, 8.0),
+            _row("/x/b.tflite", "litert", 20.0, 30.0), _row("/x/c.onnx", "ort", None, None, error="failed")]
+    base, got = compare(rows)
+    assert base == "a.onnx · ort" and [c.label for c in got] == ["a.onnx · ort", "a.onnx · openvino", "b.tflite · litert"]
+    assert [c.ratio for c in got] == [1.0, 0.5, 2.0] and [c.speedup for c in got] == [1.0, 2.0, 0.5]
+    assert [c.p90_ratio for c in got] == [1.0, 8.0 / 12.0, 2.5]
+    base, got = compare(rows, "b.tflite")   # a prefix of one row's label
+    assert base == "b.tflite · litert" and [c.ratio for c in got] == [0.5, 0.25, 1.0]
+    assert compare(rows + [_row("/x/a.onnx", "openvino", 4.0, 4.0, ov="default")], "a.onnx · openvino (default)")[0] \
+        == "a.onnx · openvino (default)"
+    with pytest.raises(MobileVisionError, match="names more than one row"):
+        compare(rows, "a.onnx")
+    with pytest.raises(MobileVisionError, match="names no row: choose one of a.onnx · ort"):
+        compare(rows, "z")
+    with pytest.raises(MobileVisionError, match="at least two rows that ran, got 1"):
+        compare(rows[:1] + rows[3:])
+
+
+def test_bench_cli_compare_prints_ratios_and_draws_a_chart(tiny, tmp_path, capsys, one_line_error):
+    from PIL import Image
+
+    from mobilevision.cli import main
+
+    png = tmp_path / "cmp.png"
+    assert main(["bench", str(tiny["onnx"]), "-b", "ort", "-b", "openvino", "--runs", "3", "--warmup", "0",
+                 "--threads", "1", "--compare", str(png), "--baseline", "tiny.onnx · openvino"]) == 0
+    text = capsys.readouterr().out
+    assert "vs tiny.onnx · openvino" in text and "1.00x" in text
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.width >= 800
+    one_line_error(main(["bench", str(tiny["onnx"]), "--compare", str(tmp_path / "c.jpg")]), "ending in .png")
+    one_line_error(main(["bench", str(tiny["onnx"]), "--baseline", "x"]), "--baseline applies to --compare")
+    one_line_error(main(["bench", str(tiny["onnx"]), "--runs", "1", "--compare", str(tmp_path / "one.png")]),
+                   "at least two rows")
+    assert not (tmp_path / "one.png").exists()
+
+
+# ------------------------------------------------------------------ bench --streams
+
+def test_streams_measure_throughput_per_row(tiny):
+    """Each runtime's throughput mode runs all its requests: OpenVINO compiles with the THROUGHPUT hint and 2
+    streams, ONNX Runtime opens 2 sessions, LiteRT runs one interpreter per thread."""
+    result = benchmark([tiny["onnx"], tiny["tflite"]], backends=["ort", "openvino", "litert"], threads=2, runs=4,
+                       warmup=0, streams=2)
+    ran = _ran(result)
+    assert {(Path(r.artifact).suffix, r.backend) for r in ran} >= {(".onnx", "ort"), (".onnx", "openvino"),
+                                                                   (".tflite", "litert")}
+    for r in ran:
+        assert r.error is None and r.throughput_error is None, (r.backend, r.error, r.throughput_error)
+        assert r.streams == 2 and r.throughput_fps > 0 and r.stream_latency_ms > 0
+    (plain,) = benchmark([tiny["onnx"]], runs=1, warmup=0)
+    assert (plain.streams, plain.throughput_fps, plain.throughput_error) == (None, None, None)
+    with pytest.raises(MobileVisionError, match="streams 1..64"):
+        benchmark([tiny["onnx"]], streams=0)
+
+
+def test_openvino_streams_are_its_throughput_mode(tiny):
+    from mobilevision.runtime.backends import open_backend
+
+    b = open_backend(tiny["onnx"], "openvino", threads=2)
+    run = b.streams(2)
+    assert str(run.compiled.get_property("PERFORMANCE_HINT")) == "THROUGHPUT"
+    assert int(run.compiled.get_property("NUM_STREAMS")) == 2
+    x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)
+    np.testing.assert_allclose(run(1, [x])[0], b.run([x])[0], atol=1e-5)
+    b.close()
+
+
+def test_bench_cli_streams_table(tiny, capsys, one_line_error):
+    from mobilevision.cli import main
+
+    assert main(["bench", str(tiny["onnx"]), "-b", "ort", "--runs", "4", "--warmup", "0", "--streams", "2"]) == 0
+    assert "throughput with 2 requests in flight" in capsys.readouterr().out
+    one_line_error(main(["bench", str(tiny["onnx"]), "--streams", "2", "--device", "gpu"]), "--streams applies to "
+                   "--device cpu")
