@@ -79,6 +79,16 @@ def _spec(arg) -> TensorSpec:
     return TensorSpec(arg.name, shape, str(numpy_dtype(arg.type)))
 
 
+def _options(ort, threads: int | None):
+    """Session options: ``threads`` intra-op threads and one inter-op thread (None: ONNX Runtime's defaults), quiet."""
+    opts = ort.SessionOptions()
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return opts
+
+
 class OrtBackend:
     name = "ort"
     # the CPU provider inserts Casts to fp32 around ops without an fp16 kernel (checked on x86)
@@ -87,11 +97,7 @@ class OrtBackend:
     def __init__(self, path: Path, threads: int | None = None, device: str = "cpu",
                  data: dict[str, bytes] | None = None):
         ort = require("onnxruntime", "onnxruntime", "ONNX Runtime backend")
-        opts = ort.SessionOptions()
-        if threads:
-            opts.intra_op_num_threads = int(threads)
-            opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
+        opts = _options(ort, int(threads) if threads else None)
         self.path = Path(path)
         self.device = device
         self.version = ort.__version__
@@ -144,11 +150,7 @@ class OrtBackend:
         total = self._options.intra_op_num_threads or os.cpu_count() or 1
         sessions = []
         for _ in range(n):
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = max(1, total // n)
-            opts.inter_op_num_threads = 1
-            opts.log_severity_level = 3
-            sessions.append(self._open(opts))
+            sessions.append(self._open(_options(ort, max(1, total // n))))
 
         def run(caller: int, arrays: list[np.ndarray]) -> list[np.ndarray]:
             return sessions[caller].run(None, {spec.name: a for spec, a in zip(self.inputs, arrays)})
@@ -161,10 +163,7 @@ class OrtBackend:
 
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self._options.intra_op_num_threads
-        opts.inter_op_num_threads = self._options.inter_op_num_threads
-        opts.log_severity_level = 3
+        opts = _options(ort, self._options.intra_op_num_threads or None)
         opts.enable_profiling = True
         opts.profile_file_prefix = str(Path(folder) / f"{self.path.stem}_ort")
         session = self._open(opts)
