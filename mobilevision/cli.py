@@ -29,7 +29,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="mobilevision: export lightweight vision models to ONNX / TFLite / Core ML / "
                        "OpenVINO with parity checks, run them without torch, and benchmark them.")
 # Piped output keeps whole table rows instead of folding them to 80 columns.
-out = Console(width=None if sys.stdout.isatty() else 160)
+out = Console(width=None if sys.stdout.isatty() else 200)  # a log keeps every column of the widest table
 err = Console(stderr=True, soft_wrap=True)  # a message is one line, also in a log file
 
 def _bounded(low: float | None = None, high: float | None = None, *, above: bool = False,
@@ -366,11 +366,13 @@ def _bench_table(rows, title: str = "latency (ms; timed runs interleaved across 
             "p99", "min", "max", "std", "FPS", "RSS MB", "GMAC/s") + (("ran on",) if delegation else ())
     ran_on = {id(r): _safe(_delegation_cell(r)) for r in rows if not r.error} if delegation else {}
     names = [Text.from_markup(_safe(Path(r.artifact).name)).cell_len for r in rows]   # as the cell shows it
+    backends = [len(_backend_cell(r)) for r in rows]
     for col in cols:   # where each row ran is the point of an accelerator table: the other columns wrap first
         table.add_column(col, justify="left" if col in ("artifact", "backend", "precision", "ran on") else "right",
                          min_width=min(40, max((len(w) for c in ran_on.values() for w in c.split()), default=0))
                          if col == "ran on" else   # wide enough for a device name: wraps between names
-                         min(32, max(names, default=0)) if col == "artifact" else None)
+                         min(32, max(names, default=0)) if col == "artifact" else
+                         min(28, max(backends, default=0)) if col == "backend" else None)
     for r in rows:
         precision = _safe(getattr(r, "precision", None) or "-")
         if r.error:
