@@ -1,7 +1,7 @@
 """``export(model_or_name, target, ...)``: convert, embed metadata, prove parity, write atomically.
 
 ``prepare`` builds the module and the target-independent metadata once; ``export_prepared`` runs one target
-through the stages of ``export/stages.py`` (calibrate -> convert -> save -> validate -> parity -> accuracy ->
+through the stages of ``export/stages.py`` (calibrate -> convert -> save -> validate -> parity -> accuracy -> speed ->
 finalise): the artifact is written into a scratch folder inside ``out_dir``, run in its own runtime and
 compared with PyTorch, rewritten with the parity report in its metadata, re-run to prove the rewrite changed
 nothing, and moved (with its sidecar ``<artifact>.json``) into place. A failed check raises and leaves

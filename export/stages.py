@@ -1,6 +1,6 @@
 """The export pipeline as named stages, each a function of one ``ArtifactRecord``.
 
-    plan -> calibrate -> convert -> save -> validate -> parity -> accuracy -> finalise
+    plan -> calibrate -> convert -> save -> validate -> parity -> accuracy -> speed -> finalise
 
 ``plan`` checks what was asked and builds the record (the artifact's metadata, a scratch folder inside the
 output folder); each later stage reads what the earlier ones put in the record and adds its own part, so a
@@ -33,6 +33,7 @@ from .interface import artifact_metadata, to_artifact_inputs, to_artifact_output
 from .metadata import ModelMetadata, sidecar_path
 from .parity import INT8_BROKEN_COSINE, TOLERANCES, ParityReport, compare, parity_inputs
 from .quantize import CALIB_MIN_IMAGES, AccuracyReport
+from .speed import SpeedReport
 from .targets import get_target
 from .targets.base import ExportOptions
 
@@ -66,6 +67,7 @@ class QuantizeOptions:
     accuracy: bool = True
     seed: int = 0
     fp32_accuracy: bool = False          # also measure fp32 artifacts (benchmarks compare all precisions)
+    speed: bool = True                   # int8: time it against its fp32 program in the runtime (export/speed.py)
 
 
 @dataclass
@@ -83,6 +85,7 @@ class ExportResult:
     seconds: float
     accuracy: "AccuracyReport | None" = None     # quantised exports: the task metric before / after
     warnings: list[str] = field(default_factory=list)
+    speed: "SpeedReport | None" = None           # int8: its latency against its fp32 program, same runtime
 
     @property
     def size_bytes(self) -> int:
@@ -125,6 +128,7 @@ class ArtifactRecord:
     actual: list[list[np.ndarray]] | None = field(default=None, repr=False)      # the runtime's
     report: ParityReport | None = None
     accuracy: AccuracyReport | None = None
+    speed: SpeedReport | None = None
     files: list[Path] = field(default_factory=list)
     result: ExportResult | None = None
 
@@ -294,6 +298,29 @@ def accuracy(r: ArtifactRecord) -> None:
         r.warnings.append(r.accuracy.warning())
 
 
+def speed(r: ArtifactRecord) -> None:
+    """int8: the artifact and the fp32 program it was quantised from, timed in the runtime on a held-out (or
+    calibration) input; a warning when int8 is not faster. Skipped where the runtime cannot run here, where the
+    target kept no fp32 program, or when ``QuantizeOptions.speed`` is off."""
+    from .speed import measure
+
+    program = r.options.float_program if r.options is not None else None
+    if (r.precision != "int8" or not r.q.speed or program is None or not r.samples
+            or r.target.numeric_parity_unavailable() is not None):
+        return
+    r.say(f"{r.target.name} int8: timing int8 against fp32 in {r.target.runtime} (--no-speed-check skips it)")
+    try:
+        r.speed = measure(program, r.path, r.target.runtime, r.samples[0], profile_folder=r.work)
+    except Exception as e:   # timing is a report, not a condition of the artifact: say why it is missing
+        r.warnings.append(f"int8: could not time it against fp32 ({type(e).__name__}: {str(e).splitlines()[0][:160]})")
+        return
+    finally:
+        program.unlink(missing_ok=True)
+    r.md.quantization["speed"] = r.speed.to_dict()
+    if r.speed.warning():
+        r.warnings.append(r.speed.warning())
+
+
 def finalise(r: ArtifactRecord) -> None:
     """Rewrite with the full metadata, prove the bytes compute what was checked, sidecar, rename into place."""
     tgt = r.target
@@ -315,11 +342,11 @@ def finalise(r: ArtifactRecord) -> None:
         sidecar = move_into_place(r.work / sidecar_path(r.path).name, sidecar_path(final))
     r.files = [r.out / f.name for f in files]
     r.result = ExportResult(r.prep.card.name, tgt.name, r.precision, final, r.files, sidecar, r.md, r.report,
-                            time.perf_counter() - r.t0, r.accuracy, r.warnings)
+                            time.perf_counter() - r.t0, r.accuracy, r.warnings, r.speed)
 
 
 STAGES: tuple[Callable[[ArtifactRecord], None], ...] = (calibrate, convert, save, validate, parity, accuracy,
-                                                        finalise)
+                                                        speed, finalise)
 
 
 def scratch(r: ArtifactRecord) -> Path:

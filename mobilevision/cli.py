@@ -214,6 +214,9 @@ def export_cmd(
     category: Optional[str] = typer.Option(None, help="Anomaly: the category inside a folder of categories."),
     accuracy: bool = typer.Option(True, "--accuracy/--no-accuracy",
                                   help="Measure the task metric before/after for fp16 / bf16 / int8."),
+    speed_check: bool = typer.Option(True, "--speed-check/--no-speed-check",
+                                     help="int8: time the artifact against its fp32 program in the runtime and "
+                                          "warn when int8 is not faster (a few seconds per artifact)."),
     fail_on_drop: bool = typer.Option(False, "--fail-on-drop",
                                       help="Exit 3 when a quantised artifact loses more than its task's threshold."),
     layout: Optional[str] = typer.Option(None, "--layout",
@@ -276,7 +279,7 @@ def export_cmd(
                   "(right for latency and parity, not for predictions)")
     quantize = QuantizeOptions(calib_data=str(calib_data) if calib_data else None, calib_n=calib_n, keep_float=keep,
                                eval_data=str(eval_data) if eval_data else None, eval_n=eval_n, category=category,
-                               accuracy=accuracy)
+                               accuracy=accuracy, speed=speed_check)
     _check_output(out_dir, "--out", folder=True)
     with err.status(f"exporting {_safe(model)}") as status:
         results = export_all(model, list(dict.fromkeys(targets)), precisions=tuple(dict.fromkeys(precision)),
@@ -293,6 +296,8 @@ def export_cmd(
         if r.accuracy is not None:
             out.print(f"{_safe(r.target)} {_safe(r.precision)} accuracy ({_safe(r.accuracy.data)}, "
                       f"{r.accuracy.samples} inputs): {_safe(r.accuracy.summary())}")
+        if r.speed is not None:
+            out.print(f"{_safe(r.target)} int8 speed: {_safe(r.speed.summary())}")
     for r in done:
         for w in r.warnings:
             err.print(f"[bold yellow]WARNING[/bold yellow] {_safe(r.target)} {_safe(w)}")

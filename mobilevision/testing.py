@@ -131,3 +131,21 @@ def write_dng(path: Path, mosaic, pattern: str = "RGGB", black_level: int = 64, 
     if written != path:
         written.replace(path)
     return path
+
+
+@torch.no_grad()
+def spread_out_isp(name: str = "efficientisp", seed: int = 0) -> nn.Module:
+    """An ISP zoo model with random weights whose outputs spread over [0, 1] (a fresh init gives values near 0,
+    where the output clamp would hide channel-order mistakes such as DCR vs CRD pixel shuffles)."""
+    import mobilevision
+
+    torch.manual_seed(seed)
+    model = mobilevision.create_model(name)
+    gen = model.generator
+    last = gen.conv3 if hasattr(gen, "conv3") else gen.output_module[0]
+    last.weight.mul_(8.0)
+    last.bias.add_(0.4 if hasattr(gen, "conv3") else 0.0)
+    y = model(torch.rand(1, 4, 32, 32))
+    if not (0.1 < float(y.std()) and 0.05 < float((y > 0).float().mean()) and float((y < 1).float().mean()) > 0.5):
+        raise RuntimeError(f"{name}: the scaled init did not spread the outputs over [0, 1]")
+    return model

@@ -38,10 +38,57 @@ def _register_toy() -> None:
             label_set="toy", description="test-only model"))(lambda num_classes=10, **kw: ToyClassifier(num_classes))
 
 
+# Tests that use these session fixtures export to every target (tens of seconds on first use): they belong to
+# the full suite, not to the quick set (pytest -m "not slow").
+SLOW_FIXTURES = {"toy_exports", "shared_exports"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def toy_name() -> str:
     _register_toy()
     return TOY
+
+
+def _shared_models() -> dict:
+    """The real zoo models several test modules need exported to every target: (build, export keywords)."""
+    import mobilevision
+    from mobilevision.testing import calibrated_efficientad, spread_out_isp
+
+    def landmarks():
+        torch.manual_seed(0)
+        return mobilevision.create_model("landmarks_mnv2_035")
+    return {"efficientad": (calibrated_efficientad, {}),          # EfficientAD-S, maps O(0.1), 256 px
+            "landmarks_64": (landmarks, {"imgsz": 64}),             # landmarks_mnv2_035 at 64 px, seed 0
+            "efficientisp_32": (lambda: spread_out_isp("efficientisp"), {"imgsz": 32})}   # 32-pixel tiles
+
+
+@pytest.fixture(scope="session")
+def shared_exports(tmp_path_factory):
+    """``get(key) -> {target: ExportResult or ExportFailure}``: one of ``_shared_models`` exported to every target
+    at fp32, once per test session (on first use), for every module that needs it. Read-only: copy a file
+    before changing it."""
+    cache: dict = {}
+
+    def get(key: str) -> dict:
+        if key not in cache:
+            from mobilevision.export import export_all
+
+            build, kwargs = _shared_models()[key]
+            out = tmp_path_factory.mktemp(f"shared_{key}")
+            model = build()
+            before = {k: v.clone() for k, v in model.state_dict().items()}
+            cache[key] = {r.target: r for r in export_all(model, "all", out_dir=out, **kwargs)}
+            # no converter may edit the user's module (coremltools' passes once shifted a buffer in place)
+            changed = [k for k, v in model.state_dict().items() if not torch.equal(before[k], v)]
+            assert not changed, f"exporting {key} changed the module's {changed[:3]}"
+        return cache[key]
+    return get
 
 
 @pytest.fixture(scope="session")

@@ -43,6 +43,9 @@ class ExportOptions:
     # convert with ``batched_args`` and ``batch_dims``. Default: batch 1, static, as mobile runtimes prefer.
     dynamic_batch: bool = False
     max_batch: int = 1024
+    # int8 only, set by the target: its fp32 program, saved in ``workdir`` as the runtime opens it, from which
+    # the int8 artifact was quantised (export/speed.py times the two); None where the target keeps none.
+    float_program: Path | None = None
 
 
 class Target(Protocol):

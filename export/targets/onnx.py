@@ -145,6 +145,10 @@ class OnnxTarget:
             check_keep_float(options.keep_float, module)
         model = torch_to_onnx(module, example, options)
         if options.precision == "int8":
+            import onnx
+
+            options.float_program = Path(options.workdir) / "_fp32_program.onnx"   # what int8 is timed against
+            onnx.save(model, str(options.float_program))
             model = quantize_int8(model, module, arrays, options)
         elif options.precision == "fp16":
             # fp16 weights and compute; inputs/outputs stay float32 so apps feed the same arrays

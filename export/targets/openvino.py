@@ -161,6 +161,8 @@ class OpenVINOTarget:
         finally:
             tmp.unlink(missing_ok=True)
         if options.precision == "int8":
+            options.float_program = Path(options.workdir) / "_fp32_program.xml"   # what int8 is timed against
+            ov.save_model(model, str(options.float_program), compress_to_fp16=False)
             # weights saved as int8 constants, activations quantised by FakeQuantize ops; nothing compressed to fp16
             return quantize_int8(model, proto, module, arrays, options), False
         if options.precision == "bf16":

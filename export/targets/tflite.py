@@ -203,6 +203,8 @@ class TFLiteTarget:
             raise ExportError(f"litert-torch could not convert {type(module).__name__}: {why}") from e
         if options.precision != "int8":
             return content
+        options.float_program = Path(options.workdir) / "_fp32_program.tflite"   # what int8 is timed against
+        options.float_program.write_bytes(content)
         try:
             with quiet_converters():
                 return quantize_int8(content, module, example, options, calibration)

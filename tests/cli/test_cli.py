@@ -79,6 +79,7 @@ def test_unreadable_artifact(capsys, tmp_path, one_line_error):
     one_line_error(main(["classify", str(tmp_path / "m.pb"), str(junk)]), "unknown artifact type")
 
 
+@pytest.mark.slow
 def test_real_process_exit_code_and_no_traceback():
     proc = subprocess.run([sys.executable, "-m", "mobilevision.cli", "export", "nope", "--target", "onnx"],
                           capture_output=True, text=True, timeout=120)
@@ -86,6 +87,7 @@ def test_real_process_exit_code_and_no_traceback():
     assert proc.stderr.strip().startswith("error: unknown model 'nope'") and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_export_info_classify_bench(capsys, toy_name, tmp_path, one_line_error):
     from PIL import Image
 

@@ -52,6 +52,7 @@ def test_eval_reports_metrics_and_confusion_png(trained_run, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_export_a_run_carries_its_labels(trained_run, tmp_path, capsys):
     from mobilevision.runtime import load
 
@@ -104,6 +105,7 @@ def test_eval_and_export_bad_input(trained_run, capsys, tmp_path, one_line_error
                                   str(tmp_path / "x")]), "dataset folder not found")
 
 
+@pytest.mark.slow
 def test_bias_loss_trains_skipnet_and_resumes_its_running_minimum(tmp_path, image_folder, capsys):
     """SkipNet's last feature map feeds Bias Loss; the 'global' running minimum is part of the saved state."""
     import torch

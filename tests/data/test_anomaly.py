@@ -229,6 +229,7 @@ def small_builds(monkeypatch):
     monkeypatch.setattr(anomaly, "N_PER_DEFECT", 1)
 
 
+@pytest.mark.slow
 def test_builtin_layout_and_masks(gravel):
     data = read_mvtec(gravel)
     assert len(data.train) == 60 and data.defects == sorted(DEFECT_KINDS)
@@ -257,6 +258,7 @@ def test_builtin_test_normals_are_not_train_copies(gravel):
     assert a1 <= b0 and a1 - a0 >= 256 and b1 - b0 >= 256
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("category", ["brick", "tissue", "stars"])
 def test_add_defect_changes_only_inside_the_mask(category):
     rng = np.random.default_rng(3)

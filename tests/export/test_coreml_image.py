@@ -55,6 +55,7 @@ def _op_names(spec) -> set[str]:
     return {o.name for op in block.operations for o in op.outputs}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["toy", "half", "skipnet_m", "landmarks"])
 def test_image_input_is_rgb_image_type(exported, name):
     r = exported[name]
@@ -173,6 +174,7 @@ def test_classifier_labels_fill_and_dedupe():
     assert _labels(md) is None
 
 
+@pytest.mark.slow
 def test_int8_keep_float_through_the_image_wrapper(tmp_path, toy_name):
     """The exported module is wrapped (ArtifactModule, child "model"): --keep-float still names the model's own
     modules, and the kept ops are found."""
@@ -184,6 +186,7 @@ def test_int8_keep_float_through_the_image_wrapper(tmp_path, toy_name):
     assert backend.class_labels(_spec(r)) == [f"class_{i}" for i in range(10)]
 
 
+@pytest.mark.slow
 def test_cli_export_and_info(tmp_path, toy_name, capsys):
     from mobilevision.cli import main
 

@@ -6,21 +6,18 @@ import numpy as np
 import pytest
 import torch
 
-from mobilevision.export import export_all
 from mobilevision.runtime import load
 from mobilevision.testing import calibrated_efficientad
 from mobilevision.export.api import resolve_targets
 
+pytestmark = pytest.mark.slow   # real zoo models end to end (the quick set skips them)
+
 
 @pytest.fixture(scope="module")
-def detector_exports(tmp_path_factory):
-    out = tmp_path_factory.mktemp("efficientad")
-    detector = calibrated_efficientad()
-    before = {k: v.clone() for k, v in detector.state_dict().items()}
-    results = {r.target: r for r in export_all(detector, "all", out_dir=out)}
-    # no converter may edit the user's module (coremltools' passes once shifted teacher_mean in place)
-    assert all(torch.equal(before[k], v) for k, v in detector.state_dict().items())
-    return results
+def detector_exports(shared_exports):
+    # (the shared fixture also asserts that no converter edited the detector: coremltools' passes once
+    # shifted teacher_mean in place)
+    return shared_exports("efficientad")
 
 
 def test_every_target_passes_parity_on_map_and_score(detector_exports):

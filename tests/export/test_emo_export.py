@@ -9,6 +9,8 @@ from mobilevision.runtime import load
 from mobilevision.export.api import resolve_targets
 from mobilevision.export.targets import TARGETS
 
+pytestmark = pytest.mark.slow   # real zoo models end to end (the quick set skips them)
+
 
 @pytest.fixture(scope="module")
 def emo_exports(tmp_path_factory):

@@ -14,6 +14,8 @@ from mobilevision.export.targets import TARGETS, get_target
 from mobilevision.runtime import load
 from mobilevision.runtime.backends import SUFFIX_BACKENDS
 
+pytestmark = pytest.mark.slow   # real zoo models end to end (the quick set skips them)
+
 EXTRA = ("executorch-coreml", "executorch-vulkan", "executorch-qnn")
 
 

@@ -85,6 +85,7 @@ def test_metadata_fields(toy_exports, toy_name):
     assert md.weights is None and md.weights_sha256 is None
 
 
+@pytest.mark.slow
 def test_fp16_exports_pass_parity_and_are_smaller(tmp_path, toy_name, toy_exports):
     results = export_all(toy_name, ["onnx", "tflite", "openvino"], precisions=("fp16",), out_dir=tmp_path)
     for r in results:
@@ -97,6 +98,7 @@ def test_fp16_exports_pass_parity_and_are_smaller(tmp_path, toy_name, toy_export
     assert bins.stat().st_size < toy_exports["openvino"].path.with_suffix(".bin").stat().st_size
 
 
+@pytest.mark.slow
 def test_weights_checksum_recorded(tmp_path, toy_name):
     from mobilevision import create_model
     from mobilevision.checkpoints import sha256_of
@@ -107,6 +109,7 @@ def test_weights_checksum_recorded(tmp_path, toy_name):
     assert r.metadata.weights == "toy.pth" and r.metadata.weights_sha256 == sha256_of(ckpt)
 
 
+@pytest.mark.slow
 def test_imgsz_changes_shape_and_name(tmp_path, toy_name):
     r = export(toy_name, "onnx", imgsz=96, out_dir=tmp_path)
     assert r.path.name == "toy_test_classifier_96.onnx"
@@ -117,6 +120,7 @@ def _leftovers(folder):
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
+@pytest.mark.slow
 def test_parity_failure_leaves_nothing(tmp_path, toy_name, monkeypatch):
     real = stages.run_artifact
 
@@ -130,6 +134,7 @@ def test_parity_failure_leaves_nothing(tmp_path, toy_name, monkeypatch):
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_interrupted_export_leaves_no_artifact(tmp_path, toy_name, monkeypatch):
     def interrupted(src, dst):
         raise KeyboardInterrupt
@@ -140,6 +145,7 @@ def test_interrupted_export_leaves_no_artifact(tmp_path, toy_name, monkeypatch):
     assert _leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_reexport_replaces_previous_artifact(tmp_path, toy_name):
     first = export(toy_name, "coreml", out_dir=tmp_path)
     second = export(toy_name, "coreml", out_dir=tmp_path)
@@ -148,6 +154,7 @@ def test_reexport_replaces_previous_artifact(tmp_path, toy_name):
                                                           "toy_test_classifier.mlpackage.json"]
 
 
+@pytest.mark.slow
 def test_export_all_records_failures_and_continues(tmp_path, toy_name, monkeypatch):
     from mobilevision.export.targets.tflite import TFLiteTarget
 
@@ -190,6 +197,7 @@ def test_tflite_metadata_entry_is_replaced_not_duplicated(toy_exports):
     path.unlink()
 
 
+@pytest.mark.slow
 def test_fp16_onnx_graph_is_valid(tmp_path, toy_name):
     import onnx
 

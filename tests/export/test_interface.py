@@ -143,6 +143,7 @@ def test_metadata_fields_are_validated_and_old_files_mean_logits():
     assert md5.scores is None and md5.preprocessing.normalization == "app"
 
 
+@pytest.mark.slow
 def test_tflite_export_without_mediapipe_warns_and_still_loads(toy_name, tmp_path, monkeypatch):
     """No mediapipe (a platform without its wheel): our JSON entry only, and a warning naming what is missing."""
     from mobilevision.export import export
@@ -159,6 +160,7 @@ def test_tflite_export_without_mediapipe_warns_and_still_loads(toy_name, tmp_pat
         assert len(m.classify(np.zeros((40, 50, 3), np.uint8), top_k=2)) == 2
 
 
+@pytest.mark.slow
 def test_layout_applies_to_the_targets_that_write_it(toy_name, tmp_path, capsys):
     """-t tflite -t onnx --layout NHWC: TFLite takes NHWC, ONNX keeps NCHW, and the CLI says so once."""
     from mobilevision.cli import main

@@ -3,32 +3,20 @@ parity in each runtime, and the RAW normalisation recorded in the metadata (sche
 from __future__ import annotations
 
 import pytest
-import torch
 
 import mobilevision
 from mobilevision.export import export_all
 from mobilevision.export.metadata import SCHEMA_VERSION, ModelMetadata, read_sidecar
 from mobilevision.export.api import resolve_targets
+from mobilevision.testing import spread_out_isp
 
-
-def _spread_out(name: str) -> torch.nn.Module:
-    """Random weights with outputs spread over [0, 1] (a fresh init gives values near 0, where the clamp
-    would hide channel-order mistakes such as DCR vs CRD pixel shuffles)."""
-    torch.manual_seed(0)
-    model = mobilevision.create_model(name)
-    with torch.no_grad():
-        gen = model.generator
-        last = gen.conv3 if hasattr(gen, "conv3") else gen.output_module[0]
-        last.weight.mul_(8.0)
-        last.bias.add_(0.4 if hasattr(gen, "conv3") else 0.0)
-        y = model(torch.rand(1, 4, 32, 32))
-    assert 0.1 < float(y.std()) and 0.05 < float((y > 0).float().mean()) and float((y < 1).float().mean()) > 0.5
-    return model
+pytestmark = pytest.mark.slow   # real zoo models end to end (the quick set skips them)
 
 
 @pytest.mark.parametrize("name", ["efficientisp", "robustisp", "rmfa_net_tiny"])
-def test_isp_exports_with_parity(name, tmp_path):
-    results = {r.target: r for r in export_all(_spread_out(name), "all", out_dir=tmp_path, imgsz=32)}
+def test_isp_exports_with_parity(name, tmp_path, shared_exports):
+    results = (shared_exports("efficientisp_32") if name == "efficientisp" else
+               {r.target: r for r in export_all(spread_out_isp(name), "all", out_dir=tmp_path, imgsz=32)})
     assert set(results) == set(resolve_targets("all"))
     for target, r in results.items():
         md = read_sidecar(r.path)

@@ -10,22 +10,22 @@ import mobilevision
 from mobilevision.data.faces import FacePose, render_face
 from mobilevision.data.landmarks import FLIP_PAIRS, crop_resize, extent_box
 from mobilevision.errors import InputMismatch, MobileVisionError
-from mobilevision.export import export_all
 from mobilevision.export.metadata import ModelMetadata, read_sidecar
 from mobilevision.runtime import load
 from mobilevision.runtime.tasks.landmarks import crop_image, to_image
 from mobilevision.export.api import resolve_targets
 from mobilevision.export.targets import TARGETS
 
+pytestmark = pytest.mark.slow   # real zoo models end to end (the quick set skips them)
+
 SIZE = 64
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
+def exported(shared_exports):
+    results = shared_exports("landmarks_64")   # landmarks_mnv2_035, seed 0, at SIZE
     torch.manual_seed(0)
-    model = mobilevision.create_model("landmarks_mnv2_035")
-    results = {r.target: r for r in export_all(model, "all", out_dir=tmp_path_factory.mktemp("lm"), imgsz=SIZE)}
-    return model, results
+    return mobilevision.create_model("landmarks_mnv2_035"), results
 
 
 def test_landmark_exports_with_parity(exported):

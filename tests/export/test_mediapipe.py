@@ -13,6 +13,8 @@ from PIL import Image
 
 from mobilevision.cli import main
 
+pytestmark = pytest.mark.slow   # real zoo models end to end (the quick set skips them)
+
 try:
     import mediapipe  # noqa: F401
     from mediapipe.tasks.python import vision
@@ -126,15 +128,14 @@ def test_the_standard_metadata_describes_the_classifier(classifier):
     assert md["min_parser_version"] == "1.0.0"
 
 
-def test_other_tasks_carry_image_properties_and_normalisation(tmp_path):
-    from mobilevision.export import export
+def test_other_tasks_carry_image_properties_and_normalisation(shared_exports):
     from mobilevision.export.targets.tflite_metadata import writers
     from mobilevision.runtime import load
 
     writers()
     from mediapipe.tasks.python.metadata import metadata
 
-    r = export("landmarks_mnv2_035", "tflite", imgsz=64, out_dir=tmp_path)
+    r = shared_exports("landmarks_64")["tflite"]
     md = json.loads(metadata.MetadataDisplayer.with_model_file(str(r.path)).get_metadata_json())
     image = md["subgraph_metadata"][0]["input_tensor_metadata"][0]
     assert image["content"]["content_properties"]["color_space"] == "RGB"

@@ -44,6 +44,7 @@ def test_only_openvino_offers_bf16():
     assert NO_BF16, "every target offers bf16: the refusal test below tests nothing"
 
 
+@pytest.mark.slow
 def test_bf16_export_is_an_fp32_ir_marked_bf16(bf16_export):
     r = bf16_export
     assert r.path.name.endswith("_bf16.xml") and r.metadata.precision == "bf16"

@@ -82,6 +82,7 @@ def labels_file(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", resolve_targets("all"))
 def test_a_pt2_exports_to_every_target_with_parity(program, labels_file, target, tmp_path, require_target):
     require_target(target)
@@ -98,6 +99,7 @@ def test_a_pt2_exports_to_every_target_with_parity(program, labels_file, target,
             assert len(top) == 2 and top[0].label in md.labels and 0 < top[0].score <= 1
 
 
+@pytest.mark.slow
 def test_the_artifact_computes_what_the_module_computes(program, tmp_path):
     """Not only parity against itself: the ONNX artifact's logits are the original module's on the same input."""
     path, net = program
@@ -110,6 +112,7 @@ def test_the_artifact_computes_what_the_module_computes(program, tmp_path):
     np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["onnx", "openvino", "tflite"])
 def test_a_module_with_two_inputs(target, tmp_path, require_target):
     require_target(target)
@@ -199,6 +202,7 @@ def test_a_pt2_with_pickled_parts_is_refused_unread(program, tmp_path, monkeypat
     assert calls == [] and not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_cli_exports_a_pt2_and_names_missing_flags(program, labels_file, tmp_path, capsys):
     path, _ = program
     out = tmp_path / "out"
@@ -219,6 +223,7 @@ def test_cli_exports_a_pt2_and_names_missing_flags(program, labels_file, tmp_pat
     assert code == 2 and "describe your own model" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", [t for t in resolve_targets("all") if t != "coreml"])
 def test_dynamic_batch_is_checked_at_two_batch_sizes(dynamic_program, target, tmp_path, require_target):
     from mobilevision.export.targets import get_target
@@ -239,6 +244,7 @@ def test_dynamic_batch_is_checked_at_two_batch_sizes(dynamic_program, target, tm
             assert out.shape == (n, 5)
 
 
+@pytest.mark.slow
 def test_executorch_dynamic_batch_is_bounded(dynamic_program, tmp_path, require_target):
     """ExecuTorch plans its buffers for the bound of a dynamic batch: 1..16, said at export and at run time."""
     from mobilevision.errors import InputMismatch
@@ -258,6 +264,7 @@ def test_executorch_dynamic_batch_is_bounded(dynamic_program, tmp_path, require_
             m.predict(x)
 
 
+@pytest.mark.slow
 def test_dynamic_batch_where_a_target_or_the_program_cannot(program, dynamic_program, tmp_path):
     with pytest.raises(ExportError, match="exported with a fixed batch of 1: for --dynamic-batch"):
         export(program[0], "onnx", out_dir=tmp_path, task="classify", mean=MEAN, std=STD, dynamic_batch=True)

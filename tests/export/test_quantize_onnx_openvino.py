@@ -120,6 +120,7 @@ def _run(path: Path, backend: str, inputs: list[np.ndarray]) -> list[np.ndarray]
 # ----------------------------------------------------------------------------------------------- accuracy
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", TARGETS)
 def test_int8_close_to_pytorch_but_not_fp32(build, net, target):
     path, _ = build(target)
@@ -132,6 +133,7 @@ def test_int8_close_to_pytorch_but_not_fp32(build, net, target):
     assert max(float(np.abs(r - g).max()) for r, g in zip(ref, got)) > 1e-5  # really quantised, not fp32
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", TARGETS)
 def test_int8_attention_close_to_pytorch(tmp_path, calibration, target):
     """Softmax over 1024 positions: quantised with ORT's fixed [0, 1] uint8 range its ~1e-3 weights round to 0."""
@@ -246,6 +248,7 @@ def test_openvino_int8_has_fakequantize_and_int8_weights(build):
     assert all(act == "FakeQuantize" and w == "i8" for act, w, _ in convs.values()), convs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", TARGETS)
 def test_quantization_facts_recorded(build, calibration, target):
     _, options = build(target, ("head",))
@@ -279,6 +282,7 @@ def test_onnx_keep_float_head(build):
     assert not kept_outputs & quantized_inputs  # no kept layer's output is quantised again
 
 
+@pytest.mark.slow
 def test_onnx_keep_float_maps_batchnorm_folded_conv(build):
     """The folded Conv carries the BatchNorm's scope; its parameter name still ties it to stages.1.conv."""
     import onnx
@@ -303,6 +307,7 @@ def test_openvino_keep_float_head(build):
     assert "node_linear/WithoutBiases" in kept and any(n.startswith("node_conv2d") for n in kept)
 
 
+@pytest.mark.slow
 def test_openvino_keep_float_folded_conv_and_quiet(build, capfd):
     capfd.readouterr()
     path, options = build("openvino", ("stages.1.conv",))
@@ -332,6 +337,7 @@ def test_unknown_keep_float_prefix(tmp_path, net, calibration, target):
     assert "stages" in str(e.value) and "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_keep_float_module_without_layers(tmp_path, net, calibration):
     options = ExportOptions(precision="int8", calibration=calibration, keep_float=("drop",), workdir=tmp_path)
     with pytest.raises(ExportError, match=r"'drop'.*no layer"):

@@ -114,6 +114,7 @@ def test_landmark_samples_are_eval_crops_with_points(tmp_path):
     assert q.task_metric(md, shifted, held.targets) == pytest.approx(100 * np.mean(1 / d))
 
 
+@pytest.mark.slow
 def test_isp_samples_tile_patches_into_the_input_size(tmp_path):
     from mobilevision.data.isp import build_builtin
 
@@ -191,6 +192,7 @@ def test_layer_sensitivity_finds_the_fragile_layer():
 
 # ---------------------------------------------------------------- through the export API and the CLI
 
+@pytest.mark.slow
 def test_int8_onnx_export_reports_accuracy_in_the_sidecar(digits_toy, tmp_path):
     opts = export_api.QuantizeOptions(calib_n=16, eval_n=40)
     r = export_api.export(digits_toy, "onnx", precision="int8", out_dir=tmp_path, quantize=opts)
@@ -212,6 +214,7 @@ def test_keep_float_needs_int8(digits_toy, tmp_path):
                           quantize=export_api.QuantizeOptions(keep_float=("head",)))
 
 
+@pytest.mark.slow
 def test_coreml_int8_reads_no_calibration(digits_toy, tmp_path, monkeypatch):
     calls = []
     real = q.task_samples
@@ -231,6 +234,7 @@ def _cli(args, capsys):
     return code, captured.out + captured.err
 
 
+@pytest.mark.slow
 def test_cli_int8_prints_accuracy_and_fails_on_drop(digits_toy, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(q.THRESHOLDS, "classify", q.TaskMetric("top1", "top-1", "%", True, -1.0))
     code, output = _cli(["export", digits_toy, "-t", "onnx", "-p", "int8", "--calib-n", "8", "--eval-n", "12",
@@ -255,6 +259,7 @@ def test_cli_rejects_bad_quantisation_arguments(digits_toy, tmp_path, capsys):
     assert code == 2 and "not found" in output
 
 
+@pytest.mark.slow
 def test_broken_int8_is_refused_with_the_layers_to_keep_float(digits_toy, tmp_path):
     from mobilevision.errors import ExportParityError
 
@@ -285,6 +290,7 @@ class TwoBranch(nn.Module):
         return ((self.a(x) - self.b(x)) ** 2).mean(1, keepdim=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", ["onnx", "tflite"])
 def test_keep_float_root_keeps_the_top_level_arithmetic_float(target, tmp_path):
     from mobilevision.export.targets import get_target
@@ -314,6 +320,7 @@ def test_efficientad_cards_keep_their_map_arithmetic_float():
     assert mobilevision.get_model_card("emo_1m").int8_keep_float == ()
 
 
+@pytest.mark.slow
 def test_coreml_fp16_keeps_its_interface(digits_toy, tmp_path):
     """fp16 compute changes no input or output type: an image in, a classifier's {label: double} out; a
     model with tensor outputs keeps them float32 (casts inside)."""

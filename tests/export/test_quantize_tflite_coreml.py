@@ -136,6 +136,7 @@ def _convs(path) -> list[tuple[str, str, str]]:
     return out
 
 
+@pytest.mark.slow
 def test_tflite_int8_close_to_pytorch_runs_in_litert_and_is_int8(net, tflite_fp32, tflite_int8):
     path, options = tflite_int8
     cos = _cosines(net, path)
@@ -156,6 +157,7 @@ def test_tflite_int8_records_quantization(tflite_int8):
     assert q["calibration_samples"] == 16 and q["kept_float"] == [] and q["kept_float_modules"] == []
 
 
+@pytest.mark.slow
 def test_tflite_keep_float_leaves_named_convs_float(net, tflite_keep):
     path, options = tflite_keep
     convs = _convs(path)  # a fused op's name lists each source op's module stack, the conv's among them
@@ -218,6 +220,7 @@ def coreml_exports(net, tmp_path_factory):
                                           ("int8", "int8", ()), ("int8_keep", "int8", KEEP))}
 
 
+@pytest.mark.slow
 def test_coreml_int8_has_8bit_weights_and_is_smaller(coreml_exports):
     path, options, structure, size = coreml_exports["int8"]
     assert structure["ops"].get("constexpr_affine_dequantize", 0) >= 3, structure["ops"]  # 2 blocks + head

@@ -13,6 +13,8 @@ from mobilevision.runtime import load
 from mobilevision.testing import calibrate_random_weights
 from mobilevision.export.api import resolve_targets
 
+pytestmark = pytest.mark.slow   # real zoo models end to end (the quick set skips them)
+
 
 def _calibrated_skipnet_m() -> nn.Module:
     """Random weights with a trained network's activation scale. The official init alone gives

@@ -22,7 +22,7 @@ def _record(prep, tmp_path, target="onnx", precision="fp32", **kw):
 
 def test_the_pipeline_is_the_named_stages_in_order():
     assert [s.__name__ for s in stages.STAGES] == ["calibrate", "convert", "save", "validate", "parity", "accuracy",
-                                                   "finalise"]
+                                                   "speed", "finalise"]
 
 
 def test_plan_refuses_before_anything_is_written(prep, tmp_path):
@@ -54,6 +54,7 @@ def test_calibrate_reads_only_for_int8(prep, tmp_path):
     assert any("only 3 calibration inputs" in w for w in r.warnings)
 
 
+@pytest.mark.slow
 def test_stages_up_to_parity_write_nothing_final(prep, tmp_path):
     r = _record(prep, tmp_path)
     for stage in (stages.calibrate, stages.convert, stages.save, stages.validate, stages.parity):
@@ -70,6 +71,7 @@ def test_stages_up_to_parity_write_nothing_final(prep, tmp_path):
     assert r.result.sidecar.exists() and r.result.parity.passed
 
 
+@pytest.mark.slow
 def test_parity_raises_on_a_runtime_that_disagrees(prep, tmp_path, monkeypatch):
     r = _record(prep, tmp_path)
     for stage in (stages.convert, stages.save, stages.validate):
@@ -80,6 +82,7 @@ def test_parity_raises_on_a_runtime_that_disagrees(prep, tmp_path, monkeypatch):
         stages.parity(r)
 
 
+@pytest.mark.slow
 def test_export_prepared_removes_the_scratch_folder_when_a_stage_fails(prep, tmp_path, monkeypatch):
     def broken(r):
         raise ExportError("boom")

@@ -120,6 +120,7 @@ def _inputs(model, n: int, seed: int = 1) -> list[np.ndarray]:
 # 1. Threads
 # ---------------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_sixteen_threads_mixed_call_forms_and_bad_calls(toy_exports, backend):
     """16 threads, each calling with an array, a list, a dict or a NaN input in turn: every good call gets
@@ -160,6 +161,7 @@ def test_sixteen_threads_mixed_call_forms_and_bad_calls(toy_exports, backend):
     assert not problems, problems[:3]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_close_while_sixteen_threads_are_mid_call(toy_exports, backend):
     """close() (from four threads at once) while 16 threads call in a loop: calls already running finish
@@ -288,6 +290,7 @@ def _helper_calls(toy_exports, task_models):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("helper", ["classify-ort", "classify-openvino", "classify-litert", "detect_anomaly",
                                     "detect_landmarks", "process_raw"])
 def test_task_helpers_from_sixteen_threads_match_one_thread(toy_exports, task_models, helper):
@@ -309,6 +312,7 @@ def _rss() -> int:
     return psutil.Process().memory_info().rss
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["openvino", "litert"])
 def test_short_lived_threads_do_not_accumulate_runtime_objects(toy_exports, backend):
     from mobilevision.runtime import load
@@ -436,6 +440,7 @@ def truncated_under_load(toy_exports, tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend,mode", [
     ("ort", "halved"), ("ort", "emptied"), ("litert", "halved"),
     pytest.param("litert", "emptied"),
@@ -711,6 +716,7 @@ def test_owner_pid_out_of_range_does_not_break_cleanup(tmp_path, owner):
     assert err is None, repr(err)
 
 
+@pytest.mark.slow
 def test_cli_export_into_folder_with_out_of_range_owner(tmp_path, toy_name, capsys):
     from mobilevision.cli import main
 
@@ -823,6 +829,7 @@ def concurrent_exports(toy_exports, toy_name, tmp_path_factory):
                 held_after=held_after, held_new_thread=held_new_thread)
 
 
+@pytest.mark.slow
 def test_concurrent_exports_both_finish_and_leave_no_scratch(concurrent_exports):
     """B's stale-scratch cleanup leaves the running A's scratch folder alone; both clean up after themselves."""
     c = concurrent_exports

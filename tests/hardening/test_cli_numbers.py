@@ -45,6 +45,7 @@ BAD_NUMBERS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv,words", BAD_NUMBERS.values(), ids=BAD_NUMBERS.keys())
 def test_bad_number_is_one_line(argv, words, toy_name, capsys, one_line_error):
     one_line_error(main(argv), *words)
@@ -74,6 +75,7 @@ RESUME_CHANGES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("extra,words", RESUME_CHANGES.values(), ids=RESUME_CHANGES.keys())
 def test_resume_refuses_a_changed_option(finished_run, extra, words, capsys, one_line_error):
     run, _ = finished_run

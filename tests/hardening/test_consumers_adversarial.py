@@ -96,6 +96,7 @@ def toy_tflite(tmp_path_factory, toy_name) -> dict:
 
 # ----------------------------------------------------------------------------------- layouts and the CLI
 
+@pytest.mark.slow
 def test_default_and_nchw_exports_present_what_their_metadata_says(toy_tflite):
     from mobilevision.runtime import load
 
@@ -113,6 +114,7 @@ def test_default_and_nchw_exports_present_what_their_metadata_says(toy_tflite):
         np.testing.assert_allclose([c.score for c in x], [c.score for c in y], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_layout_spellings_on_the_command_line(toy_name, tmp_path, one_line_error):
     from mobilevision.runtime import load
 
@@ -126,6 +128,7 @@ def test_layout_spellings_on_the_command_line(toy_name, tmp_path, one_line_error
     assert not (tmp_path / "b").exists() or not list((tmp_path / "b").glob("*.tflite"))
 
 
+@pytest.mark.slow
 def test_layout_nhwc_with_all_targets_writes_tflite_nhwc_and_no_traceback(toy_name, tmp_path, capsys):
     """Today the NCHW-only targets each fail with one line naming --layout (the help text says "for targets that
     write both", so skipping them would be fine too); the TFLite artifact is NHWC either way."""
@@ -142,6 +145,7 @@ def test_layout_nhwc_with_all_targets_writes_tflite_nhwc_and_no_traceback(toy_na
         assert written or (len(failed) == 1 and "--layout" in failed[0]), (target, err)
 
 
+@pytest.mark.slow
 def test_layout_with_a_raw_input_isp_model_keeps_nchw(tmp_path, one_line_error):
     from mobilevision.runtime import load
 
@@ -214,6 +218,7 @@ def test_a_hand_edited_sidecar_does_not_override_the_embedded_interface(toy_tfli
         assert [(c.index, c.score) for c in m.classify(IMG, 3)] == [(c.index, c.score) for c in ref.classify(IMG, 3)]
 
 
+@pytest.mark.slow
 def test_probabilities_claimed_on_a_logits_output_is_one_error_line(toy_name, tmp_path, one_line_error):
     import onnx
 
@@ -243,6 +248,7 @@ def test_probabilities_claimed_on_a_logits_output_is_one_error_line(toy_name, tm
 
 # ------------------------------------------------------------------------------------------ consumers
 
+@pytest.mark.slow
 def test_other_runtimes_and_tools_take_both_layouts(toy_tflite, tmp_path):
     """OpenVINO reading the NHWC .tflite agrees with LiteRT; bench and the golden-vector writer run both."""
     from mobilevision.runtime import load
@@ -283,6 +289,7 @@ def test_mediapipe_takes_nhwc_and_refuses_nchw_clearly(toy_tflite):
         top(toy_tflite["nchw"].path)
 
 
+@pytest.mark.slow
 def test_int8_keep_float_head_through_the_nhwc_wrapper(toy_name, tmp_path):
     """--keep-float names the model's own modules (head), not the wrapper's (model.head); the softmax stays
     float and the output is a distribution."""
@@ -319,6 +326,7 @@ def test_int8_keep_float_head_through_the_nhwc_wrapper(toy_name, tmp_path):
                    quantize=replace(q, keep_float=(wrong,)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("n", [1, 2])
 def test_one_and_two_class_classifiers(toy_name, tmp_path, n):
     from mobilevision.export import export
@@ -334,6 +342,7 @@ def test_one_and_two_class_classifiers(toy_name, tmp_path, n):
     assert {c.label for c in top} == set(labels)
 
 
+@pytest.mark.slow
 def test_duplicate_unicode_and_spaced_labels_reach_mediapipes_label_file(toy_name, tmp_path):
     from mobilevision.export import export
     from mobilevision.runtime import load
@@ -355,6 +364,7 @@ def test_a_label_with_a_newline_is_refused_before_converting(toy_name, tmp_path)
     assert not list(tmp_path.glob("*.tflite"))
 
 
+@pytest.mark.slow
 def test_non_square_input_through_the_api(toy_name, tmp_path):
     from mobilevision.export import export
     from mobilevision.runtime import load
@@ -403,6 +413,7 @@ def test_the_parser_version_stand_in_installs_once_under_threads():
 # Was a bug, fixed: tflite_metadata.with_standard_metadata writes an empty last label as an empty last line;
 # MediaPipe drops it, its label map is one short and ImageClassifier.classify fails (RET_CHECK num_classes == label
 # map size), then hangs on close
+@pytest.mark.slow
 def test_an_empty_last_label_keeps_mediapipes_label_map_complete(toy_name, tmp_path):
     from mobilevision.export import export
 
@@ -442,6 +453,7 @@ def test_coreml_class_labels_are_unique_whatever_the_names():
 
 # Was a bug, fixed: MediaPipe's writer opens the label file with the locale's encoding (open(path, 'w')): on
 # Windows (cp1252) 'café' is written as Latin-1 (MediaPipe reads invalid UTF-8) and '猫' makes the export fail
+@pytest.mark.slow
 def test_the_label_file_is_utf8_whatever_the_locale(toy_name, tmp_path, monkeypatch):
     pytest.importorskip("mediapipe")
     from mobilevision.export import export
@@ -464,6 +476,7 @@ def test_the_label_file_is_utf8_whatever_the_locale(toy_name, tmp_path, monkeypa
 # Was a bug, fixed: base.ArtifactModule.forward applies torch.softmax to the model's whole output: a classifier
 # with a second output (logits, aux) exported to ONNX before and still does, but TFLite and Core ML fail
 # ('softmax(): argument must be Tensor, not tuple')
+@pytest.mark.slow
 def test_a_classifier_with_two_outputs_exports_to_tflite(toy_name, tmp_path):
     from mobilevision.export import export
     from mobilevision.runtime import load
@@ -484,6 +497,7 @@ def test_a_classifier_with_two_outputs_exports_to_tflite(toy_name, tmp_path):
 # Was a bug, fixed: a classifier whose logits are (1, N, 1, 1) (a conv head, no flatten) gets softmax over the last
 # axis (size 1): the TFLite artifact outputs all ones, parity passes (the reference is transformed the same way,
 # compare() sees zeros), the export succeeds; classify then refuses it and MediaPipe scores every class 1.0
+@pytest.mark.slow
 def test_a_classifier_with_4d_logits_is_softmaxed_over_its_classes(toy_name, tmp_path):
     from mobilevision.export import export
     from mobilevision.runtime import load
@@ -506,6 +520,7 @@ def test_a_classifier_with_4d_logits_is_softmaxed_over_its_classes(toy_name, tmp
 # Was a bug, fixed: exports from several threads of one process fail: torch.export (used by litert-torch and
 # torch.onnx) keeps global tracing state, so each reports 'could not convert' (ProxyTorchDispatchMode slot already
 # occupied / pop empty mode stack); a process-wide lock around the converters would serialise them
+@pytest.mark.slow
 def test_four_threads_exporting_at_once(toy_name, tmp_path):
     from mobilevision.export import export
 

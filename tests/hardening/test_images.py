@@ -228,6 +228,7 @@ def test_bomb_cli_is_one_line(bomb, toy_onnx, one_line_error, command, level):
         one_line_error(main([command, toy_onnx, str(p)]), "decompression", p.name)
 
 
+@pytest.mark.slow
 def test_bomb_landmarks_cli_is_one_line(bomb, landmark_onnx, one_line_error):
     from mobilevision.cli import main
 

@@ -128,6 +128,7 @@ KILLED_EXPORT = textwrap.dedent("""
 
 
 @pytest.mark.slow
+@pytest.mark.slow
 @pytest.mark.parametrize("target,kill_after", [("openvino", 1), ("openvino", 2), ("onnx", 1)])
 def test_export_killed_between_renames_leaves_nothing_that_loads(tmp_path, toy_name, target, kill_after):
     from mobilevision.export import api, stages

@@ -337,6 +337,7 @@ def test_the_real_sidecar_classifies(bare_onnx, tmp_path, capsys):
     assert "class_" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["info", "classify"])
 @pytest.mark.parametrize("case", ALL_CASES)
 def test_crafted_sidecar_fails_the_cli_in_one_line(bare_onnx, tmp_path, one_line_error, case, command):
@@ -455,6 +456,7 @@ def reference_files(bare_onnx, toy_exports) -> dict[str, Path]:
     return {"bare": bare_onnx[0], "openvino": toy_exports["openvino"].path}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["info", "classify"])
 @pytest.mark.parametrize("case", list(NON_REGULAR))
 def test_non_regular_files_are_refused_without_hanging(reference_files, bare_onnx, tmp_path, case, command):

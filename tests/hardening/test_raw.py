@@ -244,6 +244,7 @@ def test_cli_refuses_bad_arguments(raws, case, tmp_path, one_line_error):
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, nothing half-written
 
 
+@pytest.mark.slow
 def test_bad_arguments_fail_fast_without_torch(raws, tmp_path):
     """Every argument error comes before torch is imported (the deterministic check), in well under the
     seconds torch + a model take (measured in a fresh interpreter; ~0.3 s for the first call, ms after)."""

@@ -33,6 +33,7 @@ def _bad_inputs(shape):
 CASES = list(_bad_inputs((1, 3, 4, 4)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_bad_predict_input(toy_exports, backend, case):

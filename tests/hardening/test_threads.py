@@ -37,6 +37,7 @@ def _hammer(model, inputs, reference) -> list[str]:
     return problems
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_shared_model_is_right_under_threads(toy_exports, case):
     from mobilevision.runtime import load

@@ -17,6 +17,7 @@ def tiny_run(tmp_path, image_folder, toy_name):
             "--imgsz", "16", "--out", str(run)], run
 
 
+@pytest.mark.slow
 def test_progress_lines_when_stderr_is_not_a_terminal(tiny_run, monkeypatch, capsys):
     argv, run = tiny_run
     monkeypatch.setenv("MOBILEVISION_PROGRESS_S", "0")  # a line after every step
@@ -28,6 +29,7 @@ def test_progress_lines_when_stderr_is_not_a_terminal(tiny_run, monkeypatch, cap
     assert steps[-1].startswith("epoch 2/2 step 4/4") and "ETA 0:00" in steps[-1]
 
 
+@pytest.mark.slow
 def test_default_interval_logs_the_first_step_and_epoch_ends(tiny_run, capsys):
     argv, _ = tiny_run
     assert main(argv) == 0
@@ -42,6 +44,7 @@ def test_bad_interval_is_one_line(tiny_run, monkeypatch, capsys, one_line_error)
     one_line_error(main(tiny_run[0]), "MOBILEVISION_PROGRESS_S", "soon")
 
 
+@pytest.mark.slow
 def test_run_folder_and_card_exist_before_the_first_step(tiny_run, monkeypatch, capsys):
     from mobilevision.tasks.classify import ClassifyTask
 

@@ -32,6 +32,7 @@ def test_other_messages_are_left_alone():
     assert worker_cause("Caught nothing here") is None
 
 
+@pytest.mark.slow
 def test_fit_reraises_the_workers_line(monkeypatch, tmp_path, toy_name, image_folder, one_line_error):
     """A training run whose worker hits an unreadable image ends in one line naming it."""
     from mobilevision.cli import main

@@ -68,6 +68,7 @@ def objective():
     return UnpairedISPObjective((64, 64))
 
 
+@pytest.mark.slow
 def test_objective_terms_state_and_discriminator_step(objective):
     assert objective.pretrained == {"vgg19": False, "alexnet": False, "vit_b_16": False}
     keys = objective.state_dict().keys()

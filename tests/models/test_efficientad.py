@@ -140,6 +140,7 @@ def test_output_shapes_and_padding_switch(name, channels):
     assert _on_meta(name, padding=True)(x).shape == (1, channels, 64, 64)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("hw", [(256, 256), (257, 300), (320, 288), (511, 384), (512, 512)])
 @pytest.mark.parametrize("padding", [False, True])
 def test_autoencoder_output_follows_the_input_size(hw, padding):
@@ -175,6 +176,7 @@ def test_autoencoder_state_dict_names():
 
 # ------------------------------------------------------------------------------------------- function
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size, out", [("s", 384), ("s", 768), ("m", 384), ("m", 768)])
 @pytest.mark.parametrize("padding", [False, True])
 def test_pdn_matches_the_functional_spec(size, out, padding):
@@ -211,6 +213,7 @@ def test_autoencoder_dropout_only_in_training():
 
 # ------------------------------------------------------------------------------------------- weights
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, size, out", [("pdn_s", "s", 384), ("pdn_m", "m", 384), ("pdn_s_student", "s", 768)])
 def test_official_and_anomalib_teacher_files_load(name, size, out, tmp_path):
     ref = _randomise(_spec_pdn_sequential(size, out, padding=False), seed=4)

@@ -21,6 +21,7 @@ def detector():
     return d
 
 
+@pytest.mark.slow
 def test_forward_is_the_papers_map_arithmetic(detector):
     image = torch.rand(2, 3, 256, 256, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -39,6 +40,7 @@ def test_forward_is_the_papers_map_arithmetic(detector):
     assert (score >= 0).all()  # the zero border comes after normalisation: the score is max(0, interior)
 
 
+@pytest.mark.slow
 def test_padded_detector_has_no_border():
     d = EfficientADDetector("s", padding=True).eval()
     with torch.no_grad():
@@ -47,6 +49,7 @@ def test_padded_detector_has_no_border():
     assert st.shape[-2:] == (64, 64) and ae.shape == st.shape and amap.shape == (1, 1, 256, 256)
 
 
+@pytest.mark.slow
 def test_map_follows_other_input_sizes(detector):
     with torch.no_grad():
         amap, score = detector(torch.rand(1, 3, 320, 288))
@@ -65,6 +68,7 @@ def test_fit_quantiles_maps_q_a_to_0_and_q_b_to_0_1(detector):
     assert abs((norm <= 0.1).float().mean().item() - 0.995) < 0.002
 
 
+@pytest.mark.slow
 def test_statistics_travel_with_the_weights(detector, tmp_path):
     from safetensors.torch import save_file
 

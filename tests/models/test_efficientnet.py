@@ -228,6 +228,7 @@ def test_old_file_without_bn_counters(b3, tmp_path):
     assert torch.equal(trunk.features[8][1].running_var, b3.features[8][1].running_var)
 
 
+@pytest.mark.slow
 def test_wrong_shape_or_missing_key_raises_incompatible(b3, tmp_path):
     sd = dict(b3.state_dict())
     sd["features.1.0.block.1.fc1.weight"] = torch.zeros(8, 40, 1, 1)

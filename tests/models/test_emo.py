@@ -52,6 +52,7 @@ def test_parameter_count_exact(name):
     assert count_params(mobilevision.create_model(name)) == OFFICIAL[name][0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(OFFICIAL))
 def test_macs_match_the_papers_fvcore_count(name):
     # mobilevision.complexity follows fvcore's convention (conv/matmul/linear + BN/LN + pooling); it
@@ -172,6 +173,7 @@ def test_output_and_feature_shapes(emo1m):
         assert torch.equal(emo1m.head(emo1m.norm(features).mean((2, 3))), emo1m(x))
 
 
+@pytest.mark.slow
 def test_torch_export_and_jit_trace_match_eager(emo1m):
     x = torch.randn(1, 3, 224, 224)
     program = torch.export.export(emo1m, (x,))
@@ -221,6 +223,7 @@ def test_seeded_init_is_deterministic():
 
 # ---------------------------------------------------------------- official checkpoint formats
 
+@pytest.mark.slow
 def test_official_checkpoint_formats_reproduce_logits(emo1m, tmp_path):
     x = torch.randn(1, 3, 160, 160)  # stage 3/4 maps 10 and 5: padded windows, n1 = n2 = 2 in stage 3
     sd = emo1m.state_dict()

@@ -11,6 +11,7 @@ from mobilevision.models.feature_nets import (HF_LAYER_NAMES, VGG19_CONVS, AlexN
                                               load_feature_net)
 
 
+@pytest.mark.slow
 def test_vgg19_trunk_shapes_and_torchvision_file(tmp_path):
     torch.manual_seed(0)
     net = VGG19Features()
@@ -25,6 +26,7 @@ def test_vgg19_trunk_shapes_and_torchvision_file(tmp_path):
     torch.testing.assert_close(loaded(x), net(x))
 
 
+@pytest.mark.slow
 def test_vgg19_matconvnet_file_uses_the_reference_permutation(tmp_path):
     from scipy.io import savemat
 
@@ -88,6 +90,7 @@ def _hf_state_dict(vit: ViTB16, naming: str, prefix: str = "") -> dict[str, torc
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("naming,prefix", [("encoder.layer.{i}.", "vit."), ("layers.{i}.", "")])
 def test_vit_loads_hugging_face_files(tmp_path, naming, prefix):
     from safetensors.torch import save_file
@@ -105,6 +108,7 @@ def test_vit_loads_hugging_face_files(tmp_path, naming, prefix):
         torch.testing.assert_close(out, vit(x))
 
 
+@pytest.mark.slow
 def test_vit_torchvision_file_and_bad_files(tmp_path):
     torch.manual_seed(0)
     vit = ViTB16()

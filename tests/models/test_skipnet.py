@@ -93,6 +93,7 @@ def test_per_group_params_and_macs_match_spec():
         assert abs(macs[group] / 1e6 - macs_m) <= 0.006, (group, macs[group])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_card_numbers_are_measured(name):
     model = mobilevision.create_model(name)
@@ -231,6 +232,7 @@ def test_pool_is_bit_identical_to_official_adaptive_pool():
     assert torch.equal(pool_to(x[:, :, :100, :100], (13, 13)), F.adaptive_avg_pool2d(x[:, :, :100, :100], 13))
 
 
+@pytest.mark.slow
 def test_torch_export_and_jit_trace_match_eager(skipnet_m):
     x = torch.randn(1, 3, 224, 224)
     program = torch.export.export(skipnet_m, (x,))
@@ -307,6 +309,7 @@ def test_wrong_architecture_names_keys(tmp_path):
 
 # ---------------------------------------------------------------- width family
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_width_family_builds_and_runs_at_other_sizes(name):
     width = VARIANTS[name]

@@ -76,6 +76,7 @@ def maps_512(wrn50) -> dict[str, torch.Tensor]:
 
 # --------------------------------------------------------------------------------------------- network
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["wide_resnet50_2", "wide_resnet101_2"])
 def test_params_macs_and_card(name):
     model = _meta_model(name)
@@ -120,6 +121,7 @@ def test_torchvision_key_names(name, keys, n_keys):
     assert model.layer2[0].downsample[0].stride == (2, 2) and model.layer1[0].conv2.stride == (1, 1)
 
 
+@pytest.mark.slow
 def test_torchvision_file_loads_identically(wrn50, wrn50_file):
     loaded = mobilevision.create_model("wide_resnet50_2", weights=str(wrn50_file))
     ref = wrn50.state_dict()
@@ -138,6 +140,7 @@ def test_old_files_without_bn_counters_and_no_checkpoint_key(wrn50):
         extract_resnet_state_dict(sd, key="net")
 
 
+@pytest.mark.slow
 def test_wrong_architecture_fails(wrn50_file):
     with pytest.raises(IncompatibleWeights, match=r"missing keys: layer3\.6\."):
         mobilevision.create_model("wide_resnet101_2", weights=str(wrn50_file))
@@ -169,6 +172,7 @@ def test_intermediate_runs_only_as_far_as_needed(wrn50):
         hook.remove()
 
 
+@pytest.mark.slow
 def test_intermediate_shapes_at_512(maps_512):
     assert maps_512["layer2"].shape == (1, 512, 64, 64)
     assert maps_512["layer3"].shape == (1, 1024, 32, 32)
@@ -284,6 +288,7 @@ def test_target_matches_loop_reference():
         assert (psi[n].double() - ref).abs().max() < 1e-5
 
 
+@pytest.mark.slow
 def test_target_on_wide_resnet50_at_512(maps_512):
     with torch.no_grad():
         psi = PatchDescriptorTarget(Cached(maps_512))(torch.zeros(1, 3, 512, 512))

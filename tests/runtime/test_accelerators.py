@@ -211,6 +211,7 @@ def test_litert_compile_failures_are_explained():
     assert isinstance(other, ArtifactError) and "something else" in str(other)
 
 
+@pytest.mark.slow
 def test_litert_compiled_model_runs_like_the_interpreter(tiny_tflite):
     """The CompiledModel path (buffers, signatures, shapes) on LiteRT's CPU accelerator, against the Interpreter."""
     x = np.random.default_rng(0).standard_normal((1, 3, 16, 16)).astype(np.float32)

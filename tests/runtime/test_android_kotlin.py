@@ -16,7 +16,8 @@ import pytest
 from mobilevision.export import export_all
 from mobilevision.runtime.golden import main as golden_main
 from mobilevision.runtime.golden import write_golden
-from mobilevision.testing import calibrated_efficientad
+
+pytestmark = pytest.mark.slow   # real zoo models end to end (the quick set skips them)
 
 REPO = Path(__file__).resolve().parents[2]
 ANDROID = REPO / "runtime" / "android"
@@ -39,16 +40,16 @@ def _tflite(results) -> Path:
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory, toy_exports, toy_name) -> dict[str, Path]:
+def artifacts(tmp_path_factory, toy_exports, toy_name, shared_exports) -> dict[str, Path]:
     """One .tflite per task: the toy classifier (NHWC input, softmax in the graph, and again in the older NCHW
     layout), a calibrated EfficientAD-S (maps O(0.1)), EfficientISP with 32-pixel tiles (so a mosaic takes
     several) and a 64 px landmark model."""
     out = tmp_path_factory.mktemp("android_art")
     return {"classify": toy_exports["tflite"].path,
             "classify_nchw": _tflite(export_all(toy_name, "tflite", out_dir=out / "nchw", layout="NCHW")),
-            "anomaly": _tflite(export_all(calibrated_efficientad(), "tflite", out_dir=out)),
-            "isp": _tflite(export_all("efficientisp", "tflite", imgsz=32, out_dir=out)),
-            "landmarks": _tflite(export_all("landmarks_mnv2_035", "tflite", imgsz=64, out_dir=out))}
+            "anomaly": _tflite([shared_exports("efficientad")["tflite"]]),
+            "isp": _tflite([shared_exports("efficientisp_32")["tflite"]]),
+            "landmarks": _tflite([shared_exports("landmarks_64")["tflite"]])}
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,7 @@ def test_companions_and_folders_come_from_the_registry(monkeypatch, tmp_path):
     assert registry._by_suffix()[".xyz"] == ("fake",)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in BACKENDS if n != "torch"])
 def test_registered_backends_import_without_their_runtime_or_torch(name):
     """A registry line is cheap: the backend's module imports without torch (runtimes load on open)."""

@@ -36,6 +36,7 @@ def toy_rows(toy_exports):
     return {(r.backend, r.ov_precision): r for r in rows}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["ort", "litert"], ids=["ort-fp32-onnx", "litert-fp32-tflite"])
 def test_fp32_artifacts_report_fp32(toy_rows, backend):
     row = toy_rows[(backend, None)]
@@ -158,6 +159,7 @@ BAD_SHAPES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shapes,words", BAD_SHAPES.values(), ids=BAD_SHAPES.keys())
 def test_bad_shape_is_one_line(dynamic_onnx, shapes, words, capsys, one_line_error):
     args = [a for s in shapes for a in ("--shape", s)]

@@ -36,6 +36,7 @@ def _inputs(n: int) -> list[np.ndarray]:
     return [rng.standard_normal((1, 3, 64, 64)).astype(np.float32) for _ in range(n)]
 
 
+@pytest.mark.slow
 def test_load_predict_and_classify(pte, toy_name):
     import torch
 
@@ -155,6 +156,7 @@ DAMAGE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_damaged_pte_is_one_clear_error_not_a_crash(pte, tmp_path):
     proc = subprocess.run([sys.executable, "-c", DAMAGE, str(pte), str(tmp_path)], capture_output=True, text=True,
                           timeout=300)
@@ -177,6 +179,7 @@ def test_changed_pte_is_refused_by_its_sidecar(pte, tmp_path):
         load(bad)
 
 
+@pytest.mark.slow
 def test_opening_a_pte_keeps_the_terminal_clean(pte):
     code = textwrap.dedent(f"""
         import numpy as np

@@ -83,6 +83,7 @@ def _ran(result):
     return [r for r in result if not (r.error and "cannot open" in r.error)]
 
 
+@pytest.mark.slow
 def test_one_row_per_requested_pair(rows, tiny):
     result, _ = rows
     onnx, tflite = str(tiny["onnx"]), str(tiny["tflite"])
@@ -127,6 +128,7 @@ def test_timed_runs_are_interleaved_round_robin(rows):
         assert round_ == [pairs[(k + j) % len(pairs)] for j in range(len(pairs))]
 
 
+@pytest.mark.slow
 def test_profile_gives_each_runtimes_own_per_op_profile(tiny, tmp_path):
     """bench --profile: ONNX Runtime's profiler and OpenVINO's performance counters name the tiny graph's
     ops with positive times, ONNX Runtime's trace is kept; LiteRT says in one line that it has none."""
@@ -179,6 +181,7 @@ def test_worker_waits_for_spinning_threads():
     assert not worker.is_alive()
 
 
+@pytest.mark.slow
 def test_default_backends_and_load_failure_row(tiny, tmp_path):
     junk = tmp_path / "junk.onnx"
     junk.write_bytes(b"not onnx")
@@ -218,6 +221,7 @@ def test_bad_requests_raise(tiny, tmp_path):
     assert plan([tiny["onnx"], tiny["tflite"]], ["ort"]) == [(str(tiny["onnx"]), "ort"), (str(tiny["tflite"]), "ort")]
 
 
+@pytest.mark.slow
 def test_peak_rss_is_the_workers_own(tiny):
     """A parent that once held a lot of memory must not leak its peak into the workers' rows."""
     ballast = bytearray(1_500_000_000)  # 1.5 GB touched in the parent
@@ -407,6 +411,7 @@ def test_benchmark_app_config_is_our_backends(crosscheck, tiny, precision, flag)
         assert str(ours.get_property(key)) == str(theirs.get_property(key)), key
 
 
+@pytest.mark.slow
 def test_crosscheck_runs_the_real_tools(crosscheck, tiny, tmp_path, capsys):
     """End to end through `mobilevision crosscheck` against the installed litert-benchmark and benchmark_app
     (tiny models, 1 round): their flags are accepted and their output still parses. The ±10 % band is not
@@ -478,6 +483,7 @@ def test_compare_gives_ratios_to_the_baseline_row():
         compare(rows[:1] + rows[3:])
 
 
+@pytest.mark.slow
 def test_bench_cli_compare_prints_ratios_and_draws_a_chart(tiny, tmp_path, capsys, one_line_error):
     from PIL import Image
 
@@ -499,6 +505,7 @@ def test_bench_cli_compare_prints_ratios_and_draws_a_chart(tiny, tmp_path, capsy
 
 # ------------------------------------------------------------------ bench --streams
 
+@pytest.mark.slow
 def test_streams_measure_throughput_per_row(tiny):
     """Each runtime's throughput mode runs all its requests: OpenVINO compiles with the THROUGHPUT hint and 2
     streams, ONNX Runtime opens 2 sessions, LiteRT runs one interpreter per thread."""

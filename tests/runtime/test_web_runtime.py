@@ -20,10 +20,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mobilevision.export import export_all
 from mobilevision.runtime.golden import write_golden
 from mobilevision.runtime.web_server import ORT_DIST, WEB, WebServer, default_mounts, package_mounts
-from mobilevision.testing import calibrated_efficientad
+
+pytestmark = pytest.mark.slow   # real zoo models end to end (the quick set skips them)
 
 BROWSER = WEB / "tools" / "browser.mjs"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -56,16 +56,15 @@ def _path(results) -> Path:
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory, toy_exports, toy_name) -> dict[str, Path]:
+def artifacts(toy_exports, shared_exports) -> dict[str, Path]:
     """One .onnx per task: the toy classifier, a calibrated EfficientAD-S (maps O(0.1)),
     EfficientISP with 32-pixel tiles (a mosaic takes several) and a 64 px landmark model; and the toy classifier
     and the landmark model as .tflite, for LiteRT.js."""
-    out = tmp_path_factory.mktemp("web_art")
     return {"classify": toy_exports["onnx"].path, "classify_tflite": toy_exports["tflite"].path,
-            "landmarks_tflite": _path(export_all("landmarks_mnv2_035", "tflite", imgsz=64, out_dir=out)),
-            "anomaly": _path(export_all(calibrated_efficientad(), "onnx", out_dir=out)),
-            "isp": _path(export_all("efficientisp", "onnx", imgsz=32, out_dir=out)),
-            "landmarks": _path(export_all("landmarks_mnv2_035", "onnx", imgsz=64, out_dir=out))}
+            "landmarks_tflite": _path([shared_exports("landmarks_64")["tflite"]]),
+            "anomaly": _path([shared_exports("efficientad")["onnx"]]),
+            "isp": _path([shared_exports("efficientisp_32")["onnx"]]),
+            "landmarks": _path([shared_exports("landmarks_64")["onnx"]])}
 
 
 @pytest.fixture(scope="module")

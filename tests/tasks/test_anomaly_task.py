@@ -26,6 +26,7 @@ def trained(tmp_path_factory):
     return data, run
 
 
+@pytest.mark.slow
 def test_training_graph_losses_match_the_paper():
     torch.manual_seed(0)
     d = mobilevision.create_model("efficientad_s")
@@ -50,6 +51,7 @@ def test_training_graph_losses_match_the_paper():
     assert "penalty" not in graph(image, aug)
 
 
+@pytest.mark.slow
 def test_teacher_is_frozen_and_gets_no_gradient():
     task_model = mobilevision.create_model("efficientad_s")
     task_model.teacher.requires_grad_(False)
@@ -91,6 +93,7 @@ def test_options_and_data_errors(tmp_path):
         AnomalyTask(AnomalyOptions(data=str(data), penalty_data=str(tmp_path / "empty")))
 
 
+@pytest.mark.slow
 def test_training_run_saves_a_complete_detector(trained):
     data, run = trained
     card = json.loads((run / "last.json").read_text())
@@ -104,6 +107,7 @@ def test_training_run_saves_a_complete_detector(trained):
     assert "train_hard" in rows[0] and "val_st_map" in rows[0] and len(rows) == 2
 
 
+@pytest.mark.slow
 def test_eval_anomaly_reports_metrics_overlays_and_summary(trained, capsys, tmp_path):
     data, run = trained
     assert main(["eval", "anomaly", "--weights", str(run / "last.safetensors"), "--out", str(tmp_path / "ev")]) == 0
@@ -116,6 +120,7 @@ def test_eval_anomaly_reports_metrics_overlays_and_summary(trained, capsys, tmp_
     assert len(pngs) == 4 and pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_exported_trained_detector_runs_in_the_runtime(trained, tmp_path, capsys):
     from mobilevision.runtime import load
 

@@ -111,6 +111,7 @@ def test_graph_names_a_grid_mismatch():
         graph(torch.rand(1, 3, 128, 128), torch.rand(1, 3, 64, 64))
 
 
+@pytest.mark.slow
 def test_pretraining_run_fits_target_statistics_learns_and_feeds_anomaly_training(tmp_path, photos):
     opts = TeacherOptions(data=str(photos), steps=12, **SMALL)
     cfg = recipe(12, batch_size=2, lr=1e-3, workers=0, device="cpu")
@@ -153,6 +154,7 @@ def test_pretraining_run_fits_target_statistics_learns_and_feeds_anomaly_trainin
     assert not any(p.requires_grad for p in det.teacher.parameters())
 
 
+@pytest.mark.slow
 def test_pretraining_lowers_the_held_out_loss(tmp_path, photos):
     """Distillation does what it should: 40 steps on 5 images bring the held-out loss down (1.0 would be
     predicting the normalised target's mean)."""
@@ -170,6 +172,7 @@ def test_pretraining_lowers_the_held_out_loss(tmp_path, photos):
     assert after < 0.8 * before, (before, after)  # measured: 0.93 -> 0.69
 
 
+@pytest.mark.slow
 def test_cli_errors_are_one_line(tmp_path, photos, one_line_error):
     rc = main(["train", "anomaly-teacher", "--data", str(photos), "--imgsz", "64", "--target-size", "128",
                "--out", str(tmp_path / "r")])
@@ -189,6 +192,7 @@ def test_cli_errors_are_one_line(tmp_path, photos, one_line_error):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_cli_trains_and_resumes(tmp_path, photos, monkeypatch, capsys):
     """The command end to end, with the tiny extractor standing in for a WideResNet checkpoint."""
     import mobilevision.tasks.anomaly_teacher as teacher_mod

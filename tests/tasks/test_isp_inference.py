@@ -76,6 +76,7 @@ def test_rmfa_renders_through_the_same_path(dng):
     assert r.rgb.shape == (96, 136, 3) and r.tiles > 1
 
 
+@pytest.mark.slow
 def test_runtime_process_raw_matches_torch(dng, weights, tmp_path):
     from mobilevision.export import export
     from mobilevision.runtime import load

@@ -100,6 +100,7 @@ def test_builtin_set_splits_photos_three_ways():
     assert info["pattern"] == "RGGB"
 
 
+@pytest.mark.slow
 def test_train_and_eval_commands_end_to_end(tmp_path, capsys):
     data = _zrr(tmp_path / "zrr")
     run = tmp_path / "run"
@@ -134,6 +135,7 @@ def test_commands_reject_bad_input(tmp_path, one_line_error):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_unpaired_training_runs_and_records_random_feature_networks(tmp_path):
     from mobilevision.tasks.isp import IspTask
     from mobilevision.train import fit

@@ -37,6 +37,7 @@ def teachers(faces, tmp_path_factory):
     return runs
 
 
+@pytest.mark.slow
 def test_teacher_runs_record_their_role_and_targets(teachers):
     tough = json.loads(teachers["teacher-tough"].with_suffix(".json").read_text())
     tolerant = json.loads(teachers["teacher-tolerant"].with_suffix(".json").read_text())
@@ -58,6 +59,7 @@ def test_tolerant_targets_are_the_softened_ground_truth(faces):
     np.testing.assert_allclose(task.shape_model.soften(target), soft, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_student_with_kd_trains_and_keeps_teachers_out_of_its_state(faces, teachers, tmp_path, capsys):
     run = tmp_path / "student"
     kd = f"{teachers['teacher-tolerant']},{teachers['teacher-tough']}"     # any order: run cards say which
@@ -135,6 +137,7 @@ def test_bad_input(faces, teachers, tmp_path, one_line_error):
         LandmarkTask(LandmarkOptions(data=str(faces)), train=read_landmark_folder(faces / "test")[:3], test=[])
 
 
+@pytest.mark.slow
 def test_export_a_trained_run_keeps_its_input_size(teachers, tmp_path, capsys):
     from mobilevision.export.metadata import read_sidecar
 
@@ -167,6 +170,7 @@ def _wflw(root, n_train=6, n_test=2):
     return root
 
 
+@pytest.mark.slow
 def test_wflw_98_points_with_box_crops_and_inter_pupil(tmp_path, capsys):
     data = _wflw(tmp_path / "wflw")
     run = tmp_path / "run"

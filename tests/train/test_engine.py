@@ -15,6 +15,8 @@ from mobilevision.errors import TrainingError
 from mobilevision.train import TrainConfig
 from mobilevision.train.engine import WarmupSchedule
 
+pytestmark = pytest.mark.slow   # real zoo models end to end (the quick set skips them)
+
 # One script for every subprocess run: toy classifier on the built-in digits at 16 px.
 SCRIPT = textwrap.dedent('''
     import os, signal, sys
