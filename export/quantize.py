@@ -256,6 +256,35 @@ def torch_outputs(module: nn.Module, inputs: Sequence[np.ndarray]) -> list[list[
     return out
 
 
+NEAR_ZERO = 1e-4          # fp32 outputs all smaller than this: nothing for int8 to resolve
+SAME_FOR_ALL = 1e-2       # outputs that vary between inputs by less than this x their size (a trained model's
+                          # vary by about their size): too little signal for int8's 256 levels to keep
+
+
+def degenerate_outputs(outputs: list[list[np.ndarray]]) -> str | None:
+    """Why int8 cannot work on a model whose fp32 outputs carry no signal, or None.
+
+    An untrained zoo model can give logits that are all near zero (SkipNet at random initialisation: at most
+    3e-7) or nearly the same for every input (EMO-1M: logits up to 0.67 that vary by 0.002 between images). int8 ranges calibrated on such outputs round them to one value, and the int8
+    artifact then disagrees with fp32 completely: the cause is the weights, not the quantiser."""
+    values = [np.asarray(o, np.float64) for sample in outputs for o in sample]
+    if not values or any(v.size == 0 for v in values):
+        return None
+    peak = max(float(np.max(np.abs(v))) for v in values)
+    if not np.isfinite(peak):
+        return None
+    if peak < NEAR_ZERO:
+        return f"the fp32 model's outputs are all near zero (largest |output| {peak:.1g})"
+    if len(outputs) > 1:
+        first = outputs[0]
+        spread = max(float(np.max(np.abs(np.asarray(o, np.float64) - np.asarray(f, np.float64))))
+                     for sample in outputs[1:] for o, f in zip(sample, first) if np.shape(o) == np.shape(f))
+        if spread <= SAME_FOR_ALL * peak:
+            return (f"the fp32 model's outputs hardly depend on the input (they vary by at most {spread:.1g} "
+                    f"between inputs, against a size of {peak:.2g})")
+    return None
+
+
 def measure_accuracy(module: nn.Module, md: ModelMetadata, held: TaskSamples,
                      run: Callable[[list[np.ndarray]], list[list[np.ndarray]]] | None, size_bytes: int,
                      unavailable: str | None = None,

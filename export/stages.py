@@ -32,7 +32,7 @@ from .integrity import artifact_digests, companions, sidecar_text
 from .interface import artifact_metadata, to_artifact_inputs, to_artifact_outputs
 from .metadata import ModelMetadata, sidecar_path
 from .parity import INT8_BROKEN_COSINE, TOLERANCES, ParityReport, compare, parity_inputs
-from .quantize import CALIB_MIN_IMAGES, AccuracyReport
+from .quantize import CALIB_MIN_IMAGES, AccuracyReport, degenerate_outputs, torch_outputs
 from .speed import SpeedReport
 from .targets import get_target
 from .targets.base import ExportOptions
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .api import PreparedModel
 
 PRECISIONS = ("fp32", "fp16", "int8", "bf16")   # bf16: fp32 weights, computed in bf16 (OpenVINO)
+DEGENERATE_PROBES = 8   # calibration inputs run through fp32 PyTorch to see whether its outputs carry a signal
 
 Progress = Callable[[str], None]
 # torch.export and torch's flop counter push process-wide dispatch modes: two threads tracing at once corrupt
@@ -118,6 +119,7 @@ class ArtifactRecord:
     work: Path | None = None       # scratch folder inside ``out``
     warnings: list[str] = field(default_factory=list)
     calibration: Any = None        # TaskSamples of the training split (int8)
+    degenerate: str | None = None  # why the fp32 outputs carry no signal for int8 (untrained weights), if so
     held: Any = None               # TaskSamples of the held-out split (metric)
     options: ExportOptions | None = None
     handle: Any = None             # the converted program, in memory
@@ -185,6 +187,9 @@ def calibrate(r: ArtifactRecord) -> None:
         r.warnings.append(f"only {len(r.calibration.inputs)} calibration inputs ({r.calibration.source}); int8 "
                           f"ranges from fewer than {CALIB_MIN_IMAGES} are unreliable: give more with --calib-data "
                           f"/ --calib-n")
+    r.degenerate = degenerate_outputs(torch_outputs(r.prep.module, r.calibration.inputs[:DEGENERATE_PROBES]))
+    if r.degenerate:
+        r.warnings.append(f"{r.degenerate}: int8 needs trained weights (give --weights), or export fp32 / fp16")
 
 
 def convert(r: ArtifactRecord) -> None:
@@ -264,6 +269,10 @@ def parity(r: ArtifactRecord) -> None:
     file = f"{r.stem}{tgt.suffix}"
     if precision == "int8" and min(o.cosine for o in report.outputs) >= INT8_BROKEN_COSINE:
         r.warnings.append(f"int8 outputs differ from fp32 beyond the int8 tolerance: {report.failure()}")
+    elif precision == "int8" and r.degenerate:
+        raise ExportParityError(f"{file} cannot be int8: {r.degenerate}, too little signal for int8 to keep "
+                                f"({report.failure()}); int8 needs trained weights: give --weights, or export "
+                                "fp32 / fp16; nothing was written")
     elif precision == "int8" and r.calibration is not None:
         raise ExportParityError(f"{file} is broken by int8 (cosine with fp32 under {INT8_BROKEN_COSINE}): "
                                 f"{report.failure()}; nothing was written{keep_float_hint(r)}")

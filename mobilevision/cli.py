@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mobilevision import __version__
-from mobilevision.errors import MobileVisionError, os_problem
+from mobilevision.errors import DEBUG_ENV, MobileVisionError, os_problem
 from mobilevision.export.targets import TARGETS   # the registry only: no converter is imported
 from mobilevision.runtime.backends import BACKENDS as _BACKENDS, SUFFIX_BACKENDS   # no runtime is imported
 from mobilevision.terminal import print_json, safe as _safe, say as _say, visible as _visible
@@ -94,41 +94,42 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 @app.command("list")
 def list_cmd(task: Optional[str] = typer.Option(None, help="Only models of this task (e.g. classify)."),
              imgsz: Optional[int] = typer.Option(None, min=32, max=4096,
-                                                 help="Count MACs at this input size instead of the default.")
+                                                 help="Count MACs at this input size instead of the default "
+                                                      "(counted now, with torch: a few seconds).")
              ) -> None:
     """List the model zoo: task, parameters (M), MACs (M) at the default input size."""
-    import mobilevision
+    from mobilevision.tasks import get_task
+    from mobilevision.zoo_table import count, declared
 
+    if task is not None:
+        get_task(task)   # an unknown task is an error naming the known ones, not an empty table
+    rows = [r for r in declared() if task is None or r["task"] == task]
     table = Table(title="mobilevision model zoo")
     for col in ("model", "task", "params (M)", "MACs (M)", "input"):
         table.add_column(col, justify="right" if col in ("params (M)", "MACs (M)") else "left")
-    names = mobilevision.list_models(task)
-    with err.status("counting parameters and MACs (torch.utils.flop_counter)") as status:
-        for name in names:
-            status.update(f"counting {_safe(name)}")
-            card = mobilevision.get_model_card(name)
-            size = (card.input_size[0], imgsz, imgsz) if imgsz else card.input_size
-            params, macs = _count(name, size)
-            table.add_row(_safe(name), _safe(card.task), f"{params / 1e6:.3f}", f"{macs / 1e6:.1f}",
+    with err.status("counting MACs (torch.utils.flop_counter)") if imgsz else _no_status() as status:
+        for row in rows:
+            size, params, macs = tuple(row["input"]), row["params"], row["macs"]
+            if imgsz:   # counted now: the declared table holds the cards' own sizes only
+                status.update(f"counting {_safe(row['name'])}")
+                size = (size[0], imgsz, imgsz)
+                params, macs = count(row["name"], size)
+            table.add_row(_safe(row["name"]), _safe(row["task"]), f"{params / 1e6:.3f}", f"{macs / 1e6:.1f}",
                           "x".join(map(str, size)))
     out.print(table)
 
 
-def _count(name: str, size: tuple[int, ...]) -> tuple[int, int]:
-    """Params and MACs, counted on the meta device where the model builds there (shapes only: instant,
-    same numbers), otherwise on the CPU."""
-    import torch
+class _no_status:
+    """``err.status``'s stand-in when nothing slow happens."""
 
-    import mobilevision
-    from mobilevision.complexity import count_macs, count_params
+    def __enter__(self) -> "_no_status":
+        return self
 
-    try:
-        with torch.device("meta"):
-            model = mobilevision.create_model(name)
-            return count_params(model), count_macs(model, size)
-    except (NotImplementedError, RuntimeError):  # a builder that reads tensor values (e.g. EMO's drop-path rates)
-        model = mobilevision.create_model(name)
-        return count_params(model), count_macs(model, size)
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def update(self, *args: Any) -> None:
+        return None
 
 
 def _trained_model_name(path: Path, weights: Optional[Path]) -> str:
@@ -716,15 +717,17 @@ def crosscheck_cmd(
 
 
 @app.command("info")
-def info_cmd(artifact: Path = typer.Argument(..., help="An exported artifact.")) -> None:
-    """Show an artifact's metadata (task, input, preprocessing, parity report) and the SHA-256 of its
-    files, checked against its sidecar (``integrity``)."""
+def info_cmd(artifact: Path = typer.Argument(..., help="An exported artifact."),
+             as_json: bool = typer.Option(False, "--json", help="Print the whole metadata record as JSON.")) -> None:
+    """Summarise an artifact: task, inputs and outputs, preprocessing, classes, precision, parity, quantisation,
+    tools, and the SHA-256 of its files checked against its sidecar (``integrity``). ``--json``: the raw record."""
     import json
 
     from mobilevision.runtime import load
     from mobilevision.errors import BackendUnavailable
     from mobilevision.export.integrity import verify_artifact
     from mobilevision.export.metadata import read_sidecar
+    from mobilevision.export.summary import summary_rows
 
     try:
         with load(artifact) as model:
@@ -735,7 +738,21 @@ def info_cmd(artifact: Path = typer.Argument(..., help="An exported artifact."))
     if md is None:
         raise MobileVisionError(f"{artifact} carries no mobilevision metadata")
     checked = {"sha256": integrity.verified} if integrity.verified else {"not_verified": integrity.note}
-    print_json(out, json.dumps({**json.loads(md.to_json()), "integrity": checked}))
+    if as_json:
+        print_json(out, json.dumps({**json.loads(md.to_json()), "integrity": checked}))
+        return
+    try:
+        size = (sum(f.stat().st_size for f in artifact.rglob("*") if f.is_file()) if artifact.is_dir()
+                else artifact.stat().st_size)
+    except OSError:
+        size = None
+    table = Table(title=_safe(artifact.name), show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for field, value in summary_rows(md, checked, size):
+        table.add_row(field, _safe(value))
+    out.print(table)
+    out.print("all fields: mobilevision info --json " + _safe(str(artifact)), highlight=False)
 
 
 @app.command("classify")
@@ -744,10 +761,16 @@ def classify_cmd(artifact: Path = typer.Argument(..., help="An exported classifi
                  top_k: int = typer.Option(5, min=1, help="How many classes to print."),
                  backend: Optional[str] = typer.Option(None, help="Runtime (default: the artifact's own).")) -> None:
     """Classify one image with an exported model, using the preprocessing in its metadata."""
+    from mobilevision.export.summary import random_weights
     from mobilevision.runtime import load
 
     with load(artifact, backend=backend) as model:
-        for c in model.classify(image, top_k=top_k):
+        classes = model.classify(image, top_k=top_k)
+        if model.metadata is not None and random_weights(model.metadata):
+            _say(err, f"note: {model.metadata.model} was exported with random weights: these scores carry no "
+                      "meaning (export with --weights for a trained model)")
+        out.print(f"{'score':>7}  {'class':>5}  label", markup=False, highlight=False)
+        for c in classes:
             out.print(f"{c.score:7.4f}  {c.index:5d}  {_visible(c.label)}", markup=False, highlight=False)
 
 
@@ -1426,13 +1449,27 @@ def _usage_line(e: Exception) -> str:
     return (message[:1].lower() + message[1:]).rstrip(".") + hint
 
 
+def _without_flag_types(command: Any) -> Any:
+    """Flags take no value, so ``--help`` shows no type after them (typer writes ``<bool>``)."""
+    for param in getattr(command, "params", []):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _without_flag_types(sub)
+    return command
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code: 0 done, 2 for any error a user can fix (one line on stderr:
     usage, MobileVisionError, a missing optional package, an OS error such as a full disk), 130 interrupted."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    before = os.environ.get(DEBUG_ENV)
+    if debug:   # runtimes' own chatter (LiteRT's "INFO: Created ... delegate") is shown too
+        os.environ[DEBUG_ENV] = "1"
     try:
-        code = typer.main.get_command(app).main(args=args, prog_name="mobilevision", standalone_mode=False)
+        code = _without_flag_types(typer.main.get_command(app)).main(args=args, prog_name="mobilevision",
+                                                                     standalone_mode=False)
         return code if isinstance(code, int) else 0
     except SystemExit as e:  # e.g. a closed stdout pipe
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
@@ -1462,6 +1499,9 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"error: {_visible(where + os_problem(e))} (run with --debug for the traceback)", markup=False,
                   highlight=False)
         return 2
+    finally:
+        if debug and before is None:
+            os.environ.pop(DEBUG_ENV, None)
 
 
 def run() -> None:

@@ -54,6 +54,9 @@ class TrainingError(MobileVisionError):
     """A training run that cannot start or continue (bad options, nothing to resume, loss diverged)."""
 
 
+# Set (to anything) to let runtimes' own log lines through, as the CLI's --debug does.
+DEBUG_ENV = "MOBILEVISION_DEBUG"
+
 # The fix to name for an OS error on a path the user gave (write sites turn these into one line).
 OS_FIXES = {errno.ENOSPC: "free space on that disk, or write elsewhere",
              errno.EDQUOT: "free space (disk quota exceeded), or write elsewhere",

@@ -13,13 +13,17 @@ from typing import Iterator
 
 import numpy as np
 
-from mobilevision.errors import ArtifactError, MobileVisionError
+from mobilevision.errors import DEBUG_ENV, ArtifactError, MobileVisionError
 from mobilevision.export.metadata import MAX_JSON_BYTES, METADATA_KEY, TensorSpec
 
 from .base import (AcceleratorFallback, AcceleratorUnavailable, ArtifactClosed, Availability, Delegation, PerThread,
                    missing, require)
 
 NOT_ACCELERATED = "Some ops are not accelerated"  # LiteRT's words when the accelerator cannot take the whole graph
+# What LiteRT's C++ side prints on every load ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU."): kept off
+# the user's terminal unless MOBILEVISION_DEBUG is set (the CLI's --debug sets it)
+CHATTER = re.compile(r"^INFO: (Created TensorFlow Lite \S+ delegate|Initialized TensorFlow Lite runtime)")
+_FD2 = threading.RLock()   # file descriptor 2 is the process's: one redirection at a time
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -65,17 +69,30 @@ def native_stderr() -> Iterator[list[str]]:
     did not start), while its exception only names a source line.
     """
     lines: list[str] = []
-    sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as log:
+    with _FD2, tempfile.TemporaryFile() as log:
+        sys.stderr.flush()
+        saved = os.dup(2)
         os.dup2(log.fileno(), 2)
         try:
             yield lines
         finally:
+            sys.stderr.flush()
             os.dup2(saved, 2)
             os.close(saved)
             log.seek(0)
             lines.extend(log.read().decode("utf-8", "replace").splitlines())
+
+
+@contextmanager
+def quiet_native() -> Iterator[None]:
+    """LiteRT's routine load messages (``CHATTER``) are dropped; anything else native code (or another thread)
+    wrote meanwhile reaches stderr afterwards, as does everything when ``MOBILEVISION_DEBUG`` is set."""
+    with native_stderr() as log:
+        yield
+    keep = log if os.environ.get(DEBUG_ENV) else [line for line in log if not CHATTER.match(line)]
+    if keep:
+        sys.stderr.write("".join(f"{line}\n" for line in keep))
+        sys.stderr.flush()
 
 
 def _reason(device: str, log: list[str]) -> str | None:
@@ -196,8 +213,9 @@ class LiteRTBackend:
 
         def make():
             try:
-                interpreter = interp_mod.Interpreter(model_content=self._content, num_threads=threads)
-                interpreter.allocate_tensors()
+                with quiet_native():
+                    interpreter = interp_mod.Interpreter(model_content=self._content, num_threads=threads)
+                    interpreter.allocate_tensors()
             except (ValueError, RuntimeError) as e:
                 raise ArtifactError(f"LiteRT cannot load {self.path}: {str(e).splitlines()[0][:200]}") from e
             return interpreter

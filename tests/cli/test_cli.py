@@ -95,7 +95,7 @@ def test_export_info_classify_bench(capsys, toy_name, tmp_path, one_line_error):
     out = capsys.readouterr().out
     assert rc == 0 and "export summary" in out and out.count("OK") >= 2
     onnx_path = tmp_path / f"{toy_name}.onnx"
-    assert main(["info", str(onnx_path)]) == 0
+    assert main(["info", str(onnx_path), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["model"] == toy_name and info["parity"]["passed"]
     img = tmp_path / "x.png"
@@ -123,3 +123,13 @@ def test_export_failure_is_reported_and_exit_2(capsys, toy_name, tmp_path, monke
     rc = main(["export", toy_name, "-t", "onnx", "--out", str(tmp_path)])
     captured = capsys.readouterr()
     assert rc == 2 and "FAILED" in captured.out and "error: onnx fp32: converter exploded" in captured.err
+
+
+@pytest.mark.parametrize("argv,flag", [(["export", "--help"], "--dynamic-batch"), (["bench", "--help"], "--use-gpu"),
+                                       (["train", "classify", "--help"], "--resume")])
+def test_help_shows_no_type_after_flags(capsys, argv, flag):
+    """A flag takes no value: its help line names the flag and no ``<bool>`` after it."""
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    line = next(line for line in printed.splitlines() if flag in line)
+    assert "<bool>" not in line and "BOOLEAN" not in line, line

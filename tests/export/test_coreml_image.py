@@ -192,7 +192,7 @@ def test_cli_export_and_info(tmp_path, toy_name, capsys):
 
     assert main(["export", toy_name, "-t", "coreml", "--out", str(tmp_path)]) == 0
     capsys.readouterr()
-    assert main(["info", str(tmp_path / f"{toy_name}.mlpackage")]) == 0
+    assert main(["info", str(tmp_path / f"{toy_name}.mlpackage"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["preprocessing"]["normalization"] == "model" and info["scores"] == "probabilities"
     assert info["inputs"][0]["dtype"] == "uint8" and info["parity"]["passed"]

@@ -333,3 +333,34 @@ def test_coreml_fp16_keeps_its_interface(digits_toy, tmp_path):
     r = export_api.export("landmarks_mnv2_035", "coreml", precision="fp16", imgsz=64, out_dir=tmp_path,
                           quantize=export_api.QuantizeOptions(accuracy=False))
     assert [f["dtype"] for f in r.parity.structure["outputs"]] == ["FLOAT32"]
+
+
+@pytest.mark.parametrize("outputs,words", [
+    ([[np.full((1, 10), 7e-7, np.float32)], [np.full((1, 10), -3e-7, np.float32)]], "near zero (largest |output| 7e-07)"),
+    ([[np.arange(10, dtype=np.float32)[None]], [np.arange(10, dtype=np.float32)[None]]], "hardly depend on the input (they vary by at most 0"),
+])
+def test_degenerate_fp32_outputs_are_named(outputs, words):
+    assert words in q.degenerate_outputs(outputs)
+
+
+@pytest.mark.parametrize("outputs", [
+    [[np.arange(10, dtype=np.float32)[None]], [np.arange(10, dtype=np.float32)[None] * 1.02]],   # input matters
+    [[np.full((1, 10), 0.3, np.float32)]],                 # one sample: spread unknown, large enough
+    [[np.zeros((0, 10), np.float32)]], [], [[np.full((1, 3), np.nan, np.float32)]],
+])
+def test_outputs_with_a_signal_are_not_degenerate(outputs):
+    assert q.degenerate_outputs(outputs) is None
+
+
+@pytest.mark.slow
+def test_int8_of_a_model_without_signal_warns_that_it_needs_trained_weights(digits_toy, tmp_path):
+    torch.manual_seed(0)
+    model = TinyDigits()
+    model.model_card = export_api.prepare(digits_toy).card
+    with torch.no_grad():   # logits of at most 2e-7, as an untrained SkipNet's
+        model.head.weight.mul_(1e-6)
+        model.head.bias.zero_()
+    result = export_api.export(model, "onnx", precision="int8", out_dir=tmp_path,
+                               quantize=export_api.QuantizeOptions(calib_n=8, accuracy=False, speed=False))
+    assert any("outputs are all near zero" in w and "int8 needs trained weights (give --weights)" in w
+               for w in result.warnings), result.warnings

@@ -72,6 +72,25 @@ def test_stages_up_to_parity_write_nothing_final(prep, tmp_path):
 
 
 @pytest.mark.slow
+def test_int8_of_a_model_without_signal_is_refused_for_its_weights(prep, tmp_path, monkeypatch):
+    """fp32 outputs that carry no signal (an untrained zoo model) are found while calibrating; when int8 then
+    disagrees, the refusal names the weights, not the quantiser (no --keep-float hint)."""
+    import numpy as np
+
+    monkeypatch.setattr(stages, "torch_outputs", lambda module, xs: [[np.full((1, 10), 3e-7, np.float32)] for _ in xs])
+    r = _record(prep, tmp_path, precision="int8", calib_n=3, accuracy=False, speed=False)
+    stages.calibrate(r)
+    assert "near zero" in r.degenerate and any("int8 needs trained weights" in w for w in r.warnings)
+    for stage in (stages.convert, stages.save, stages.validate):
+        stage(r)
+    real = stages.run_artifact
+    monkeypatch.setattr(stages, "run_artifact", lambda *a: ([[-o for o in s] for s in real(*a)[0]], None))
+    with pytest.raises(ExportParityError, match=r"cannot be int8: the fp32 model's outputs are all near zero") as e:
+        stages.parity(r)
+    assert "give --weights" in str(e.value) and "--keep-float" not in str(e.value)
+
+
+@pytest.mark.slow
 def test_parity_raises_on_a_runtime_that_disagrees(prep, tmp_path, monkeypatch):
     r = _record(prep, tmp_path)
     for stage in (stages.convert, stages.save, stages.validate):

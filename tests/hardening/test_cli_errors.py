@@ -181,7 +181,7 @@ def test_unusable_output_path(command, make, toy_name, tiny_data, tmp_path, monk
 
 NO_TORCH_COMMANDS = {
     "export": (["export", TOY, "-t", "onnx"], "mobilevision[export]"),
-    "list": (["list"], "mobilevision[export]"),
+    "list-imgsz": (["list", "--imgsz", "320"], "mobilevision[export]"),
     "train": (["train", "classify", "--model", TOY], "mobilevision[train]"),
     "eval": (["eval", "classify", "--weights", "w.safetensors"], "mobilevision[train]"),
 }
@@ -258,7 +258,7 @@ def test_classify_prints_labels_inert(tmp_path, monkeypatch, capsys):
 def test_info_prints_metadata_inert_and_valid_json(monkeypatch, capsys):
     md = SimpleNamespace(to_json=lambda: json.dumps({"labels": HOSTILE, "model": "[bold]m[/bold]"}))
     monkeypatch.setattr("mobilevision.runtime.load", lambda *a, **k: _FakeModel(metadata=md))
-    assert main(["info", "m.onnx"]) == 0
+    assert main(["info", "m.onnx", "--json"]) == 0
     out = capsys.readouterr().out
     _inert(out)
     assert json.loads(out) == {"labels": HOSTILE, "model": "[bold]m[/bold]", "integrity": {"sha256": {"m.onnx": "0" * 64}}}

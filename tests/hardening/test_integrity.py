@@ -98,9 +98,11 @@ def test_without_sidecar_loads_unverified(toy_exports, tmp_path):
 def test_info_shows_hashes(toy_exports, capsys):
     from mobilevision.cli import main
 
-    assert main(["info", str(toy_exports["openvino"].path)]) == 0
+    assert main(["info", str(toy_exports["openvino"].path), "--json"]) == 0
     out = capsys.readouterr().out
     assert "sha256" in out and toy_exports["openvino"].path.with_suffix(".bin").name in out
+    assert main(["info", str(toy_exports["openvino"].path)]) == 0   # the summary says it in words
+    assert "SHA-256 of 2 file(s) matches the sidecar" in capsys.readouterr().out
 
 
 def test_cli_refuses_tampered_artifact_in_one_line(toy_exports, tmp_path, one_line_error):
