@@ -173,6 +173,9 @@ def prepare(model_or_name: str | Path | torch.nn.Module, weights: str | None = N
 
         run = read_run_card(weights) if Path(weights).suffix == ".safetensors" else None
         trained_on = dict(run.task_options) if run is not None else {}
+        if run is not None and run.task == card.task:
+            for name, value in get_task(card.task).describe_run(run).items():
+                setattr(base, name, value)
     return PreparedModel(module, card, size, base, examples[0], trained_on, examples=examples, fixed_batch=fixed,
                          max_batch=max_batch)
 

@@ -21,9 +21,10 @@ from typing import Any, NoReturn, Sequence
 
 from mobilevision.errors import ArtifactError
 
-SCHEMA_VERSION = 6  # 2: Preprocessing.resize_mode; 3: ModelMetadata.raw (RAW-input models); 4: .landmarks;
+SCHEMA_VERSION = 7  # 2: Preprocessing.resize_mode; 3: ModelMetadata.raw (RAW-input models); 4: .landmarks;
 #                    5: .quantization (fp16 / int8: tool, scheme, calibration, accuracy report);
-#                    6: .scores (classifier output: logits or probabilities), Preprocessing.normalization
+#                    6: .scores (classifier output: logits or probabilities), Preprocessing.normalization;
+#                    7: .anomaly (an anomaly detector's F1-optimal image and pixel thresholds)
 METADATA_KEY = "mobilevision"
 
 # Metadata is untrusted on read: bounded sizes, checked types (see ``ModelMetadata.validate``).
@@ -250,6 +251,26 @@ class LandmarkOutput:
 
 
 @dataclass
+class AnomalyThresholds:
+    """An anomaly detector's decision thresholds (task "anomaly"), chosen F1-optimal on labelled held-out
+    images: an image is anomalous when its score > ``image``, a pixel when its map value > ``pixel``. The
+    runtimes use them when the caller gives no threshold."""
+
+    image: float
+    pixel: float | None = None
+    image_f1: float | None = None
+    pixel_f1: float | None = None
+    source: str = ""                       # what they were chosen on
+
+    def validate(self, name: str = "anomaly") -> None:
+        _float(self.image, f"{name}.image")
+        for key in ("pixel", "image_f1", "pixel_f1"):
+            if getattr(self, key) is not None:
+                _float(getattr(self, key), f"{name}.{key}")
+        _str(self.source, f"{name}.source")
+
+
+@dataclass
 class ModelMetadata:
     """Everything a runtime needs to use an artifact without the model's Python class."""
 
@@ -277,6 +298,7 @@ class ModelMetadata:
     # classify (schema 6): what the output holds, "logits" (the app applies softmax) or "probabilities" (a softmax
     # in the graph, for consumers that report the output as scores: MediaPipe, Core ML); None: logits
     scores: str | None = None
+    anomaly: AnomalyThresholds | None = None  # anomaly detectors trained here (schema 7); None: no thresholds
     created: str = ""
     schema_version: int = SCHEMA_VERSION
 
@@ -310,7 +332,7 @@ class ModelMetadata:
         for name in ("parity", "quantization"):
             if getattr(self, name) is not None:
                 _dict(getattr(self, name), name)
-        for name, cls in (("preprocessing", Preprocessing), ("raw", RawInput), ("landmarks", LandmarkOutput)):
+        for name, cls in _PARTS:
             part = getattr(self, name)
             if part is not None:
                 if not isinstance(part, cls):
@@ -355,7 +377,7 @@ class ModelMetadata:
         kw["schema_version"] = version
         for name, spec in (("inputs", TensorSpec), ("outputs", TensorSpec)):
             kw[name] = [_build(spec, t, f"{name}[{i}]") for i, t in enumerate(_list(d[name], name, 0, MAX_TENSORS))]
-        for name, part in (("preprocessing", Preprocessing), ("raw", RawInput), ("landmarks", LandmarkOutput)):
+        for name, part in _PARTS:
             if d.get(name) is not None:
                 kw[name] = _build(part, d[name], name)
         md = cls(**kw)
@@ -372,6 +394,10 @@ class ModelMetadata:
             if source is None:
                 raise
             raise ArtifactError(f"{source}: {e}") from e
+
+
+_PARTS = (("preprocessing", Preprocessing), ("raw", RawInput), ("landmarks", LandmarkOutput),
+          ("anomaly", AnomalyThresholds))   # the fields that are objects of their own
 
 
 def _finite_only(value: Any) -> Any:

@@ -52,6 +52,21 @@ def _bounded(low: float | None = None, high: float | None = None, *, above: bool
     return check
 
 
+def _torch_device(value: str) -> str:
+    """Option callback: ``--device`` of a command that runs PyTorch, as torch names it (``mobilevision.devices``)."""
+    from mobilevision.devices import torch_device_name
+
+    try:
+        return torch_device_name(value)
+    except ValueError as e:
+        raise typer.BadParameter(str(e)) from None
+
+
+_TORCH_DEVICE_OPTION = typer.Option("auto", "--device", callback=_torch_device,
+                                    help="auto (a GPU when torch sees one, else the CPU), cpu, gpu or gpu:N "
+                                         "(cuda, cuda:N: the same).")
+
+
 def _check_output(path: Path, flag: str, folder: bool) -> Path:
     """Fail in one line before any work when ``path`` cannot be written: a file where a folder is meant (or
     the reverse), a file inside its path, or a read-only parent. Nothing is created."""
@@ -755,20 +770,87 @@ def info_cmd(artifact: Path = typer.Argument(..., help="An exported artifact."),
     out.print("all fields: mobilevision info --json " + _safe(str(artifact)), highlight=False)
 
 
+_IMAGES_HELP = "An image file; several files or folders (every image below them) give one row per image."
+_OUT_HELP = ("Several images: write the rows to this .csv, .json or .jsonl file (default: CSV on stdout). One image: "
+             "also a row file instead of the printout.")
+
+
+def _batch_mode(images: list[Path], rows_out: Optional[Path]) -> bool:
+    """One row per image (CSV / JSON) instead of the one-image printout: several inputs, a folder, or --out."""
+    return rows_out is not None or len(images) > 1 or any(p.is_dir() for p in images)
+
+
+def _run_batch(model: Any, task: str, images: list[Path], options: dict[str, Any], rows_out: Optional[Path],
+               overlays: Optional[Path] = None, draw: Optional[Callable[[Path, Any, Path], None]] = None) -> int:
+    """The model over every image (``Model.predict_each``) with a progress bar: one row per image (the task's
+    ``row`` plus ``image`` and ``error``) to ``rows_out`` (atomic) or stdout as CSV, and with ``overlays`` a
+    picture per image drawn by ``draw``. Exit code 0, or 1 when some images failed (their rows say why)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from mobilevision.atomic_io import atomic_write_text
+    from mobilevision.runtime.batch import expand_images, row_format, rows_text, task_runtime
+
+    model._require_task(task)
+    fmt = row_format(rows_out) if rows_out is not None else ".csv"
+    if rows_out is not None:
+        _check_output(rows_out, "--out", folder=False)
+    if overlays is not None:
+        _check_output(overlays, "--overlays", folder=True)
+    found = expand_images(images)
+    task = task_runtime(model)
+    rows, failed = [], 0
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err, transient=True) as progress:
+        bar = progress.add_task(_safe(model.metadata.task), total=len(found))
+        for (path, name), item in zip(found, model.predict_each([p for p, _ in found], **options)):
+            row: dict[str, Any] = {"image": name}
+            if item.ok:
+                row.update(task.row(item.result))
+                if overlays is not None and draw is not None:
+                    picture = overlays / Path(name).with_suffix(".png")
+                    _write(lambda: draw(path, item.result, picture), picture)
+                    row["overlay"] = str(picture)
+            else:
+                failed += 1
+            row["error"] = item.error
+            rows.append(row)
+            progress.advance(bar)
+    text = rows_text(rows, fmt)
+    if rows_out is not None:
+        _write(lambda: atomic_write_text(rows_out, text), rows_out)
+        _say(err, f"wrote {len(rows)} rows to {rows_out}" + (f" and {len(rows) - failed} overlays to {overlays}"
+                                                             if overlays is not None else ""))
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    if failed:
+        _say(err, f"{failed} of {len(rows)} images failed: their rows hold the reason (error column)")
+        return 1
+    return 0
+
+
+def _random_weights_note(model: Any) -> None:
+    from mobilevision.export.summary import random_weights
+
+    if model.metadata is not None and random_weights(model.metadata):
+        _say(err, f"note: {model.metadata.model} was exported with random weights: these results carry no meaning "
+                  "(export with --weights for a trained model)")
+
+
 @app.command("classify")
 def classify_cmd(artifact: Path = typer.Argument(..., help="An exported classifier."),
-                 image: Path = typer.Argument(..., help="An image file."),
+                 images: list[Path] = typer.Argument(..., help=_IMAGES_HELP),
                  top_k: int = typer.Option(5, min=1, help="How many classes to print."),
+                 rows_out: Optional[Path] = typer.Option(None, "--out", help=_OUT_HELP),
                  backend: Optional[str] = typer.Option(None, help="Runtime (default: the artifact's own).")) -> None:
-    """Classify one image with an exported model, using the preprocessing in its metadata."""
-    from mobilevision.export.summary import random_weights
+    """Classify images with an exported model, using the preprocessing in its metadata."""
     from mobilevision.runtime import load
 
     with load(artifact, backend=backend) as model:
-        classes = model.classify(image, top_k=top_k)
-        if model.metadata is not None and random_weights(model.metadata):
-            _say(err, f"note: {model.metadata.model} was exported with random weights: these scores carry no "
-                      "meaning (export with --weights for a trained model)")
+        _random_weights_note(model)
+        if _batch_mode(images, rows_out):
+            raise typer.Exit(_run_batch(model, "classify", images, {"top_k": top_k}, rows_out))
+        classes = model.classify(images[0], top_k=top_k)
         out.print(f"{'score':>7}  {'class':>5}  label", markup=False, highlight=False)
         for c in classes:
             out.print(f"{c.score:7.4f}  {c.index:5d}  {_visible(c.label)}", markup=False, highlight=False)
@@ -776,15 +858,22 @@ def classify_cmd(artifact: Path = typer.Argument(..., help="An exported classifi
 
 @app.command("landmarks")
 def landmarks_cmd(artifact: Path = typer.Argument(..., help="An exported landmark model."),
-                  image: Path = typer.Argument(..., help="An image file."),
+                  images: list[Path] = typer.Argument(..., help=_IMAGES_HELP),
                   box: Optional[str] = typer.Option(None, help="Face box x0,y0,x1,y1 in image pixels (default: the "
                                                                "whole image, stretched to the model input)."),
-                  output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write an overlay PNG/JPEG."),
+                  output: Optional[Path] = typer.Option(None, "-o", "--output",
+                                                        help="One image: write an overlay PNG/JPEG (points and box)."),
+                  overlays: Optional[Path] = typer.Option(None, "--overlays",
+                                                          help="Several images: write an overlay PNG per image here."),
+                  rows_out: Optional[Path] = typer.Option(None, "--out", help=_OUT_HELP),
                   backend: Optional[str] = typer.Option(None, help="Runtime (default: the artifact's own).")) -> None:
-    """Detect facial landmarks in one face crop with an exported model; prints one "x y" line per point."""
+    """Detect facial landmarks in face crops with an exported model; one image prints one "x y" line per point."""
     from mobilevision.runtime import load
     from mobilevision.runtime.tasks.landmarks import write_overlay
 
+    batch = _batch_mode(images, rows_out)
+    if output is not None and batch:
+        raise MobileVisionError("-o/--output draws one image: with several images use --overlays FOLDER")
     if output is not None and output.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise MobileVisionError(f"--output {output}: use a .png or .jpg file name")
     coords = None
@@ -796,52 +885,63 @@ def landmarks_cmd(artifact: Path = typer.Argument(..., help="An exported landmar
     if output is not None:
         _check_output(output, "--output", folder=False)
     with load(artifact, backend=backend) as model:
-        points = model.detect_landmarks(image, box=coords)
+        _random_weights_note(model)
+        if batch:
+            raise typer.Exit(_run_batch(model, "landmarks", images, {"box": coords}, rows_out, overlays,
+                                        lambda path, points, picture: write_overlay(path, points, picture, coords)))
+        points = model.detect_landmarks(images[0], box=coords)
     for x, y in points:
         _say(out, f"{x:.2f} {y:.2f}")
     if output is not None:
-        _write(lambda: write_overlay(image, points, output), output)
+        _write(lambda: write_overlay(images[0], points, output, coords), output)
         err.print(f"wrote {_visible(output)}", markup=False, highlight=False)
 
 
 @app.command("anomaly")
 def anomaly_cmd(artifact: Path = typer.Argument(..., help="An exported anomaly detector."),
-                image: Path = typer.Argument(..., help="An image file."),
+                images: list[Path] = typer.Argument(..., help=_IMAGES_HELP),
                 threshold: Optional[float] = typer.Option(None, callback=_bounded(),
                                                           help="Score above which the image is anomalous "
-                                                               "(pick it on your own data)."),
+                                                               "(default: the F1-optimal threshold the artifact "
+                                                               "carries from training, if any)."),
                 output: Optional[Path] = typer.Option(None, "-o", "--output",
-                                                      help="Write the heatmap over the image (PNG/JPEG)."),
+                                                      help="One image: write the heatmap over it (PNG/JPEG)."),
+                overlays: Optional[Path] = typer.Option(None, "--overlays",
+                                                        help="Several images: write a heatmap overlay PNG per image "
+                                                             "here."),
                 heat_range: tuple[float, float] = typer.Option((0.0, 0.2), "--range", callback=_bounded(),
                                                                help="Map values drawn blue .. red."),
+                rows_out: Optional[Path] = typer.Option(None, "--out", help=_OUT_HELP),
                 backend: Optional[str] = typer.Option(None, help="Runtime (default: the artifact's own).")) -> None:
-    """Score one image with an exported anomaly detector; optionally write its heatmap overlay."""
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    from mobilevision.atomic_io import atomic_write_bytes
+    """Score images with an exported anomaly detector; optionally write heatmap overlays."""
     from mobilevision.runtime import load
-    from mobilevision.runtime.tasks.anomaly import heatmap, overlay
+    from mobilevision.runtime.tasks.anomaly import write_overlay
     from mobilevision.runtime.tasks.classify import as_rgb_image
 
-    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}.get(output.suffix.lower()) if output else None
-    if output is not None and fmt is None:
+    batch = _batch_mode(images, rows_out)
+    if output is not None and batch:
+        raise MobileVisionError("-o/--output draws one image: with several images use --overlays FOLDER")
+    if output is not None and output.suffix.lower() not in (".png", ".jpg", ".jpeg"):
         raise MobileVisionError(f"--output {output}: use a .png or .jpg file name")
     if not heat_range[1] > heat_range[0]:
         raise MobileVisionError(f"--range {heat_range[0]} {heat_range[1]}: the second value must exceed the first")
     if output is not None:
         _check_output(output, "--output", folder=False)
-    rgb = np.asarray(as_rgb_image(image))          # read once: scored and drawn on
     with load(artifact, backend=backend) as model:
-        r = model.detect_anomaly(rgb, threshold=threshold)
-    verdict = "" if r.is_anomalous is None else ("  anomalous" if r.is_anomalous else "  normal")
+        _random_weights_note(model)
+        if batch:
+            raise typer.Exit(_run_batch(model, "anomaly", images, {"threshold": threshold}, rows_out, overlays,
+                                        lambda path, r, picture: write_overlay(path, r, picture, heat_range)))
+        image = as_rgb_image(images[0])          # read once: scored and drawn on
+        r = model.detect_anomaly(image, threshold=threshold)
+    if r.is_anomalous is None:
+        verdict = "  (no threshold: give --threshold, or export a detector trained here, which carries one)"
+    else:
+        verdict = (f"  {'anomalous' if r.is_anomalous else 'normal'} (threshold {r.threshold:.4g}"
+                   f"{'' if threshold is not None else ', from the artifact'})")
     _say(out, f"score {r.score:.4f}{verdict}")
     if output is not None:
-        buf = io.BytesIO()
-        Image.fromarray(overlay(rgb, heatmap(r.anomaly_map, *heat_range))).save(buf, format=fmt)
-        _write(lambda: atomic_write_bytes(output, buf.getvalue()), output)
+        _write(lambda: write_overlay(image, r, output, heat_range), output)
         err.print(f"wrote {_visible(output)}", markup=False, highlight=False)
 
 
@@ -854,7 +954,7 @@ def isp_cmd(
                                                       "or a `mobilevision train isp` run). Default: random init."),
     tile: int = typer.Option(512, help="Tile side in packed pixels (memory bound); 0 = the whole image at once."),
     clip: bool = typer.Option(False, "--clip", help="Clip normalised RAW values at 0 (below-black noise)."),
-    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    device: str = _TORCH_DEVICE_OPTION,
 ) -> None:
     """Render a camera RAW photo to RGB with a learned ISP (mosaic, CFA pattern and levels read by LibRaw)."""
     from mobilevision.data.raw import check_isp_request, read_raw
@@ -1056,7 +1156,7 @@ def train_classify_cmd(
     seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Seed for initialisation, shuffling and augmentation."),
     workers: Optional[int] = typer.Option(None, min=0,
                                           help="Data-loader processes (default: 0 for in-memory data, else up to 4)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    device: str = _TORCH_DEVICE_OPTION,
     sync_bn: bool = typer.Option(False, "--sync-bn", help="With torchrun: BatchNorm statistics over the global batch."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/classify/<model>[-N])."),
     resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
@@ -1099,7 +1199,7 @@ def eval_classify_cmd(
     data: Optional[Path] = typer.Option(None, help="Dataset whose validation split is used (default: the run's)."),
     model: Optional[str] = typer.Option(None, help="Model name, for checkpoints without a run card."),
     batch_size: int = typer.Option(64, min=1, help="Batch size."),
-    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    device: str = _TORCH_DEVICE_OPTION,
     confusion: Optional[Path] = typer.Option(None, help="Confusion-matrix PNG (default: beside the weights)."),
 ) -> None:
     """Top-1 / top-5 and a confusion-matrix PNG of trained weights on a validation split."""
@@ -1139,7 +1239,7 @@ def train_anomaly_cmd(
                                        help="Adam learning rate (default 1e-4; x0.1 for the last 5 %)."),
     seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Seed for initialisation and augmentation."),
     workers: Optional[int] = typer.Option(None, min=0, help="Data-loader processes (default up to 4)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    device: str = _TORCH_DEVICE_OPTION,
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/anomaly/<model>[-N])."),
     resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
 ) -> None:
@@ -1181,7 +1281,7 @@ def train_anomaly_teacher_cmd(
                                        help="Adam learning rate (default 1e-4, constant)."),
     seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Seed for initialisation and image sampling."),
     workers: Optional[int] = typer.Option(None, min=0, help="Data-loader processes (default up to 4)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    device: str = _TORCH_DEVICE_OPTION,
     amp: bool = typer.Option(False, "--amp", help="Mixed precision (fp16 on CUDA, bf16 on CPU)."),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/anomaly_teacher/<model>[-N])."),
     resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
@@ -1217,7 +1317,7 @@ def eval_anomaly_cmd(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for overlays and summary.json "
                                                                "(default: <weights stem>_eval beside the weights)."),
     overlays: bool = typer.Option(True, "--overlays/--no-overlays", help="Write a heat-map PNG per test image."),
-    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    device: str = _TORCH_DEVICE_OPTION,
 ) -> None:
     """Image AU-ROC, pixel AU-ROC and AU-PRO (30 % FPR) on a test set, heat-map overlays, summary JSON."""
     from mobilevision.tasks.anomaly import evaluate_detector
@@ -1237,6 +1337,9 @@ def eval_anomaly_cmd(
         table.add_row(f"AU-PRO (FPR <= {r.max_fpr:g})", f"{r.au_pro * 100:.2f} %")
     for defect, v in r.per_defect.items():
         table.add_row(_safe(f"  {defect} image AU-ROC"), f"{v * 100:.2f} %")
+    table.add_row("image threshold (F1-optimal)", f"{r.image_threshold:.4g} (F1 {r.image_f1:.3f})")
+    if r.pixel_threshold is not None:
+        table.add_row("pixel threshold (F1-optimal)", f"{r.pixel_threshold:.4g} (F1 {r.pixel_f1:.3f})")
     out.print(table)
     _say(err, f"wrote {result.summary}" + (f" and {len(result.overlays)} overlays" if result.overlays else ""))
 
@@ -1261,7 +1364,7 @@ def train_isp_cmd(
                                        help="Adam learning rate (default 5e-4, betas 0.5/0.9, constant)."),
     seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Seed for initialisation and sampling."),
     workers: Optional[int] = typer.Option(None, min=0, help="Data-loader processes (default up to 4)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    device: str = _TORCH_DEVICE_OPTION,
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/isp/<model>[-N])."),
     resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
 ) -> None:
@@ -1297,7 +1400,7 @@ def eval_isp_cmd(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for summary.json and grid.png "
                                                                "(default: <first weights stem>_eval)."),
     grid_rows: int = typer.Option(4, min=0, help="Test images in the side-by-side grid (0: no grid)."),
-    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    device: str = _TORCH_DEVICE_OPTION,
 ) -> None:
     """PSNR / SSIM / MS-SSIM against ground truth, next to a naive demosaic; a side-by-side grid PNG."""
     from mobilevision.tasks.isp import evaluate_isp
@@ -1346,7 +1449,7 @@ def train_landmarks_cmd(
                                                                "(mobilenet_v2-*.pth / efficientnet_b3_*.pth; the paper trains from scratch)."),
     seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Seed for initialisation, shuffling and augmentation."),
     workers: Optional[int] = typer.Option(None, min=0, help="Data-loader processes (default up to 4)."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    device: str = _TORCH_DEVICE_OPTION,
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/landmarks/<model>[-N])."),
     resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
 ) -> None:
@@ -1382,7 +1485,7 @@ def eval_landmarks_cmd(
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Folder for summary.json, ced.png and overlays.png "
                                                                "(default: <first weights stem>_eval)."),
     overlays: int = typer.Option(8, min=0, help="Test faces in the overlay grid (0: none)."),
-    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    device: str = _TORCH_DEVICE_OPTION,
 ) -> None:
     """NME, failure rate at 0.1 and AUC@0.1 on the test faces; a CED curve and landmark overlays."""
     from mobilevision.tasks.landmarks import evaluate_landmarks

@@ -25,6 +25,7 @@ from PIL import ExifTags, Image, ImageOps
 
 from mobilevision.errors import InputMismatch
 
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")   # what a folder's images are
 READ_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error,
                Image.DecompressionBombError, Image.DecompressionBombWarning)
 """What Pillow raises for a file it cannot (or will not) decode; UnidentifiedImageError is an OSError."""

@@ -71,6 +71,27 @@ def calibrated_efficientad(name: str = "efficientad_s") -> nn.Module:
     return d
 
 
+def trained_efficientad_weights(folder: Path, name: str = "efficientad_s") -> Path:
+    """``calibrated_efficientad`` saved as a training run would: ``folder/best.safetensors`` and its run card,
+    with the F1-optimal thresholds on a ``write_tiny_mvtec`` test split (as training's validation records
+    them), so exports of it carry thresholds. Returns the weights path."""
+    import mobilevision
+    from mobilevision.data.anomaly import read_mvtec
+    from mobilevision.run_card import RunCard
+    from mobilevision.tasks.anomaly import test_split_thresholds
+    from mobilevision.train.checkpoint import save_weights
+
+    model = calibrated_efficientad(name)
+    data = read_mvtec(write_tiny_mvtec(Path(folder) / "tiny_mvtec"))
+    thresholds, _ = test_split_thresholds(model, data, 256, "cpu")
+    card = mobilevision.get_model_card(name)
+    run = RunCard(task="anomaly", model=name, input_size=(3, 256, 256), mean=card.mean, std=card.std,
+                  data=data.name, extras={"thresholds": thresholds})
+    path = Path(folder) / "best.safetensors"
+    save_weights(path, model.state_dict(), run)
+    return path
+
+
 def write_tiny_mvtec(root: Path, n_train: int = 10, size: int = 256) -> Path:
     """A tiny MVTec AD-style folder under ``root``: smooth-noise normals (train/good, test/good) and a
     bright square as the one defect (test/square + ground_truth/square/*_mask.png). Returns ``root``."""

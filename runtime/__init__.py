@@ -6,5 +6,6 @@
 """
 from .api import Model, load, read_metadata
 from .backends import BACKENDS, open_backend
+from .batch import BatchItem, expand_images
 
-__all__ = ["load", "Model", "read_metadata", "open_backend", "BACKENDS"]
+__all__ = ["load", "Model", "read_metadata", "open_backend", "BACKENDS", "BatchItem", "expand_images"]

@@ -1,8 +1,9 @@
 """``load(path)`` -> a Model with ``predict`` and task helpers. Never imports torch."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -10,6 +11,7 @@ from mobilevision.errors import ArtifactError, InputMismatch, MobileVisionError
 from mobilevision.export.integrity import Integrity
 from mobilevision.export.metadata import ModelMetadata, TensorSpec, read_sidecar
 
+from . import batch
 from .backends import Backend, open_backend
 from .backends.base import ArtifactClosed
 from .tasks import anomaly as anomaly_task
@@ -113,16 +115,23 @@ class Model:
 
     def detect_anomaly(self, image, threshold: float | None = None) -> anomaly_task.AnomalyResult:
         """Anomaly map (at the image's own size) and score of one image (uint8 HWC RGB array, PIL image
-        or file path). The detector normalises its maps so ~0.1 is the validation images' 99.5th
-        percentile; pick ``threshold`` on your own data."""
+        or file path). The decision ``is_anomalous`` is score > ``threshold``; without one, the F1-optimal
+        threshold the artifact's metadata carries (``anomaly.image``, chosen at training on labelled test
+        images), and none when it carries none. The detector normalises its maps so ~0.1 is the validation
+        images' 99.5th percentile."""
         md = self._require_task("anomaly")
         if md.preprocessing is None:
             raise ArtifactError(f"{self.path} has no preprocessing in its metadata; re-export it")
         im = classify_task.as_rgb_image(image)
         out = self.predict(classify_task.preprocess(im, md.preprocessing))
         amap, score = out["anomaly_map"], out["score"]
+        if threshold is not None and not math.isfinite(threshold):
+            raise MobileVisionError(f"threshold must be a finite number, got {threshold}")
+        if threshold is None and md.anomaly is not None:
+            threshold = md.anomaly.image
         return anomaly_task.AnomalyResult(float(np.asarray(score).reshape(-1)[0]),
-                                          anomaly_task.to_image_size(amap, *im.size), threshold)
+                                          anomaly_task.to_image_size(amap, *im.size), threshold,
+                                          md.anomaly.pixel if md.anomaly is not None else None)
 
     def process_raw(self, mosaic: np.ndarray, pattern: str = "RGGB", black_level: float | Sequence[float] | None = None,
                     white_level: float | None = None, clip: bool | None = None) -> np.ndarray:
@@ -165,10 +174,22 @@ class Model:
         out = next(iter(self.predict(classify_task.normalize(crop, pre)).values()))
         return landmarks_task.to_image(np.asarray(out, np.float64).reshape(-1, 2), box, w, h)
 
-    def _require_task(self, task: str) -> ModelMetadata:
+    def predict_each(self, images: Iterable, **options) -> Iterator[batch.BatchItem]:
+        """The task's method (``classify``, ``detect_anomaly`` or ``detect_landmarks``, with ``options`` such as
+        ``top_k``, ``threshold``, ``box``) on each of ``images`` (paths, arrays, PIL images; a generator is fine),
+        yielding a ``BatchItem`` (``source``, ``result``, ``error``) per image in order. An image that cannot be
+        read or used yields its one-line ``error`` and the run goes on; a problem of the model stops it. For a
+        folder, pass ``[p for p, _ in expand_images([folder])]`` (``mobilevision.runtime.batch``)."""
+        return batch.predict_each(self, images, **options)
+
+    def _require_metadata(self) -> ModelMetadata:
         if self.metadata is None:
             raise ArtifactError(f"{self.path} carries no mobilevision metadata (no embedded entry, no "
                                 f"{self.path.name}.json sidecar); export it with `mobilevision export`")
+        return self.metadata
+
+    def _require_task(self, task: str) -> ModelMetadata:
+        self._require_metadata()
         if self.metadata.task != task:
             raise MobileVisionError(f"{self.path} is a {self.metadata.task!r} model, not {task!r}")
         return self.metadata

@@ -111,15 +111,16 @@ def _classify_cases(model: Model, save: _Arrays) -> list[dict[str, Any]]:
 def _anomaly_cases(model: Model, save: _Arrays) -> list[dict[str, Any]]:
     pre = model.metadata.preprocessing
     cases = []
-    for i, (w, h) in enumerate([(201, 150), (64, 90)]):
+    for i, ((w, h), threshold) in enumerate([((201, 150), 0.1), ((64, 90), None)]):   # None: the artifact's own
         img = synthetic_image(w, h, seed=20 + i)
         calls = _recording(model)
-        r = model.detect_anomaly(img, threshold=0.1)
+        r = model.detect_anomaly(img, threshold=threshold)
         heat = anomaly_task.heatmap(r.anomaly_map)
-        cases.append({"name": f"anomaly_{w}x{h}", "image": save(img, "uint8"), "threshold": 0.1,
+        cases.append({"name": f"anomaly_{w}x{h}", "image": save(img, "uint8"), "threshold": threshold,
                       "resized": save(np.asarray(classify_task.resized(img, pre)), "uint8"),
                       "tensor": save(classify_task.preprocess(img, pre), "float32"), "calls": _calls(calls, save),
-                      "result": {"score": r.score, "is_anomalous": r.is_anomalous,
+                      "result": {"score": r.score, "is_anomalous": r.is_anomalous, "threshold": r.threshold,
+                                 "pixel_threshold": r.pixel_threshold,
                                  "anomaly_map": save(r.anomaly_map, "float32"),
                                  "heatmap": save(heat, "uint8"),
                                  "overlay": save(anomaly_task.overlay(img, heat), "uint8")}})

@@ -58,14 +58,17 @@ def toy_name() -> str:
 def _shared_models() -> dict:
     """The real zoo models several test modules need exported to every target: (build, export keywords)."""
     import mobilevision
-    from mobilevision.testing import calibrated_efficientad, spread_out_isp
+    from mobilevision.testing import spread_out_isp, trained_efficientad_weights
 
-    def landmarks():
+    def landmarks(out):
         torch.manual_seed(0)
-        return mobilevision.create_model("landmarks_mnv2_035")
-    return {"efficientad": (calibrated_efficientad, {}),          # EfficientAD-S, maps O(0.1), 256 px
-            "landmarks_64": (landmarks, {"imgsz": 64}),             # landmarks_mnv2_035 at 64 px, seed 0
-            "efficientisp_32": (lambda: spread_out_isp("efficientisp"), {"imgsz": 32})}   # 32-pixel tiles
+        return mobilevision.create_model("landmarks_mnv2_035"), {}
+
+    def efficientad(out):   # as a training run saves it: its run card carries F1-optimal thresholds
+        return "efficientad_s", {"weights": trained_efficientad_weights(out / "run")}
+    return {"efficientad": (efficientad, {}),             # EfficientAD-S, maps O(0.1), 256 px, with thresholds
+            "landmarks_64": (landmarks, {"imgsz": 64}),     # landmarks_mnv2_035 at 64 px, seed 0
+            "efficientisp_32": (lambda out: (spread_out_isp("efficientisp"), {}), {"imgsz": 32})}   # 32-px tiles
 
 
 @pytest.fixture(scope="session")
@@ -81,11 +84,11 @@ def shared_exports(tmp_path_factory):
 
             build, kwargs = _shared_models()[key]
             out = tmp_path_factory.mktemp(f"shared_{key}")
-            model = build()
-            before = {k: v.clone() for k, v in model.state_dict().items()}
-            cache[key] = {r.target: r for r in export_all(model, "all", out_dir=out, **kwargs)}
+            model, more = build(out)
+            before = {k: v.clone() for k, v in model.state_dict().items()} if hasattr(model, "state_dict") else {}
+            cache[key] = {r.target: r for r in export_all(model, "all", out_dir=out, **kwargs, **more)}
             # no converter may edit the user's module (coremltools' passes once shifted a buffer in place)
-            changed = [k for k, v in model.state_dict().items() if not torch.equal(before[k], v)]
+            changed = [k for k, v in before.items() if not torch.equal(model.state_dict()[k], v)]
             assert not changed, f"exporting {key} changed the module's {changed[:3]}"
         return cache[key]
     return get

@@ -17,11 +17,10 @@ import numpy as np
 from PIL import Image
 
 from mobilevision.errors import DataError
-from mobilevision.imaging import open_image
+from mobilevision.imaging import IMAGE_SUFFIXES, open_image
 
 log = logging.getLogger("mobilevision.data")
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 VAL_FRACTION = 0.2      # held out when a folder has no val/ split (stratified, fixed seed)
 SPLIT_SEED = 0
 

@@ -8,13 +8,13 @@ really decode (a truncated copy, a stub, a mosaic of one value) is refused too, 
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from mobilevision.devices import torch_device_name
 from mobilevision.errors import DataError, MobileVisionError
 from mobilevision.runtime.tasks.isp import crop_even, pattern_from_cfa, site_levels
 
@@ -25,7 +25,6 @@ FILL_FRACTION = 0.8           # one unsaturated value in >= 80 % of the pixels: 
 FILL_ROWS = 0.01              # ... or filling >= 1 % of the rows (at least 2) completely
 OVERFLOW_FRACTION = 1e-4      # pixels beyond what the sensor can record: at most 1 in 10,000 (a flipped bit)
 RECOPY = "copy the complete original from the camera or card again"
-_DEVICE = re.compile(r"cpu|cuda(:\d+)?")
 
 
 @dataclass
@@ -83,7 +82,7 @@ def check_tile(tile: int) -> None:
 
 
 def check_isp_request(photo: str | Path, out: str | Path, model: str, tile: int, weights: str | Path | None = None,
-                      device: str = "cpu") -> str:
+                      device: str = "auto") -> str:
     """Every argument of an ISP render checked without torch (milliseconds); returns the output's Pillow format."""
     check_raw_path(photo)
     fmt = check_output_path(out, photo)
@@ -92,8 +91,10 @@ def check_isp_request(photo: str | Path, out: str | Path, model: str, tile: int,
         raise MobileVisionError(f"--model {model!r} is not an ISP model: pick one of {', '.join(ISP_MODELS)}")
     if weights is not None and not Path(weights).is_file():
         raise MobileVisionError(f"weights file not found: {weights}")
-    if not _DEVICE.fullmatch(device):
-        raise MobileVisionError(f"--device {device!r}: use cpu, cuda or cuda:N")
+    try:
+        torch_device_name(device)
+    except ValueError as e:
+        raise MobileVisionError(f"--device {e}") from None
     return fmt
 
 

@@ -24,6 +24,7 @@ from mobilevision.data.anomaly import (AnomalyData, AnomalyImages, grayscale_rgb
                                        split_validation)
 from mobilevision.data.classification import IMAGE_SUFFIXES
 from mobilevision.data.seeded import SeededDraws
+from mobilevision.devices import resolve_torch_device
 from mobilevision.errors import DataError, TrainingError
 from mobilevision.models.efficientad import TEACHER_CHANNELS, EfficientADDetector
 from mobilevision.run_card import RunCard
@@ -155,9 +156,11 @@ class AnomalyTask:
     """EfficientAD-S/M on one MVTec-style category (the engine's TrainTask)."""
 
     name = "anomaly"
+    length_option = "--steps"   # the run's length, named in the long-run estimate
     main_metric = "st_map"          # mean raw student-teacher map on held-out normals: lower is better
     higher_is_better = False
     in_memory = False
+    thresholds: dict[str, Any] | None = None   # the last validation's F1-optimal thresholds (None: no test split)
 
     def __init__(self, options: AnomalyOptions, data: AnomalyData | None = None):
         self.opts = options
@@ -209,7 +212,10 @@ class AnomalyTask:
     @torch.no_grad()
     def evaluate(self, model: nn.Module, loader: torch.utils.data.DataLoader, device: torch.device,
                  criterion: nn.Module) -> dict[str, float]:
-        """Fit the map quantiles on the held-out normals (saved with the weights) and report their raw maps."""
+        """Fit the map quantiles on the held-out normals (saved with the weights) and report their raw maps;
+        then, where the data has a labelled test split, the F1-optimal image and pixel thresholds on it (as
+        anomalib's adaptive threshold, on its MVTec default of validating on the test split), which the run
+        card carries to the export's metadata."""
         sts, aes = [], []
         for batch in loader:
             st, ae = model.raw_maps(batch["image"].to(device))
@@ -217,15 +223,62 @@ class AnomalyTask:
             aes.append(ae.cpu())
         st, ae = torch.cat(sts), torch.cat(aes)
         model.fit_quantiles(st, ae)
-        return {"st_map": float(st.mean()), "ae_map": float(ae.mean()),
-                "q_st": float(model.quantiles_st[1]), "q_ae": float(model.quantiles_ae[1])}
+        row = {"st_map": float(st.mean()), "ae_map": float(ae.mean()),
+               "q_st": float(model.quantiles_st[1]), "q_ae": float(model.quantiles_ae[1])}
+        found = test_split_thresholds(model, self.data, self.opts.imgsz, device)
+        if found is not None:
+            self.thresholds, auroc = found
+            row.update(test_image_auroc=auroc, image_threshold=self.thresholds["image"])
+            if self.thresholds["pixel"] is not None:
+                row["pixel_threshold"] = self.thresholds["pixel"]
+        return row
 
     def run_card(self) -> RunCard:
         card = mobilevision.get_model_card(self.opts.model)
+        extras: dict[str, Any] = {"train_images": len(self.train_paths), "val_images": len(self.val_paths)}
+        if self.thresholds is not None:
+            extras["thresholds"] = self.thresholds
         return RunCard(task=self.name, model=self.opts.model, input_size=(3, self.opts.imgsz, self.opts.imgsz),
                        mean=card.mean, std=card.std, interpolation=card.interpolation, crop_pct=card.crop_pct,
-                       data=self.data.name,
-                       extras={"train_images": len(self.train_paths), "val_images": len(self.val_paths)})
+                       data=self.data.name, extras=extras)
+
+
+def test_split_thresholds(model: nn.Module, data: AnomalyData, size: int, device: torch.device | str
+                          ) -> tuple[dict[str, Any], float] | None:
+    """(the run card's ``thresholds``, image AU-ROC) of a detector on ``data``'s labelled test split: the
+    F1-optimal image threshold and, where masks mark defect pixels, the pixel one; None without good and
+    anomalous test images."""
+    from .anomaly_metrics import f1_threshold, image_auroc, pixel_f1_threshold
+
+    labels = [s.label for s in data.test]
+    n_bad = sum(labels)
+    if not 0 < n_bad < len(labels):
+        return None
+    scores, maps, masks = detector_outputs(model, data.test, size, device)
+    image, image_f1 = f1_threshold(scores, labels)
+    pixel = pixel_f1 = None
+    if masks.any() and not masks.all():
+        pixel, pixel_f1 = pixel_f1_threshold(maps, masks)
+    return ({"image": image, "pixel": pixel, "image_f1": image_f1, "pixel_f1": pixel_f1,
+             "source": f"F1-optimal on {data.name} test split ({len(labels) - n_bad} good, {n_bad} anomalous)"},
+            image_auroc(scores, labels))
+
+
+@torch.no_grad()
+def detector_outputs(model: nn.Module, samples: list, size: int, device: torch.device | str
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(scores (N,), maps (N, H, W), masks (N, H, W) bool) of a detector on labelled test samples at ``size``."""
+    images = AnomalyImages.from_samples(samples, size)
+    was_training = model.training
+    model.eval()
+    maps, scores = [], []
+    for item in torch.utils.data.DataLoader(images, batch_size=4):
+        amap, score = model(item["image"].to(device))
+        maps.append(amap[:, 0].cpu().numpy())
+        scores.append(score.reshape(-1).cpu().numpy())
+    model.train(was_training)
+    masks = np.stack([images[i]["mask"][0].numpy() > 0.5 for i in range(len(images))])
+    return np.concatenate(scores), np.concatenate(maps), masks
 
 
 @dataclass
@@ -239,7 +292,7 @@ class AnomalyEvaluation:
 
 @torch.no_grad()
 def evaluate_detector(weights: str, data: str | None = None, category: str | None = None, out_dir: str | None = None,
-                      device: str = "cpu", overlays: bool = True) -> AnomalyEvaluation:
+                      device: str = "auto", overlays: bool = True) -> AnomalyEvaluation:
     """Image AU-ROC, pixel AU-ROC and AU-PRO of a trained detector on a test set, plus heat-map overlays
     and a summary JSON in ``out_dir`` (default: ``<weights stem>_eval`` beside the weights)."""
     import json
@@ -260,16 +313,10 @@ def evaluate_detector(weights: str, data: str | None = None, category: str | Non
     dataset = resolve_anomaly_data(data, category)
     if not dataset.test:
         raise DataError(f"{dataset.root} has no test/ folder to evaluate on")
+    device = resolve_torch_device(device)
     model = mobilevision.create_model(card.model, weights=weights).eval().to(device)
     size = card.input_size[1]
-    images = AnomalyImages.from_samples(dataset.test, size)
-    maps, scores = [], []
-    for item in torch.utils.data.DataLoader(images, batch_size=4):
-        amap, score = model(item["image"].to(device))
-        maps.append(amap[:, 0].cpu().numpy())
-        scores.append(score.cpu().numpy())
-    amaps, all_scores = np.concatenate(maps), np.concatenate(scores)
-    masks = np.stack([images[i]["mask"][0].numpy() > 0.5 for i in range(len(images))])
+    all_scores, amaps, masks = detector_outputs(model, dataset.test, size, device)
     try:
         report = evaluate_anomaly(all_scores, [s.label for s in dataset.test], amaps, masks,
                                   [s.defect for s in dataset.test])
@@ -279,14 +326,16 @@ def evaluate_detector(weights: str, data: str | None = None, category: str | Non
     written = []
     if overlays:
         vmax = float(np.quantile(amaps, 0.999))
+        cut = report.image_threshold   # the F1-optimal threshold on these images: the title says which side
         for s, amap, mask, score in zip(dataset.test, amaps, masks, all_scores):
             path = out / s.defect / f"{s.path.stem}.png"
             save_overlay(load_rgb(s.path, size), amap, path, vmin=0.0, vmax=max(vmax, 1e-6), mask=mask if s.label else None,
-                         title=f"{s.defect} score {score:.3f}")
+                         title=f"{s.defect}: score {score:.3f} {'>' if score > cut else '<='} {cut:.3g}")
             written.append(path)
     summary = out / "summary.json"
     atomic_write_text(summary, json.dumps({"model": card.model, "weights": str(weights), "data": str(dataset.root),
                                            **report.to_dict(),
+                                           "thresholds": report.thresholds(f"{dataset.name} test split"),
                                            "scores": [{"image": str(s.path), "defect": s.defect, "score": float(v)}
                                                       for s, v in zip(dataset.test, all_scores)]}, indent=2) + "\n")
     return AnomalyEvaluation(card.model, dataset.name, report, written, summary)
@@ -311,6 +360,26 @@ def export_samples(md, data: str | None, split: str, n: int, seed: int, category
     note = None if 0 < sum(labels) < len(labels) else "image AU-ROC needs good and anomalous test images"
     return q.TaskSamples(f"{ds.name}, test split", [q.preprocess_input(load_rgb(s.path), md) for s in samples],
                        labels if note is None else None, note, len(idx))
+
+
+def describe_run(run) -> dict[str, Any]:
+    """The thresholds the training run chose (``AnomalyTask.evaluate``), as the artifact's ``anomaly`` field."""
+    from mobilevision.errors import ArtifactError, WeightsError
+    from mobilevision.export.metadata import AnomalyThresholds
+
+    found = run.extras.get("thresholds")
+    if found is None:
+        return {}
+    try:
+        if not isinstance(found, dict):
+            raise TypeError("not an object")
+        keep = {k: found.get(k) for k in ("image", "pixel", "image_f1", "pixel_f1")}
+        thresholds = AnomalyThresholds(**keep, source=str(found.get("source", ""))[:200])
+        thresholds.validate("thresholds")
+    except (TypeError, ArtifactError) as e:
+        raise WeightsError(f"the run card's thresholds are unreadable ({str(e).split(';')[0]}): retrain, or "
+                           "delete the thresholds entry from the run card") from e
+    return {"anomaly": thresholds}
 
 
 def score_outputs(md, outputs, targets) -> float:

@@ -43,6 +43,43 @@ def image_auroc(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np
     return float(roc_auc_score(y, s))
 
 
+def f1_threshold(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | np.ndarray) -> tuple[float, float]:
+    """(threshold, F1): the F1-optimal threshold on anomaly scores (as anomalib's adaptive threshold), from
+    scikit-learn's precision-recall curve.
+
+    The threshold lies halfway between the lowest score called anomalous and the highest score below it, so
+    ``score > threshold`` (the runtimes' rule) and ``score >= threshold`` decide every evaluated image alike."""
+    from sklearn.metrics import precision_recall_curve
+
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    y = _binary_labels(np.asarray(labels).reshape(-1), len(s))
+    if y.all() or not y.any():
+        raise ValueError(f"an F1-optimal threshold {_ONE_CLASS}")
+    if not np.isfinite(s).all():
+        raise ValueError("anomaly scores contain NaN or infinite values")
+    precision, recall, cuts = precision_recall_curve(y, s)
+    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], np.finfo(np.float64).tiny)
+    best = int(np.argmax(f1))
+    cut = float(cuts[best])
+    below = s[s < cut]
+    threshold = (cut + float(below.max())) / 2 if below.size else np.nextafter(cut, -np.inf)
+    return float(threshold), float(f1[best])
+
+
+PIXEL_SAMPLE = 2_000_000   # pixels drawn (seeded) for the pixel threshold: the curve's sort stays fast
+
+
+def pixel_f1_threshold(maps: np.ndarray, masks: np.ndarray, seed: int = 0) -> tuple[float, float]:
+    """(threshold, F1) on anomaly-map pixels against the masks; over a seeded sample of ``PIXEL_SAMPLE``
+    pixels when there are more."""
+    m, g = _pixel_arrays(maps, masks)
+    m, g = m.reshape(-1), g.reshape(-1)
+    if m.size > PIXEL_SAMPLE:
+        pick = np.random.default_rng(seed).choice(m.size, PIXEL_SAMPLE, replace=False)
+        m, g = m[pick], g[pick]
+    return f1_threshold(m, g.astype(np.int8))
+
+
 def _pixel_arrays(maps: Any, masks: Any) -> tuple[np.ndarray, np.ndarray]:
     """(N, H, W) float32 maps and bool masks, without copies when the inputs already are."""
     m = np.asarray(maps, dtype=np.float32)
@@ -151,6 +188,16 @@ class AnomalyReport:
     n_anomalous: int
     per_defect: dict[str, float] = field(default_factory=dict)  # image AU-ROC of each defect type vs all good
     max_fpr: float = 0.3
+    image_threshold: float | None = None   # F1-optimal on these images' scores (score > threshold: anomalous)
+    image_f1: float | None = None
+    pixel_threshold: float | None = None   # F1-optimal on the map pixels against the masks
+    pixel_f1: float | None = None
+
+    def thresholds(self, data: str) -> dict[str, Any]:
+        """What a detector's run card and exported metadata carry: the thresholds, their F1 and where from."""
+        return {"image": self.image_threshold, "pixel": self.pixel_threshold, "image_f1": self.image_f1,
+                "pixel_f1": self.pixel_f1, "source": f"F1-optimal on {data} ({self.n_good} good, "
+                                                     f"{self.n_anomalous} anomalous images)"}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-serialisable values (for run cards and benchmark tables)."""
@@ -165,7 +212,8 @@ def evaluate_anomaly(scores: Sequence[float] | np.ndarray, labels: Sequence[int]
     image = image_auroc(scores, labels)  # validates scores and labels first
     s = np.asarray(scores, dtype=np.float64)
     y = _binary_labels(labels, len(s))
-    pixel = pro = None
+    pixel = pro = pixel_cut = pixel_f1 = None
+    image_cut, image_f1 = f1_threshold(s, y.astype(int))
     if (maps is None) != (masks is None):
         raise ValueError("pixel metrics need both anomaly maps and ground-truth masks (pass both or neither)")
     if maps is not None:
@@ -174,6 +222,7 @@ def evaluate_anomaly(scores: Sequence[float] | np.ndarray, labels: Sequence[int]
                              "images as the scores")
         pixel = pixel_auroc(maps, masks)
         pro = au_pro(maps, masks, max_fpr=max_fpr)
+        pixel_cut, pixel_f1 = pixel_f1_threshold(maps, masks)
     per_defect: dict[str, float] = {}
     if defects is not None:
         d = np.asarray([str(v) for v in defects])
@@ -182,16 +231,24 @@ def evaluate_anomaly(scores: Sequence[float] | np.ndarray, labels: Sequence[int]
         for name in sorted(set(d[y])):
             keep = ~y | (d == name)
             per_defect[name] = image_auroc(s[keep], y[keep].astype(int))
-    return AnomalyReport(image, pixel, pro, int((~y).sum()), int(y.sum()), per_defect, max_fpr)
+    return AnomalyReport(image, pixel, pro, int((~y).sum()), int(y.sum()), per_defect, max_fpr, image_cut, image_f1,
+                         pixel_cut, pixel_f1)
+
+
+LEGEND_PX = 52          # height of the legend under an overlay: colour bar, its scale and unit, what the lines mean
+LEGEND_MIN_WIDTH = 260  # a narrow image gets a wider canvas, so the legend stays readable
 
 
 def save_overlay(image: np.ndarray, anomaly_map: np.ndarray, path: str | os.PathLike, vmin: float | None = None,
                  vmax: float | None = None, mask: np.ndarray | None = None, title: str | None = None) -> Path:
-    """A PNG of the image with the anomaly map blended over it (jet, alpha 0.5) and the mask's contour,
-    one output pixel per image pixel (W x H), written atomically.
+    """A PNG of the image with the anomaly map blended over it (jet, alpha 0.5) and the mask's contour, one
+    output pixel per image pixel in the top-left W x H, above a legend: the colour bar with the map's scale
+    (``vmin`` .. ``vmax``) and, when a mask is drawn, what its white outline is. Written atomically.
 
     The map (and a mask of another size) is resized to the image bilinearly (nearest for the mask).
     """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
     from skimage.transform import resize
 
@@ -211,24 +268,38 @@ def save_overlay(image: np.ndarray, anomaly_map: np.ndarray, path: str | os.Path
     finite = amap[np.isfinite(amap)]
     lo = vmin if vmin is not None else (float(finite.min()) if finite.size else 0.0)
     hi = vmax if vmax is not None else (float(finite.max()) if finite.size else 1.0)
+    if not hi > lo:
+        hi = lo + 1e-6
 
     dpi = 100
-    fig = Figure(figsize=(w / dpi, h / dpi), dpi=dpi)
-    ax = fig.add_axes((0, 0, 1, 1))
+    fw, fh = max(w, LEGEND_MIN_WIDTH), h + LEGEND_PX
+    fig = Figure(figsize=(fw / dpi, fh / dpi), dpi=dpi, facecolor="white")
+    ax = fig.add_axes((0, LEGEND_PX / fh, w / fw, h / fh))   # the picture: exactly W x H pixels, top left
     ax.set_axis_off()
     ax.imshow(img, interpolation="nearest")
     ax.imshow(amap, cmap="jet", alpha=0.5, vmin=lo, vmax=hi, interpolation="nearest")
+    drawn_mask = False
     if mask is not None:
         mk = np.asarray(mask) != 0
         if mk.shape != (h, w):
             mk = resize(mk.astype(np.float32), (h, w), order=0, anti_aliasing=False) > 0.5
         if min(h, w) >= 2 and mk.any() and not mk.all():  # a contour needs a 2 x 2 grid and both sides
             ax.contour(mk.astype(np.float32), levels=[0.5], colors="white", linewidths=1)
+            drawn_mask = True
     if title:
         ax.text(2, 2, title, color="white", fontsize=max(5.0, min(10.0, h / 24)), va="top", ha="left",
                 bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "linewidth": 0})
     ax.set_xlim(-0.5, w - 0.5)
     ax.set_ylim(h - 0.5, -0.5)
+    bar = fig.add_axes((6 / fw, 30 / fh, (fw - 12) / fw, 9 / fh))
+    cb = fig.colorbar(ScalarMappable(Normalize(lo, hi), cmap="jet"), cax=bar, orientation="horizontal")
+    cb.ax.tick_params(labelsize=6, length=2, pad=1)
+    cb.set_ticks([lo, (lo + hi) / 2, hi])
+    for label, align in zip(cb.ax.set_xticklabels([f"{v:.3g}" for v in (lo, (lo + hi) / 2, hi)]),
+                            ("left", "center", "right")):
+        label.set_horizontalalignment(align)
+    note = "colour: anomaly map value" + ("; white outline: ground-truth defect" if drawn_mask else "")
+    fig.text(6 / fw, 4 / fh, note, fontsize=6, color="black", va="bottom", ha="left")
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white")
     return atomic_write_bytes(path, buf.getvalue())

@@ -184,6 +184,7 @@ class TeacherPretrainTask:
     """
 
     name = "anomaly_teacher"
+    length_option = "--steps"   # the run's length, named in the long-run estimate
     main_metric = "distill_mse"     # normalised-target MSE on held-out images: lower is better
     higher_is_better = False
     in_memory = False

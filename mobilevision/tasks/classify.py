@@ -6,6 +6,7 @@ the preprocessing recorded in the metadata and the softmax.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ import mobilevision
 from mobilevision.data.classification import ClassificationData, open_classification_data
 from mobilevision.data.transforms import ClassificationDataset, TrainAugment
 from mobilevision.registry import same_classes
+from mobilevision.devices import resolve_torch_device
 from mobilevision.errors import DataError, TrainingError
 from mobilevision.export.metadata import Preprocessing
 from mobilevision.run_card import RunCard
@@ -144,6 +146,18 @@ class ClassifyTask:
         logits, labels = predict(model, loader, device)
         return classification_metrics(logits, labels, len(self.data.classes))
 
+    def after_fit(self, last: dict[str, Any], val_size: int) -> str | None:
+        """A warning when the final validation top-1 is within two standard errors of guessing (1 / classes)."""
+        top1, k = last.get("val_top1"), len(self.data.classes)
+        if top1 is None or k < 2 or val_size < 1:
+            return None
+        chance = 1.0 / k
+        if top1 > chance + 2 * math.sqrt(chance * (1 - chance) / val_size):
+            return None
+        return (f"validation top-1 {100 * top1:.1f} % is at chance for {k} classes ({100 * chance:.1f} %, "
+                f"{val_size} images): the model has not learned the task; train longer (--epochs), check that the "
+                "class folders hold what they say, or try another --lr")
+
     def run_card(self) -> RunCard:
         c = self.card
         return RunCard(task=self.name, model=self.opts.model, num_classes=c.num_classes, labels=tuple(c.labels),
@@ -188,7 +202,7 @@ class EvalReport:
 
 
 def evaluate_checkpoint(weights: str, data: str | None = None, model: str | None = None, batch_size: int = 64,
-                        device: str = "cpu", use_run_data: bool = True) -> EvalReport:
+                        device: str = "auto", use_run_data: bool = True) -> EvalReport:
     """Evaluate trained weights on the validation split of ``data`` (default: the data the run was
     trained on, from its run card; the built-in digits when that was it).
 
@@ -218,7 +232,7 @@ def evaluate_checkpoint(weights: str, data: str | None = None, model: str | None
                             f"{list(card.labels)[:4]}...: evaluate on the data it was trained for")
     pre = Preprocessing.for_card(card, card.input_size[1], card.input_size[2])
     loader = torch.utils.data.DataLoader(ClassificationDataset(dataset.val, pre), batch_size=batch_size)
-    dev = torch.device(device)
+    dev = resolve_torch_device(device)
     logits, labels = predict(net.to(dev).eval(), loader, dev)
     metrics = classification_metrics(logits, labels, len(dataset.classes))
     confusion = confusion_matrix(labels, logits.argmax(1), labels=np.arange(len(dataset.classes)))

@@ -7,7 +7,8 @@ lives in two modules it names and which are imported only when asked for:
   category)`` -> ``TaskSamples`` (calibration "train" / metric "heldout" inputs, prepared as an app feeds the
   artifact), ``score_outputs(md, outputs, targets)`` -> the metric, and optionally ``describe_outputs(card,
   outputs)`` -> the metadata fields the task adds (a classifier's class count, a landmark model's points),
-  raising when the model's outputs contradict its card.
+  raising when the model's outputs contradict its card; optionally ``describe_run(run_card)`` -> the metadata
+  fields the training run recorded (an anomaly detector's thresholds).
 - ``runtime`` (``mobilevision/runtime/tasks/<task>.py``): pre- and post-processing driven by the metadata.
 
 Nothing outside a task compares ``task == "..."``: callers ask ``get_task(name)``.
@@ -62,3 +63,8 @@ class Task:
         """Metadata fields this task adds for a model with ``card`` whose example outputs are ``outputs``."""
         describe = getattr(self._module(), "describe_outputs", None)
         return describe(card, outputs) if describe is not None else {}
+
+    def describe_run(self, run) -> dict[str, Any]:
+        """Metadata fields this task takes from the run card of the weights (an anomaly detector's thresholds)."""
+        describe = getattr(self._module(), "describe_run", None)
+        return describe(run) if describe is not None else {}

@@ -22,6 +22,7 @@ from mobilevision.data.isp import (IspData, load_mosaic, load_srgb, pack_mosaic,
                                    reference_rendering, resolve_isp_data)
 from mobilevision.data.raw import ISP_MODELS, RawMosaic, check_isp_request, check_tile, read_raw
 from mobilevision.data.seeded import SeededDraws
+from mobilevision.devices import resolve_torch_device
 from mobilevision.errors import DataError, MobileVisionError, TrainingError
 from mobilevision.run_card import RunCard
 from mobilevision.train.config import TrainConfig
@@ -69,17 +70,9 @@ def render_mosaic(model: torch.nn.Module, raw: RawMosaic, tile: int = 512, clip:
     return IspResult(apply_flip(to_uint8(rgb), raw.flip), raw.pattern, raw.black_level, raw.white_level, count)
 
 
-def _check_cuda(device: str) -> None:
-    if device.startswith("cuda"):
-        index = int(device.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise MobileVisionError(f"--device {device}: this machine's torch sees {torch.cuda.device_count()} CUDA "
-                                    "GPU(s) (use --device cpu)")
-
-
 def process_raw_file(path: str | Path | RawMosaic, out: str | Path, model: str = "efficientisp",
                      weights: str | None = None, tile: int = 512, clip: bool = False,
-                     device: str = "cpu") -> IspResult:
+                     device: str = "auto") -> IspResult:
     """Read a camera RAW file (or take ``read_raw``'s mosaic), render it upright with ``model`` (+ local
     ``weights``), write an 8-bit PNG/JPEG/TIFF atomically; arguments and RAW data are checked first."""
     import io
@@ -90,7 +83,7 @@ def process_raw_file(path: str | Path | RawMosaic, out: str | Path, model: str =
 
     fmt = check_isp_request(path.path if isinstance(path, RawMosaic) else path, out, model, tile, weights, device)
     raw = path if isinstance(path, RawMosaic) else read_raw(path)
-    _check_cuda(device)
+    device = resolve_torch_device(device)
     net = mobilevision.create_model(model, weights=weights)
     result = render_mosaic(net, raw, tile=tile, clip=clip, device=device)
     buf = io.BytesIO()
@@ -204,6 +197,7 @@ class IspTask:
     """Train an ISP generator on RAW -> RGB data (the engine's TrainTask). Paired: L1 + SSIM on aligned pairs."""
 
     name = "isp"
+    length_option = "--steps"   # the run's length, named in the long-run estimate
     main_metric = "psnr"
     higher_is_better = True
     in_memory = False
@@ -335,7 +329,7 @@ def _report(name: str, preds: list[torch.Tensor], targets: list[torch.Tensor]) -
 
 @torch.no_grad()
 def evaluate_isp(weights: list[str], data: str | None = None, out_dir: str | None = None, grid_rows: int = 4,
-                 device: str = "cpu") -> tuple[list[IspReport], Path, Path | None]:
+                 device: str = "auto") -> tuple[list[IspReport], Path, Path | None]:
     """PSNR / SSIM / MS-SSIM (8-bit outputs, per-image means) of the reference rendering X̂ and of each
     trained ``weights`` on a test set, a summary JSON and a grid PNG (naive | models ... | ground truth)."""
     import json
@@ -345,6 +339,7 @@ def evaluate_isp(weights: list[str], data: str | None = None, out_dir: str | Non
 
     if not weights:
         raise MobileVisionError("give at least one --weights file to evaluate")
+    device = resolve_torch_device(device)
     models, names, cards = [], [], []
     for w in weights:
         card = read_run_card(w)

@@ -30,6 +30,7 @@ from mobilevision.data.landmarks import (AugmentOptions, LandmarkSample, augment
                                          dataset_box, extent_box, load_image, normalize, resolve_landmark_data)
 from mobilevision.data.seeded import SeededDraws
 from mobilevision.data.shape_model import DEFAULT_VARIANCE, ShapeModel
+from mobilevision.devices import resolve_torch_device
 from mobilevision.errors import DataError, TrainingError
 from mobilevision.losses.landmark_kd import KDLoss, LandmarkMSE
 from mobilevision.run_card import RunCard
@@ -360,7 +361,7 @@ def predict_crops(model: nn.Module, samples: list[LandmarkSample], size: int, cr
 
 def evaluate_landmarks(weights: list[str], data: str | None = None, out_dir: str | None = None,
                        normaliser: str = "inter_ocular", crop: str = "extent", overlays: int = 8,
-                       device: str = "cpu") -> tuple[list[Any], Path, Path, Path | None]:
+                       device: str = "auto") -> tuple[list[Any], Path, Path, Path | None]:
     """NME / FR@0.1 / AUC@0.1 of each trained model on the test split (the first run's data unless ``data``),
     a summary JSON, one CED plot of all models and an overlay grid (green GT, red prediction)."""
     import json
@@ -375,6 +376,7 @@ def evaluate_landmarks(weights: list[str], data: str | None = None, out_dir: str
         raise DataError(f"--normaliser {normaliser!r}: choose inter_ocular or inter_pupil")
     if crop not in CROPS:
         raise DataError(f"--crop {crop!r}: choose extent or box")
+    device = resolve_torch_device(device)
     loaded = [_load_trained(w, device) for w in weights]
     first = loaded[0][1].task_options
     _, test = resolve_landmark_data(data if data is not None else first.get("data"), zero_based=True,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from mobilevision.errors import TrainingError
+from mobilevision.errors import MobileVisionError, TrainingError
 
 
 @dataclass(frozen=True)
@@ -44,15 +44,14 @@ class World:
 
 
 def pick_device(requested: str, world: World) -> torch.device:
-    """``auto``: this process's GPU under torchrun (cuda:LOCAL_RANK), else cuda if present, else cpu."""
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise TrainingError(f"--device {requested}: this torch build sees no CUDA GPU (use --device cpu)")
-        if requested == "cuda":
-            requested = f"cuda:{world.local_rank}"
-    return torch.device(requested)
+    """``auto``: this process's GPU under torchrun (cuda:LOCAL_RANK), else cuda if present, else cpu (see
+    ``mobilevision.devices``)."""
+    from mobilevision.devices import resolve_torch_device
+
+    try:
+        return resolve_torch_device(requested, world.local_rank)
+    except MobileVisionError as e:
+        raise TrainingError(str(e)) from None
 
 
 def init_world() -> World:

@@ -109,6 +109,29 @@ def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
 
 
 PROGRESS_ENV = "MOBILEVISION_PROGRESS_S"
+ESTIMATE_AFTER = 5        # steps timed (after the first, which warms up) before a run estimates its length
+LONG_RUN_S = 600.0        # a run estimated longer than this says so, and how to shorten it
+
+
+def duration(seconds: float) -> str:
+    """3 h 05 min, 12 min 30 s, 45 s."""
+    s = int(round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{s // 60} min {s % 60:02d} s" if s >= 60 else f"{s} s"
+
+
+def long_run_note(per_step: float, steps_left: int, device: torch.device, length_option: str) -> str | None:
+    """The line a run prints when the steps left would take over ``LONG_RUN_S`` at ``per_step`` seconds each:
+    the estimate, what it is made of, and how to shorten it (``length_option``, e.g. --steps; a GPU on a CPU)."""
+    total = per_step * steps_left
+    if total <= LONG_RUN_S:
+        return None
+    where = "on this CPU" if device.type == "cpu" else f"on {device}"
+    shorter = f"shorten it with {length_option} N" + (", or train on a GPU (--device gpu)" if device.type == "cpu"
+                                                      else "")
+    return (f"estimated {duration(total)} for the {steps_left:,} steps left {where} ({per_step:.3g} s a step over "
+            f"the first steps; validation not counted): {shorter}; Ctrl-C stops it, finished epochs are kept")
 
 
 def progress_interval() -> float:
@@ -277,6 +300,10 @@ class _Run:
             self.world.barrier()
             for cb in self.callbacks:
                 cb.on_epoch_end(row)
+        if self.world.is_main and hasattr(self.task, "after_fit") and self.history:
+            note = self.task.after_fit(self.history[-1], len(self.val_set))
+            if note:
+                self.console.print(f"WARNING {note}", markup=False, highlight=False, soft_wrap=True)
         return TrainResult(self.run_dir, self.history, self.best_epoch, self.best_metric)
 
     def _train_epoch(self, epoch: int) -> dict[str, Any]:
@@ -320,6 +347,8 @@ class _Run:
                 info = StepInfo(epoch, step, epoch * steps + step + 1, value)
                 for cb in self.callbacks:
                     cb.on_step_end(info)
+                if epoch == self.start_epoch and self.world.is_main:
+                    self._estimate(step, steps, epoch)
         seconds = time.perf_counter() - t0
         means = self.world.mean([v / steps for v in sums.values()])
         row: dict[str, Any] = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
@@ -327,6 +356,20 @@ class _Run:
         row["train_s"] = seconds
         row["images_per_s"] = steps * self.cfg.batch_size / seconds
         return row
+
+    def _estimate(self, step: int, steps: int, epoch: int) -> None:
+        """After the first step, start the clock; ``ESTIMATE_AFTER`` steps later (or at the first epoch's end),
+        print how long the rest of the run would take when that is long (``long_run_note``)."""
+        now = time.perf_counter()
+        if step == 0:
+            self._clock = now
+            return
+        if step == min(ESTIMATE_AFTER, steps - 1):
+            left = (self.cfg.epochs - epoch) * steps - (step + 1)
+            note = long_run_note((now - self._clock) / step, left, self.device,
+                                 getattr(self.task, "length_option", "--epochs"))
+            if note:
+                self.console.print(note, markup=False, highlight=False, soft_wrap=True)
 
     def _evaluate(self) -> dict[str, float]:
         model = self.ema.module if self.ema is not None else self.model

@@ -46,9 +46,11 @@ class TrainTask(Protocol):
         """What loading the weights later needs: model name, task, classes or points, input size,
         normalisation, plus the task's own facts in ``extras`` (the engine adds epoch, metrics, recipe)."""
 
-    # Optional hooks (looked up with hasattr):
+    # Optional hooks (looked up with hasattr / getattr):
     #   on_fit_start(model, device): before the first step of a new run (not on resume);
-    #   after_optimizer_step(criterion, global_step): after each model update, global_step from 0.
+    #   after_optimizer_step(criterion, global_step): after each model update, global_step from 0;
+    #   after_fit(last_row, val_size) -> str | None: a warning about the finished run (e.g. accuracy at chance);
+    #   length_option: the option that sets the run's length, named in the long-run estimate (default --epochs).
 
     @property
     def in_memory(self) -> bool:

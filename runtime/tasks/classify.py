@@ -26,6 +26,17 @@ class Classification:
     score: float          # softmax probability
 
 
+IMAGE_METHOD = "classify"   # the Model method that takes one image (``Model.predict_each``)
+
+
+def row(result: list[Classification]) -> dict[str, object]:
+    """One CSV / JSON row of a top-k list: top1_index, top1_label, top1_score, top2_index, ..."""
+    out: dict[str, object] = {}
+    for rank, c in enumerate(result, 1):
+        out.update({f"top{rank}_index": c.index, f"top{rank}_label": c.label, f"top{rank}_score": c.score})
+    return out
+
+
 def as_rgb_image(image: np.ndarray | Image.Image | str | Path) -> Image.Image:
     """An uint8 (H, W, 3) RGB or (H, W, 4) RGBA array (alpha dropped), a PIL image or an image file path ->
     a new RGB PIL image. Files and PIL images are read by :mod:`mobilevision.imaging` (upright by EXIF,

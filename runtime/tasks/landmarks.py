@@ -18,6 +18,17 @@ from mobilevision.errors import InputMismatch
 Box = tuple[float, float, float, float]
 
 
+IMAGE_METHOD = "detect_landmarks"   # the Model method that takes one image (``Model.predict_each``)
+
+
+def row(result: np.ndarray) -> dict[str, float]:
+    """One CSV / JSON row: x0, y0, x1, y1, ... in image pixels."""
+    out: dict[str, float] = {}
+    for i, (x, y) in enumerate(np.asarray(result, np.float64)):
+        out[f"x{i}"], out[f"y{i}"] = float(x), float(y)
+    return out
+
+
 def full_box(width: int, height: int) -> Box:
     """The whole image as a box."""
     return (-0.5, -0.5, width - 0.5, height - 0.5)
@@ -92,8 +103,9 @@ def to_image(points: np.ndarray, box: Sequence[float], width: int, height: int) 
     return (pts + 0.5) * scale + np.array([x0, y0])
 
 
-def write_overlay(image, points: np.ndarray, path) -> None:
-    """The image with the landmarks drawn as dots, written atomically (PNG or JPEG by suffix)."""
+def write_overlay(image, points: np.ndarray, path, box: Sequence[float] | None = None) -> None:
+    """The image with the landmarks drawn as red dots and the face box they were found in (yellow; the whole
+    image when ``box`` is None), written atomically (PNG or JPEG by suffix)."""
     import io
     from pathlib import Path
 
@@ -108,6 +120,8 @@ def write_overlay(image, points: np.ndarray, path) -> None:
     im = as_rgb_image(image)
     draw = ImageDraw.Draw(im)
     r = max(1.0, min(im.size) / 150)
+    x0, y0, x1, y1 = full_box(*im.size) if box is None else check_box(box)
+    draw.rectangle((x0 + 0.5, y0 + 0.5, x1 - 0.5, y1 - 0.5), outline=(255, 220, 0), width=max(1, round(r)))
     for x, y in np.asarray(points, np.float64):
         draw.ellipse((x - r, y - r, x + r, y + r), fill=(255, 40, 40))
     buf = io.BytesIO()

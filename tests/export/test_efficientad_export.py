@@ -15,8 +15,9 @@ pytestmark = pytest.mark.slow   # real zoo models end to end (the quick set skip
 
 @pytest.fixture(scope="module")
 def detector_exports(shared_exports):
-    # (the shared fixture also asserts that no converter edited the detector: coremltools' passes once
-    # shifted teacher_mean in place)
+    # exported from weights saved as a training run saves them (their run card carries thresholds); the
+    # parity checks below would catch a converter editing the detector in place (coremltools' passes once
+    # shifted teacher_mean)
     return shared_exports("efficientad")
 
 
@@ -60,3 +61,26 @@ def test_detect_anomaly_refuses_a_classifier(toy_exports):
 
     with load(toy_exports["onnx"].path) as m, pytest.raises(MobileVisionError, match="not 'anomaly'"):
         m.detect_anomaly(np.zeros((32, 32, 3), np.uint8))
+
+
+def test_every_artifact_carries_the_runs_thresholds_and_the_runtime_uses_them(detector_exports):
+    """The weights' run card holds F1-optimal thresholds (as training writes them): every target's metadata
+    carries them, and detect_anomaly decides with them unless the caller gives a threshold."""
+    import json
+
+    from mobilevision.errors import MobileVisionError
+
+    card = json.loads((detector_exports["onnx"].path.parent / "run" / "best.json").read_text())["thresholds"]
+    for target, r in detector_exports.items():
+        assert r.metadata.anomaly is not None, target
+        assert (r.metadata.anomaly.image, r.metadata.anomaly.pixel) == (card["image"], card["pixel"]), target
+    image = np.random.default_rng(1).integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    with load(detector_exports["onnx"].path) as m:
+        own = m.detect_anomaly(image)
+        given = m.detect_anomaly(image, threshold=own.score + 1.0)
+        assert own.threshold == card["image"] and own.is_anomalous == (own.score > card["image"])
+        assert own.pixel_threshold == card["pixel"]
+        np.testing.assert_array_equal(own.anomalous_pixels, own.anomaly_map > card["pixel"])
+        assert given.threshold == own.score + 1.0 and given.is_anomalous is False
+        with pytest.raises(MobileVisionError, match="finite"):
+            m.detect_anomaly(image, threshold=float("nan"))

@@ -64,6 +64,7 @@ RAW = {"black_level": [64.0, 64.0, 64.0, 64.0], "white_level": 1023.0, "clip": F
        "packing": ["B", "G_R", "R", "G_B"]}
 LANDMARKS = {"points": 68, "coordinates": "input_pixels", "flip_pairs": [[0, 16], [1, 15]], "eye_corners": [36, 45]}
 TEN = [f"c{i}" for i in range(9)]
+ANOMALY = {"image": 0.12, "pixel": 0.3, "image_f1": 0.9, "pixel_f1": 0.5, "source": "F1-optimal on x test split"}
 
 # id: (dotted path, crafted value, words the one-line message must hold)
 FIELD_CASES: dict[str, tuple[str, Any, tuple[str, ...]]] = {
@@ -167,6 +168,13 @@ FIELD_CASES: dict[str, tuple[str, Any, tuple[str, ...]]] = {
                                    ("landmarks.eye_corners[1]",)),
     "landmarks-coordinates-unknown": ("landmarks", {**LANDMARKS, "coordinates": "normalized"},
                                       ("landmarks.coordinates", "input_pixels")),
+    "anomaly-not-object": ("anomaly", 0.1, ("anomaly",)),
+    "anomaly-image-null": ("anomaly", {**ANOMALY, "image": None}, ("anomaly.image",)),
+    "anomaly-image-string": ("anomaly", {**ANOMALY, "image": "0.1"}, ("anomaly.image",)),
+    "anomaly-image-missing": ("anomaly", {"pixel": 0.2}, ("anomaly", "image")),
+    "anomaly-pixel-bool": ("anomaly", {**ANOMALY, "pixel": True}, ("anomaly.pixel",)),
+    "anomaly-source-too-long": ("anomaly", {**ANOMALY, "source": "s" * 5000}, ("anomaly.source",)),
+    "anomaly-unknown-field": ("anomaly", {**ANOMALY, "mask_threshold": 0.3}, ("anomaly", "mask_threshold")),
 }
 
 MIB = 1024 * 1024
@@ -263,6 +271,8 @@ VALID: dict[str, dict[str, Any]] = {
                   "inputs.0.shape", [1, 64, 64, 3]),
     "uint8-input": _with(_with(_base(), "inputs.0.dtype", "uint8"), "preprocessing.normalization", "model"),
     "schema-6-probabilities": {**_base(), "schema_version": 6, "scores": "probabilities"},
+    "schema-7-anomaly-thresholds": {**_MINIMAL, "task": "anomaly", "schema_version": 7, "anomaly": ANOMALY},
+    "anomaly-image-threshold-only": {**_MINIMAL, "task": "anomaly", "schema_version": 7, "anomaly": {"image": 1}},
     "extra-top-level-field": {**_base(), "future_field": {"a": 1}},
     **{f"interpolation-{name}": _with(_base(), "preprocessing.interpolation", name) for name in INTERPOLATIONS},
 }

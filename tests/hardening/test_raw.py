@@ -227,13 +227,14 @@ def _bad_args(raws: dict[str, Path], tmp: Path) -> dict[str, tuple[list[str], tu
         "unknown-model": ([good, "-o", out, "--model", "nope"], ("nope", "efficientisp")),
         "classifier-model": ([good, "-o", out, "--model", "emo_1m"], ("emo_1m", "ISP model")),
         "missing-weights": ([good, "-o", out, "--weights", str(tmp / "w.pth")], ("w.pth", "not found")),
-        "device-gpu": ([good, "-o", out, "--device", "gpu"], ("gpu", "cuda")),
+        "device-npu": ([good, "-o", out, "--device", "npu"], ("npu", "bench")),
+        "device-unknown": ([good, "-o", out, "--device", "tpu"], ("tpu", "cpu", "gpu:N")),
     }
 
 
 BAD_ARGS = ["missing-input", "input-is-a-folder", "input-is-a-fifo", "empty-input", "output-gif", "output-no-suffix",
             "output-is-a-folder", "output-folder-is-a-file", "tile-negative", "tile-odd", "tile-too-small",
-            "unknown-model", "classifier-model", "missing-weights", "device-gpu"]
+            "unknown-model", "classifier-model", "missing-weights", "device-npu", "device-unknown"]
 
 
 @pytest.mark.parametrize("case", BAD_ARGS)

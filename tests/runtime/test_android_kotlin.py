@@ -138,7 +138,9 @@ def test_anomaly_cli_writes_the_heatmap_overlay(artifacts, tmp_path, capsys, one
     with load(artifacts["anomaly"]) as m:
         r = m.detect_anomaly(img, threshold=0.1)
     assert f"score {r.score:.4f}" in printed and ("anomalous" in printed) == r.is_anomalous
-    np.testing.assert_array_equal(np.asarray(Image.open(out)), overlay(img, heatmap(r.anomaly_map)))
+    drawn = np.asarray(Image.open(out))   # the overlay exactly, then a legend (colour bar, scale, decision) below
+    np.testing.assert_array_equal(drawn[:60, :80], overlay(img, heatmap(r.anomaly_map)))
+    assert drawn.shape[0] > 60 + 20
     one_line_error(main(["anomaly", str(artifacts["anomaly"]), str(tmp_path / "part.png"), "--range", "0.2", "0.1"]),
                    "--range")
     one_line_error(main(["anomaly", str(artifacts["anomaly"]), str(tmp_path / "part.png"), "-o", "x.gif"]), "x.gif")

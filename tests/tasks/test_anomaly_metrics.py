@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mobilevision.tasks.anomaly_metrics import (AnomalyReport, au_pro, evaluate_anomaly, image_auroc, pixel_auroc,
+from mobilevision.tasks.anomaly_metrics import (LEGEND_MIN_WIDTH, LEGEND_PX, AnomalyReport, au_pro, evaluate_anomaly, image_auroc, pixel_auroc,
                                                 pro_curve, save_overlay)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -281,8 +281,9 @@ def test_save_overlay_is_image_sized_png(tmp_path):
     out = save_overlay(image, rng.random((48, 64)), path)
     assert out == path
     px = _read_png(path)
-    assert px.shape == (48, 64, 3)  # one output pixel per image pixel: Pillow's size is (W, H) = (64, 48)
-    assert Image.open(path).size == (64, 48)
+    # one output pixel per image pixel in the top-left 64 x 48, a legend under it on a canvas wide enough to read
+    assert px.shape == (48 + LEGEND_PX, LEGEND_MIN_WIDTH, 3)
+    assert (px[:48, 64:] == 255).all() and (px[48:] != 255).any()   # blank beside the picture; a drawn legend
     assert [p.name for p in path.parent.iterdir()] == ["overlay.png"]  # no temporary file left
 
 
@@ -299,6 +300,8 @@ def test_save_overlay_heat_smaller_map_mask_and_title(tmp_path):
     mask[16:32, 40:56] = True
     save_overlay(image, small, tmp_path / "mask.png", vmin=0.0, vmax=1.0, mask=mask, title="crack 0.93")
     with_mask = _read_png(tmp_path / "mask.png")
+    assert (with_mask[48:] != px[48:]).any()   # the legend explains the outline
+    with_mask, px = with_mask[:48, :64], px[:48, :64]
     changed = np.argwhere((with_mask != px).any(-1))
     assert len(changed)
     # Outside the title's corner, the contour changes only pixels around the mask's border.
@@ -306,7 +309,7 @@ def test_save_overlay_heat_smaller_map_mask_and_title(tmp_path):
     assert body[:, 0].min() >= 13 and body[:, 0].max() <= 34 and body[:, 1].min() >= 37 and body[:, 1].max() <= 58
     # A mask at the map's size is resized to the image; a constant map and a grey image are fine.
     save_overlay(image[..., 0], np.ones((12, 16)), tmp_path / "const.png", mask=mask[::4, ::4])
-    assert _read_png(tmp_path / "const.png").shape == (48, 64, 3)
+    assert _read_png(tmp_path / "const.png").shape == (48 + LEGEND_PX, LEGEND_MIN_WIDTH, 3)
 
 
 def test_save_overlay_bad_inputs(tmp_path):
@@ -315,3 +318,65 @@ def test_save_overlay_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="anomaly_map"):
         save_overlay(np.zeros((4, 4, 3), np.uint8), np.zeros((1, 4, 4)), tmp_path / "x.png")
     assert not list(tmp_path.iterdir())
+
+
+# ---------------------------------------------------------------- F1-optimal thresholds (anomalib's adaptive one)
+
+def _f1(scores, labels, t, strict=True):
+    called = (np.asarray(scores) > t) if strict else (np.asarray(scores) >= t)
+    y = np.asarray(labels, bool)
+    return 2 * (called & y).sum() / (called.sum() + y.sum())
+
+
+def test_f1_threshold_hand_case_lies_between_the_scores_it_separates():
+    from mobilevision.tasks.anomaly_metrics import f1_threshold
+
+    # perfectly separated: halfway between the highest good (0.4) and the lowest anomalous (0.6)
+    t, f1 = f1_threshold([0.1, 0.2, 0.4, 0.6, 0.7, 0.9], [0, 0, 0, 1, 1, 1])
+    assert t == pytest.approx(0.5) and f1 == pytest.approx(1.0)
+    # best cut: call 0.5 and up anomalous (tp 3, fp 1: F1 6/7), halfway to the next lower score 0.4
+    t, f1 = f1_threshold([0.1, 0.5, 0.4, 0.6, 0.7, 0.9], [0, 1, 0, 0, 1, 1])
+    assert t == pytest.approx(0.45) and f1 == pytest.approx(6 / 7)
+    assert _f1([0.1, 0.5, 0.4, 0.6, 0.7, 0.9], [0, 1, 0, 0, 1, 1], t) == pytest.approx(f1)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_f1_threshold_is_the_best_of_every_cut_with_either_rule(seed):
+    from mobilevision.tasks.anomaly_metrics import f1_threshold
+
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, 40)
+    labels[:2] = (0, 1)
+    scores = np.round(rng.normal(labels * 0.8, 0.5), 1)   # rounded: ties at the cut
+    t, f1 = f1_threshold(scores, labels)
+    best = max(_f1(scores, labels, c, strict=False) for c in np.unique(scores))
+    assert f1 == pytest.approx(best)
+    assert _f1(scores, labels, t) == pytest.approx(best) and _f1(scores, labels, t, strict=False) == pytest.approx(best)
+    assert not np.isin(t, scores)
+
+
+def test_f1_threshold_all_called_and_bad_input():
+    from mobilevision.tasks.anomaly_metrics import f1_threshold
+
+    t, f1 = f1_threshold([0.3, 0.3, 0.3], [0, 1, 1])   # one score: every image called anomalous
+    assert t < 0.3 and f1 == pytest.approx(0.8)
+    with pytest.raises(ValueError, match="both good and anomalous"):
+        f1_threshold([0.1, 0.2], [1, 1])
+    with pytest.raises(ValueError, match="NaN"):
+        f1_threshold([0.1, np.nan], [0, 1])
+
+
+def test_pixel_threshold_and_the_report_carry_thresholds():
+    from mobilevision.tasks.anomaly_metrics import pixel_f1_threshold
+
+    maps = np.zeros((2, 8, 8), np.float32)
+    masks = np.zeros((2, 8, 8), bool)
+    masks[0, 2:4, 2:4] = True
+    maps[0, 2:4, 2:4] = 0.9
+    maps[1, 0, 0] = 0.3
+    t, f1 = pixel_f1_threshold(maps, masks)
+    assert 0.3 < t < 0.9 and f1 == pytest.approx(1.0)
+    report = evaluate_anomaly([0.1, 0.9], [0, 1], maps=maps, masks=masks)
+    assert report.pixel_threshold == pytest.approx(t) and 0.1 < report.image_threshold < 0.9
+    found = report.thresholds("tiny test split")
+    assert found["image"] == report.image_threshold and "1 good, 1 anomalous" in found["source"]

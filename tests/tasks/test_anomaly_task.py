@@ -105,6 +105,16 @@ def test_training_run_saves_a_complete_detector(trained):
     assert 0 < q[0] < q[1] and not torch.equal(q, torch.tensor([0.0, 10.0]))  # fitted on the held-out normals
     rows = (run / "metrics.csv").read_text().splitlines()
     assert "train_hard" in rows[0] and "val_st_map" in rows[0] and len(rows) == 2
+    # the validation also chose F1-optimal thresholds on the labelled test split, recomputable from the weights
+    from mobilevision.data.anomaly import read_mvtec
+    from mobilevision.tasks.anomaly import test_split_thresholds
+
+    found = card["thresholds"]
+    assert set(found) == {"image", "pixel", "image_f1", "pixel_f1", "source"} and "2 good, 2 anomalous" in found["source"]
+    again, _ = test_split_thresholds(det.eval(), read_mvtec(data), 256, "cpu")
+    assert found["image"] == pytest.approx(again["image"], rel=1e-5) and 0 < found["image_f1"] <= 1
+    assert found["pixel"] == pytest.approx(again["pixel"], rel=1e-5)
+    assert "val_image_threshold" in rows[0] and "val_test_image_auroc" in rows[0]
 
 
 @pytest.mark.slow
@@ -116,6 +126,14 @@ def test_eval_anomaly_reports_metrics_overlays_and_summary(trained, capsys, tmp_
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert summary["n_good"] == 2 and summary["n_anomalous"] == 2 and 0 <= summary["au_pro"] <= 1
     assert len(summary["scores"]) == 4
+    # the F1-optimal threshold separates the scores as F1 says, with > (the runtimes' rule)
+    t = summary["thresholds"]
+    assert "image threshold (F1-optimal)" in printed and t["image"] == summary["image_threshold"]
+    scores = np.array([s["score"] for s in summary["scores"]])
+    bad = np.array([s["defect"] != "good" for s in summary["scores"]])
+    called = scores > t["image"]
+    tp = (called & bad).sum()
+    assert 2 * tp / (called.sum() + bad.sum()) == pytest.approx(t["image_f1"])
     pngs = sorted((tmp_path / "ev").rglob("*.png"))
     assert len(pngs) == 4 and pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -129,7 +147,12 @@ def test_exported_trained_detector_runs_in_the_runtime(trained, tmp_path, capsys
     capsys.readouterr()
     with load(tmp_path / "efficientad_s.onnx") as m:
         r = m.detect_anomaly(str(data / "test" / "square" / "000.png"))
+        thresholds = m.metadata.anomaly
     assert r.anomaly_map.shape == (256, 256) and np.isfinite(r.score)
+    card = json.loads((run / "last.json").read_text())["thresholds"]
+    assert thresholds is not None and thresholds.image == card["image"] and thresholds.pixel == card["pixel"]
+    assert r.threshold == card["image"] and r.is_anomalous == (r.score > card["image"])
+    assert r.anomalous_pixels.shape == (256, 256) and r.anomalous_pixels.dtype == bool
 
 
 def test_bad_cli_input(tmp_path, one_line_error):

@@ -167,3 +167,34 @@ def test_run_card_drives_create_model(toy_name, tmp_path):
     assert card.labels == tuple(str(i) for i in range(10)) and card.input_size == (3, 16, 16) and card.crop_pct == 1.0
     with pytest.raises(IncompatibleWeights, match="was trained as 'toy_test_classifier'"):
         mobilevision.create_model("emo_1m", weights=str(result.best))
+
+
+def test_long_run_estimate_and_duration_words():
+    from mobilevision.train.engine import duration, long_run_note
+
+    assert [duration(s) for s in (45, 750, 11_100)] == ["45 s", "12 min 30 s", "3 h 05 min"]
+    assert long_run_note(0.01, 1000, torch.device("cpu"), "--steps") is None   # 10 s: nothing to say
+    note = long_run_note(2.05, 70_000, torch.device("cpu"), "--steps")
+    assert note.startswith("estimated 39 h 51 min for the 70,000 steps left on this CPU (2.05 s a step")
+    assert "--steps N" in note and "--device gpu" in note
+    assert "--device gpu" not in long_run_note(2.0, 70_000, torch.device("cuda", 0), "--epochs")
+
+
+def test_a_run_estimates_its_length_and_says_when_it_learned_nothing(toy_name, tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from mobilevision.tasks.classify import ClassifyOptions, ClassifyTask
+    from mobilevision.train import engine, fit
+
+    monkeypatch.setattr(engine, "LONG_RUN_S", -1.0)   # any run counts as long: the estimate must appear
+    buf = io.StringIO()
+    task = ClassifyTask(ClassifyOptions(model=toy_name, imgsz=16))
+    fit(task, TrainConfig(epochs=2, batch_size=64, lr=1e-12, warmup_epochs=0.0), tmp_path / "run",
+        show_progress=False, console=Console(file=buf, width=300))
+    printed = buf.getvalue()
+    assert printed.count("estimated ") == 1 and "--epochs N" in printed and "--device gpu" in printed
+    steps = len(task.datasets(0)[0]) // 64
+    assert f"for the {2 * steps - 6:,} steps left" in printed   # after 6 of 2 x steps
+    assert "WARNING validation top-1" in printed and "at chance for 10 classes" in printed

@@ -271,7 +271,9 @@ async function runTask(task = model?.metadata.task) {   // ?task= asks for anoth
     const thr = $("threshold").value.trim();
     if (thr !== "" && !Number.isFinite(Number(thr))) throw new Error(`threshold '${thr}' is not a number`);
     const r = await model.detectAnomaly(source.canvas, thr === "" ? {} : { threshold: Number(thr) });
-    const decision = thr === "" ? "no threshold: no decision" : r.isAnomalous ? "ANOMALOUS" : "normal";
+    const decision = r.isAnomalous === null ? "no threshold: no decision (the artifact carries none)"
+      : `${r.isAnomalous ? "ANOMALOUS" : "normal"} (threshold ${Number(r.threshold).toPrecision(4)}` +
+        `${thr === "" ? ", the artifact's own" : ""})`;
     out.push(el("div", { className: "panels" }, figure(canvasFor(source.canvas), source.name),
       figure(canvasFor(r.heatmap()), "heatmap"), figure(canvasFor(r.overlay()), "overlay")),
     el("p", { className: `verdict ${thr === "" ? "" : r.isAnomalous ? "bad" : "ok"}` }, `score ${r.score.toFixed(5)} · ${decision}`));

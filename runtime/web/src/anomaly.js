@@ -50,16 +50,24 @@ export function overlay(image, heat, alpha = OVERLAY_ALPHA) {
 }
 
 /** What detectAnomaly returns: the score (the map's maximum, ~0.1 = the validation 99.5th percentile), the map at
- * the image's size, and the decision when a threshold was given. */
+ * the image's size, and the decision when there is a threshold (the caller's, else the artifact's). */
 export class AnomalyResult {
-  /** @param {number} score @param {FloatImage} map @param {number | null} threshold @param {RgbImage} image */
-  constructor(score, map, threshold, image) {
+  /** @param {number} score @param {FloatImage} map @param {number | null} threshold @param {RgbImage} image
+   * @param {number | null} [pixelThreshold] */
+  constructor(score, map, threshold, image, pixelThreshold = null) {
     this.score = score;
     this.map = map;
     this.threshold = threshold;
+    this.pixelThreshold = pixelThreshold;
     /** score > threshold (compared in double, as Python), or null without a threshold */
     this.isAnomalous = threshold == null ? null : score > threshold;
     this.image = image;
+  }
+
+  /** Per pixel (row-major): 1 where the map exceeds the artifact's pixel threshold; null without one. */
+  anomalousPixels() {
+    const t = this.pixelThreshold;
+    return t == null ? null : Uint8Array.from(this.map.data, (v) => (v > t ? 1 : 0));
   }
 
   /** @param {number} [lo] @param {number} [hi] */

@@ -17,6 +17,9 @@ export interface Preprocessing {
 }
 export interface RawInput { black_level: number[]; white_level: number; clip: boolean; packing: string[] }
 export interface LandmarkOutput { points: number; coordinates: string; flip_pairs: number[][]; eye_corners: number[] | null }
+export interface AnomalyThresholds {
+  image: number; pixel: number | null; image_f1: number | null; pixel_f1: number | null; source: string;
+}
 export interface Metadata {
   task: string; model: string; target: string; precision: string;
   inputs: TensorSpec[]; outputs: TensorSpec[]; preprocessing: Preprocessing | null;
@@ -24,7 +27,7 @@ export interface Metadata {
   params: number | null; macs: number | null; weights: string | null; weights_sha256: string | null;
   tools: Record<string, string>; parity: Record<string, any> | null; raw: RawInput | null;
   landmarks: LandmarkOutput | null; quantization: Record<string, any> | null; scores: string | null;
-  created: string; schema_version: number;
+  anomaly: AnomalyThresholds | null; created: string; schema_version: number;
 }
 
 /** Validated metadata from untrusted JSON text (ArtifactError naming the first bad field). */
@@ -73,8 +76,13 @@ export function overlay(image: RgbImage, heat: RgbImage, alpha?: number): RgbIma
 export class AnomalyResult {
   readonly score: number;
   readonly map: FloatImage;
+  /** the caller's threshold, else the artifact's F1-optimal one (metadata anomaly.image), else null */
   readonly threshold: number | null;
+  /** the artifact's F1-optimal pixel threshold, if it carries one */
+  readonly pixelThreshold: number | null;
   readonly isAnomalous: boolean | null;
+  /** per pixel (row-major): map value > pixelThreshold; null without one */
+  anomalousPixels(): Uint8Array | null;
   readonly image: RgbImage;
   heatmap(lo?: number, hi?: number): RgbImage;
   overlay(alpha?: number): RgbImage;

@@ -3,7 +3,7 @@
 // one ArtifactError naming the first bad field. Field names stay the JSON's (snake_case).
 import { ArtifactError } from "./errors.js";
 
-export const SCHEMA_VERSION = 6;
+export const SCHEMA_VERSION = 7;
 export const METADATA_KEY = "mobilevision";
 export const MAX_JSON_CHARS = 16 << 20;
 const MAX_DEPTH = 32, MAX_INT_DIGITS = 20, MAX_STR = 1024;
@@ -22,12 +22,14 @@ const CONTROL = /[\x00-\x1f\x7f-\x9f]/;
  *   color: string, layout: string, resize_mode: string, normalization: string}} Preprocessing
  * @typedef {{black_level: number[], white_level: number, clip: boolean, packing: string[]}} RawInput
  * @typedef {{points: number, coordinates: string, flip_pairs: number[][], eye_corners: number[] | null}} LandmarkOutput
+ * @typedef {{image: number, pixel: number | null, image_f1: number | null, pixel_f1: number | null,
+ *   source: string}} AnomalyThresholds
  * @typedef {{task: string, model: string, target: string, precision: string, inputs: TensorSpec[],
  *   outputs: TensorSpec[], preprocessing: Preprocessing | null, labels: string[] | null, label_set: string | null,
  *   num_classes: number | null, params: number | null, macs: number | null, weights: string | null,
  *   weights_sha256: string | null, tools: Record<string, string>, parity: Record<string, any> | null,
  *   raw: RawInput | null, landmarks: LandmarkOutput | null, quantization: Record<string, any> | null,
- *   scores: string | null, created: string, schema_version: number}} Metadata
+ *   scores: string | null, anomaly: AnomalyThresholds | null, created: string, schema_version: number}} Metadata
  */
 
 /** `v` for an error message: short, one line, control characters escaped (Kotlin `shown`).
@@ -283,6 +285,14 @@ function landmarkOutput(f) {
     eye_corners: o.nul("eye_corners")?.ints(0, points - 1, [2, 2]) ?? null };
 }
 
+/** An anomaly detector's F1-optimal thresholds (schema 7). @param {Field} f @returns {AnomalyThresholds} */
+function anomalyThresholds(f) {
+  const o = f.obj(["image", "pixel", "image_f1", "pixel_f1", "source"]);
+  return { image: o.get("image").number(), pixel: o.nul("pixel")?.number() ?? null,
+    image_f1: o.nul("image_f1")?.number() ?? null, pixel_f1: o.nul("pixel_f1")?.number() ?? null,
+    source: o.opt("source")?.string() ?? "" };
+}
+
 /**
  * The metadata in JSON `text` (at most 16 Mi characters; a leading BOM is skipped), every field checked as
  * export/metadata.py and the Kotlin core do. Unknown top-level fields are ignored, as in Python.
@@ -335,6 +345,7 @@ export function parseMetadata(text) {
     landmarks: o.nul("landmarks") ? landmarkOutput(o.get("landmarks")) : null,
     quantization: o.nul("quantization")?.obj().map ?? null,
     scores: o.nul("scores")?.string(["logits", "probabilities"]) ?? null,
+    anomaly: o.nul("anomaly") ? anomalyThresholds(o.get("anomaly")) : null,
     created: o.opt("created")?.string() ?? "",
     schema_version: version ? version.int(0, SCHEMA_VERSION) : 0,
   };

@@ -117,7 +117,8 @@ export class Model {
     return topK(Object.values(out)[0], k, md.labels, md.scores);
   }
 
-  /** Anomaly score and map (at the image's size) of an image.
+  /** Anomaly score and map (at the image's size) of an image; the decision uses `threshold`, else the F1-optimal
+   * one the artifact's metadata carries (`anomaly.image`), else there is none.
    * @param {any} image @param {{threshold?: number | null}} [options] */
   async detectAnomaly(image, { threshold = null } = {}) {
     const pre = this.#preprocessing("anomaly"), md = this.metadata;
@@ -131,7 +132,8 @@ export class Model {
     if (!out.score) throw new ArtifactError(`${md.model} has no 'score' output; re-export it`);
     const [h, w] = spec.shape.slice(-2);
     const map = toImageSize(new FloatImage(w, h, out.anomaly_map), rgb.width, rgb.height);
-    return new AnomalyResult(out.score[0], map, threshold, rgb);
+    const own = md.anomaly;   // the F1-optimal thresholds the artifact carries from training, if any
+    return new AnomalyResult(out.score[0], map, threshold ?? own?.image ?? null, rgb, own?.pixel ?? null);
   }
 
   /** Landmarks [x0, y0, x1, y1, ...] in image pixels of the face in `box` ([x0, y0, x1, y1], default the image).

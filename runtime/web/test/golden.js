@@ -90,9 +90,11 @@ export async function runGolden(readFile, { ort = null, litert = null, onLog = (
       const img = await image(c.image);
       await check(`${name} resized`, async () => bytes(await array(c.resized), pre.resized(img, p).data));
       await check(`${name} tensor`, async () => close(await array(c.tensor), pre.preprocess(img, p), tol));
-      const r = await model.detectAnomaly(img, { threshold: c.threshold });
+      const r = await model.detectAnomaly(img, { threshold: c.threshold });   // null: the artifact's own
       const map = await array(want.anomaly_map);
       await check(`${name} score`, () => close([want.score], [r.score], tol));
+      await check(`${name} thresholds used`, () => same([want.threshold, want.pixel_threshold],
+        [r.threshold, r.pixelThreshold]));
       await check(`${name} decision`, () => same([want.is_anomalous], [r.isAnomalous]));
       await check(`${name} map size`, () => same(map.shape, [img.height, img.width]));
       await check(`${name} map at image size`, () => close(map, r.map.data, tol));

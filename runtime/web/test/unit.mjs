@@ -97,7 +97,8 @@ test("bad metadata: one ArtifactError naming the field and the fix", async () =>
   ];
   for (const [text, words] of cases) await refuses(() => parseMetadata(text), ArtifactError, words, "re-export");
   assert.equal(parseMetadata(meta().replace("0.125", "[".repeat(30) + "]".repeat(30))).model, "toy");   // 32 levels load
-  await refuses(() => parseMetadata(meta("schema_version", 7)), ArtifactError, "newer", "upgrade the mobilevision runtime");
+  await refuses(() => parseMetadata(meta("schema_version", mv.SCHEMA_VERSION + 1)), ArtifactError, "newer",
+    "upgrade the mobilevision runtime");
 });
 
 test("ONNX metadata: found, absent, and truncated or garbage bytes refused", async () => {
@@ -150,6 +151,38 @@ test("load() over http: the status and URL of a failed fetch", async () => {
   } finally {
     server.close();
   }
+});
+
+/** An anomaly detector's metadata text (2x2 input and map) with `anomaly` thresholds. @param {any} anomaly */
+function anomalyMeta(anomaly) {
+  const md = { ...structuredClone(BASE), task: "anomaly", labels: null, num_classes: null, schema_version: 7, anomaly,
+    inputs: [{ name: "image", shape: [1, 3, 2, 2], dtype: "float32", layout: "NCHW" }],
+    outputs: [{ name: "anomaly_map", shape: [1, 1, 2, 2], dtype: "float32" }, { name: "score", shape: [1], dtype: "float32" }] };
+  md.preprocessing = { ...md.preprocessing, resize: 2, crop: [2, 2], resize_mode: "stretch" };
+  return JSON.stringify(md);
+}
+
+test("anomaly thresholds: parsed, checked, and the decision's default", async () => {
+  const own = { image: 0.25, pixel: 0.15, image_f1: 0.9, pixel_f1: 0.5, source: "F1-optimal on x" };
+  assert.deepEqual(parseMetadata(anomalyMeta(own)).anomaly, own);
+  assert.deepEqual(parseMetadata(anomalyMeta({ image: 1 })).anomaly,
+    { image: 1, pixel: null, image_f1: null, pixel_f1: null, source: "" });
+  assert.equal(parseMetadata(anomalyMeta(null)).anomaly, null);
+  for (const [bad, words] of [[0.1, "metadata.anomaly"], [{ image: "0.1" }, "anomaly.image"], [{ pixel: 0.1 }, "anomaly.image"],
+    [{ image: 0.1, pixel: true }, "anomaly.pixel"], [{ image: 0.1, extra: 1 }, "extra"]]) {
+    await refuses(() => parseMetadata(anomalyMeta(bad)), ArtifactError, words, "re-export");
+  }
+  const runner = () => ({ ...fakeRunner([new Float32Array([0.1, 0.2, 0.3, 0.4]), new Float32Array([0.3])]),
+    outputNames: ["anomaly_map", "score"] });
+  const img = new RgbImage(2, 2);
+  const m = new Model(parseMetadata(anomalyMeta(own)), runner());
+  const r = await m.detectAnomaly(img);
+  assert.deepEqual([r.score.toFixed(3), r.threshold, r.isAnomalous, r.pixelThreshold], ["0.300", 0.25, true, 0.15]);
+  assert.deepEqual([...r.anomalousPixels()], [0, 1, 1, 1]);
+  const given = await m.detectAnomaly(img, { threshold: 0.5 });
+  assert.deepEqual([given.threshold, given.isAnomalous], [0.5, false]);
+  const none = await new Model(parseMetadata(anomalyMeta(null)), runner()).detectAnomaly(img);
+  assert.deepEqual([none.threshold, none.isAnomalous, none.anomalousPixels()], [null, null, null]);
 });
 
 test("a task method on a model of another task names the method to use", async () => {

@@ -24,7 +24,7 @@ class DemoResult(val image: RgbImage, val lines: List<String>)
  */
 class TaskSession(val entry: DemoModel, val model: Model) : AutoCloseable {
     private val classifier = if (entry.task == DemoTask.CLASSIFY) ImageClassifier(model) else null
-    private val detector = if (entry.task == DemoTask.ANOMALY) AnomalyDetector(model, ANOMALY_THRESHOLD) else null
+    private val detector = if (entry.task == DemoTask.ANOMALY) AnomalyDetector(model) else null
     private val landmarker = if (entry.task == DemoTask.LANDMARKS) FaceLandmarker(model) else null
     private val isp = if (entry.task == DemoTask.ISP) RawIsp(model) else null
 
@@ -71,11 +71,17 @@ class TaskSession(val entry: DemoModel, val model: Model) : AutoCloseable {
 
     private fun anomaly(image: RgbImage): DemoResult {
         val r = detector!!.detect(image)
-        val verdict = when (r.isAnomalous) { true -> "ANOMALOUS"; false -> "normal"; null -> "no threshold" }
-        return DemoResult(Heatmap.overlay(image, r.heatmap()), listOf(
-            "score ${fmt(r.score.toDouble(), 4)} vs threshold ${fmt(ANOMALY_THRESHOLD.toDouble(), 2)}: $verdict",
-            "heatmap blue ${fmt(Heatmap.DEFAULT_LO, 2)} -> red ${fmt(Heatmap.DEFAULT_HI, 2)}; the threshold is the " +
-                "validation 99.5th percentile the detector normalises to, pick your own on your data"))
+        val t = r.threshold
+        val decision = if (t == null) {
+            "score ${fmt(r.score.toDouble(), 4)}: no decision, the artifact carries no threshold (a detector trained " +
+                "with mobilevision carries its F1-optimal one)"
+        } else {
+            "score ${fmt(r.score.toDouble(), 4)} vs threshold ${fmt(t, 4)} (F1-optimal, from the artifact): " +
+                if (r.isAnomalous == true) "ANOMALOUS" else "normal"
+        }
+        return DemoResult(Heatmap.overlay(image, r.heatmap()), listOf(decision,
+            "heatmap blue ${fmt(Heatmap.DEFAULT_LO, 2)} -> red ${fmt(Heatmap.DEFAULT_HI, 2)} (0.1: the validation " +
+                "99.5th percentile the detector normalises to)"))
     }
 
     private fun landmarks(image: RgbImage): DemoResult {
@@ -96,8 +102,6 @@ class TaskSession(val entry: DemoModel, val model: Model) : AutoCloseable {
 
     companion object {
         const val TOP_K = 5
-        /** The detectors' maps are normalised so ~0.1 is the validation images' 99.5th percentile. */
-        const val ANOMALY_THRESHOLD = 0.1f
 
         /** The largest centred square of a width x height image, in [FaceBox] coordinates (pixel centres at integers). */
         fun centredSquare(width: Int, height: Int): FaceBox {

@@ -3,29 +3,36 @@ package dev.mobilevision.runtime
 /**
  * Result of [AnomalyDetector.detect]: the image score (the map's maximum; the detector normalises
  * its maps so ~0.1 is the validation images' 99.5th percentile), the anomaly map stretched back to
- * the image's own size, and the decision when a threshold was given.
+ * the image's own size, and the decision when there is a threshold (the caller's, else the artifact's).
  */
-class AnomalyResult(val score: Float, val map: FloatImage, val threshold: Float? = null) {
-    /** score > threshold, or null without a threshold. */
-    val isAnomalous: Boolean? get() = threshold?.let { score > it }
+class AnomalyResult(val score: Float, val map: FloatImage, val threshold: Double? = null,
+                    val pixelThreshold: Double? = null) {
+    /** score > threshold (compared in double, as Python), or null without a threshold. */
+    val isAnomalous: Boolean? get() = threshold?.let { score.toDouble() > it }
+
+    /** Per pixel (row-major, the map's size): value > the artifact's pixel threshold, or null without one. */
+    val anomalousPixels: BooleanArray? get() = pixelThreshold?.let { t -> BooleanArray(map.data.size) { map.data[it] > t } }
 
     /** The map as a jet-coloured RGB image, [lo] blue to [hi] red (see [Heatmap]). */
     fun heatmap(lo: Double = Heatmap.DEFAULT_LO, hi: Double = Heatmap.DEFAULT_HI): RgbImage = Heatmap.colorize(map, lo, hi)
 }
 
-/** Anomaly map and score of an image, as the Python runtime's `Model.detect_anomaly`. */
-class AnomalyDetector(val model: Model, val threshold: Float? = null) : AutoCloseable {
+/** Anomaly map and score of an image, as the Python runtime's `Model.detect_anomaly`. Without a [threshold] the
+ *  decision uses the F1-optimal one in the artifact's metadata (`anomaly.image`), when it carries one. */
+class AnomalyDetector(val model: Model, val threshold: Double? = null) : AutoCloseable {
     private val pre = model.metadata.requireTask("anomaly").requirePreprocessing()
     private val mapSpec = model.metadata.outputs.firstOrNull { it.name == "anomaly_map" }
         ?: throw ArtifactException("${model.metadata.model} has no 'anomaly_map' output; re-export it")
 
-    fun detect(image: RgbImage, threshold: Float? = this.threshold): AnomalyResult {
+    fun detect(image: RgbImage, threshold: Double? = this.threshold ?: model.metadata.anomaly?.image): AnomalyResult {
+        if (threshold != null && !threshold.isFinite()) throw InputMismatchException("threshold must be a finite number, got $threshold")
         val out = model.predict(listOf(ImagePreprocessor.preprocess(image, pre)))
         val map = out.getValue("anomaly_map")
         val score = out["score"] ?: throw ArtifactException("${model.metadata.model} has no 'score' output; re-export it")
         val h = mapSpec.shape[mapSpec.shape.size - 2]
         val w = mapSpec.shape[mapSpec.shape.size - 1]
-        return AnomalyResult(score[0], toImageSize(FloatImage(w, h, map), image.width, image.height), threshold)
+        return AnomalyResult(score[0], toImageSize(FloatImage(w, h, map), image.width, image.height), threshold,
+            model.metadata.anomaly?.pixel)
     }
 
     override fun close() = model.close()

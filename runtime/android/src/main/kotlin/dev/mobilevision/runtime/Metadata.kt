@@ -52,6 +52,16 @@ data class LandmarkOutput(
     val eyeCorners: List<Int>? = null,
 )
 
+/** An anomaly detector's F1-optimal decision thresholds (task "anomaly"), chosen at training on labelled held-out
+ *  images: anomalous when score > [image], a pixel when its map value > [pixel]. */
+data class AnomalyThresholds(
+    val image: Double,
+    val pixel: Double? = null,
+    val imageF1: Double? = null,
+    val pixelF1: Double? = null,
+    val source: String = "",
+)
+
 data class ModelMetadata(
     val task: String,
     val model: String,
@@ -74,6 +84,8 @@ data class ModelMetadata(
     val quantization: Map<String, Any?>? = null,
     /** classify: "logits" (softmax applied by the runtime) or "probabilities" (a softmax in the graph); null: logits. */
     val scores: String? = null,
+    /** anomaly detectors trained with mobilevision (schema 7): the thresholds used when the caller gives none. */
+    val anomaly: AnomalyThresholds? = null,
     val created: String = "",
     val schemaVersion: Int = SCHEMA_VERSION,
 ) {
@@ -88,7 +100,7 @@ data class ModelMetadata(
 
     companion object {
         /** The newest schema this runtime reads (export/metadata.py SCHEMA_VERSION). */
-        const val SCHEMA_VERSION = 6
+        const val SCHEMA_VERSION = 7
         /** Key of the embedded entry in the .tflite metadata list. */
         const val METADATA_KEY = "mobilevision"
 
@@ -152,6 +164,7 @@ data class ModelMetadata(
                 landmarks = o.nullable("landmarks")?.let { landmarkOutput(it.obj()) },
                 quantization = o.nullable("quantization")?.obj()?.toMap(),
                 scores = o.nullable("scores")?.string(SCORES),
+                anomaly = o.nullable("anomaly")?.let { anomalyThresholds(it.obj()) },
                 created = o.optional("created")?.string() ?: "",
                 schemaVersion = version?.int(0, SCHEMA_VERSION) ?: 0,
             ))
@@ -222,6 +235,17 @@ data class ModelMetadata(
                 coordinates = o.optional("coordinates")?.string(listOf("input_pixels")) ?: "input_pixels",
                 flipPairs = o.optional("flip_pairs")?.list(0, points)?.map { it.ints(0, points - 1, 2..2) } ?: emptyList(),
                 eyeCorners = o.nullable("eye_corners")?.ints(0, points - 1, 2..2),
+            )
+        }
+
+        private fun anomalyThresholds(o: JsonObject): AnomalyThresholds {
+            o.only(listOf("image", "pixel", "image_f1", "pixel_f1", "source"))
+            return AnomalyThresholds(
+                image = o["image"].number(),
+                pixel = o.nullable("pixel")?.number(),
+                imageF1 = o.nullable("image_f1")?.number(),
+                pixelF1 = o.nullable("pixel_f1")?.number(),
+                source = o.optional("source")?.string() ?: "",
             )
         }
 

@@ -51,7 +51,7 @@ class CoreTest {
         assertEquals(1, md.schemaVersion)
         assertEquals("app", md.preprocessing!!.normalization)                // schema < 6: the app normalises
         assertEquals(null, md.scores)                                         // and classifiers give logits
-        assertThrows<ArtifactException>("upgrade") { ModelMetadata.fromJson(metadataJson(version = 7)) }
+        assertThrows<ArtifactException>("upgrade") { ModelMetadata.fromJson(metadataJson(version = ModelMetadata.SCHEMA_VERSION + 1)) }
         assertThrows<ArtifactException>("metadata.task must be a string") {
             ModelMetadata.fromJson(metadataJson().replace("\"task\": \"classify\"", "\"task\": 3"))
         }
@@ -85,7 +85,7 @@ class CoreTest {
         assertThrows<ArtifactException>("'toy.pte' has no 'toy.pte.json' sidecar") {
             ModelFormat.PTE.metadata("models/toy.pte", null, noBytes)
         }
-        assertThrows<ArtifactException>("upgrade") { ModelFormat.PTE.metadata("toy.pte", metadataJson(version = 7), noBytes) }
+        assertThrows<ArtifactException>("upgrade") { ModelFormat.PTE.metadata("toy.pte", metadataJson(version = ModelMetadata.SCHEMA_VERSION + 1), noBytes) }
         // a .tflite: the embedded entry first, else the sidecar (as TfliteMetadata.read)
         val empty = ByteBuffer.wrap(byteArrayOf(12, 0, 0, 0, 4, 0, 4, 0, 0, 0, 0, 0, 4, 0, 0, 0))
         assertEquals("toy", ModelFormat.TFLITE.metadata("toy.tflite", metadataJson()) { empty }.model)

@@ -69,10 +69,12 @@ class GoldenTest {
                 val image = golden.image(c["image"])
                 Golden.assertBytes("$name resized", golden.array(c["resized"]).u8(), ImagePreprocessor.resized(image, pre).pixels)
                 Golden.assertClose("$name tensor", golden.array(c["tensor"]).f32(), ImagePreprocessor.preprocess(image, pre), tol)
-                val threshold = (c["threshold"] as Double).toFloat()
+                val threshold = c["threshold"] as Double?   // null: the artifact's own (metadata anomaly.image)
                 val r = replay(m, c) { AnomalyDetector(it, threshold).detect(image) }
                 val want = c["result"] as Map<String, Any?>
                 assertEquals("$name score", want["score"] as Double, r.score.toDouble(), tol)
+                assertEquals("$name threshold used", want["threshold"], r.threshold)
+                assertEquals("$name pixel threshold", want["pixel_threshold"], r.pixelThreshold)
                 assertEquals("$name decision", want["is_anomalous"], r.isAnomalous)
                 val map = golden.array(want["anomaly_map"])
                 assertEquals("$name map size", listOf(image.height, image.width), map.shape)

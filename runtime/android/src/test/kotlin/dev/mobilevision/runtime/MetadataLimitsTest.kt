@@ -28,6 +28,8 @@ class MetadataLimitsTest {
             "packing" to mutableListOf("B", "G_R", "R", "G_B")),
         "landmarks" to linkedMapOf("points" to 4, "coordinates" to "input_pixels",
             "flip_pairs" to mutableListOf(mutableListOf(0, 1), mutableListOf(2, 3)), "eye_corners" to mutableListOf(0, 1)),
+        "anomaly" to linkedMapOf("image" to 0.25, "pixel" to 0.15, "image_f1" to 0.9, "pixel_f1" to 0.5,
+            "source" to "F1-optimal on x"),
         "created" to "2025-01-01T00:00:00Z", "schema_version" to 5,
     )
 
@@ -191,6 +193,17 @@ class MetadataLimitsTest {
     ))
 
     @Test
+    fun anomalyThresholds() = assertRefused(listOf(
+        case("not an object", "anomaly", 0.1),
+        case("image missing", "anomaly.image", Remove),
+        case("image a string", "anomaly.image", "0.1"),
+        case("image null", "anomaly.image", null),
+        case("pixel a bool", "anomaly.pixel", true),
+        case("source a number", "anomaly.source", 3),
+        case("unknown field", "anomaly.mask", 0.3, "anomaly"),
+    ))
+
+    @Test
     fun topLevelFields() = assertRefused(listOf(
         case("task missing", "task", Remove),
         case("task with a control character", "task", "classify\u0000"),
@@ -233,8 +246,9 @@ class MetadataLimitsTest {
         ))
         assertEquals("toy", load(nested(30)).model)                                          // 32 levels load
         try {
-            ModelMetadata.fromJson(ok.replace("\"schema_version\": 5", "\"schema_version\": 7"))
-            fail("schema 7 accepted")
+            val newer = ModelMetadata.SCHEMA_VERSION + 1
+            ModelMetadata.fromJson(ok.replace("\"schema_version\": 5", "\"schema_version\": $newer"))
+            fail("schema $newer accepted")
         } catch (e: ArtifactException) {
             assertEquals(true, e.message!!.contains("upgrade the mobilevision runtime library"))
         }
@@ -248,6 +262,9 @@ class MetadataLimitsTest {
         assertEquals(listOf(listOf(0, 1), listOf(2, 3)), md.landmarks!!.flipPairs)
         assertEquals(mapOf("torch" to "2.5", "ai_edge_torch" to "0.3"), md.tools)
         assertNull(md.quantization)
+        assertEquals(AnomalyThresholds(0.25, 0.15, 0.9, 0.5, "F1-optimal on x"), md.anomaly)
+        assertEquals(AnomalyThresholds(1.0), load(with("anomaly", mapOf("image" to 1))).anomaly)
+        assertNull(load(with("anomaly", null)).anomaly)
         assertEquals(8192, load(with("preprocessing.resize", 8192)).preprocessing!!.resize)
         assertEquals(listOf(4096, 4096), load(with("preprocessing.crop", listOf(4096, 4096))).preprocessing!!.crop)
         assertEquals(listOf(-1, 3, 4, 4), load(with("inputs[0].shape[0]", -1)).inputs[0].shape)
