@@ -285,19 +285,48 @@ def degenerate_outputs(outputs: list[list[np.ndarray]]) -> str | None:
     return None
 
 
+ACCURACY_PROBE = 2         # held-out inputs timed first, to say how long the rest will take
+SAY_LONGER_THAN_S = 60.0   # an accuracy report estimated longer than this says so, and how to shorten or skip it
+
+
 def measure_accuracy(module: nn.Module, md: ModelMetadata, held: TaskSamples,
                      run: Callable[[list[np.ndarray]], list[list[np.ndarray]]] | None, size_bytes: int,
                      unavailable: str | None = None,
-                     as_artifact: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None) -> AccuracyReport:
+                     as_artifact: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None,
+                     say: Callable[[str], None] | None = None, runtime: str = "the runtime") -> AccuracyReport:
     """Metric of the fp32 PyTorch model and of the artifact (``run``: inputs -> outputs in its runtime) on
     ``held``, and their output agreement (the model's outputs first mapped by ``as_artifact`` to what the
     artifact gives, e.g. probabilities). ``run`` None (no runtime here) leaves ``after`` empty with
-    ``unavailable`` as the note."""
+    ``unavailable`` as the note.
+
+    The first ``ACCURACY_PROBE`` inputs are timed in PyTorch and in the runtime; when the rest would take over
+    ``SAY_LONGER_THAN_S``, ``say`` tells how long, at what cost per input, and how to shorten (--eval-n) or skip
+    (--no-accuracy) it."""
+    import time
+
     metric = THRESHOLDS[md.task] if md.task in THRESHOLDS else TaskMetric("output", "output", "", True, math.inf)
     report = AccuracyReport(md.precision, metric.label, metric.unit, metric.higher_is_better, metric.threshold,
                             held.source, len(held.inputs), size_bytes=size_bytes)
-    if held.reference is None:   # the same module for every target and precision of one export run
-        held.reference = torch_outputs(module, held.inputs)
+    head, rest = held.inputs[:ACCURACY_PROBE], held.inputs[ACCURACY_PROBE:]
+    per_ref = per_run = 0.0
+    reference = held.reference
+    if reference is None:   # the same module for every target and precision of one export run: computed once
+        t0 = time.perf_counter()
+        reference = torch_outputs(module, head)
+        per_ref = (time.perf_counter() - t0) / max(len(head), 1)
+    actual = None
+    if run is not None:
+        t0 = time.perf_counter()
+        actual = run(head)
+        per_run = (time.perf_counter() - t0) / max(len(head), 1)
+    left = len(rest) * (per_ref + per_run)
+    if say is not None and left > SAY_LONGER_THAN_S:
+        parts = [f"{per_run:.2g} s an input in {runtime}"] if run is not None else []
+        parts += [f"{per_ref:.2g} s in PyTorch"] if per_ref else []
+        say(f"the accuracy report on {len(held.inputs)} held-out inputs will take about {_minutes(left)} more "
+            f"({', '.join(parts)}): --eval-n N shortens it, --no-accuracy skips it")
+    if held.reference is None:
+        held.reference = reference + torch_outputs(module, rest)
     reference = held.reference
     notes = [held.note] if held.note else []
     if held.targets is not None:
@@ -305,12 +334,16 @@ def measure_accuracy(module: nn.Module, md: ModelMetadata, held: TaskSamples,
     if run is None:
         notes.append(unavailable or "no runtime for this artifact here")
     else:
-        actual = run(held.inputs)
+        actual = actual + run(rest) if rest else actual
         report.agreement = _agreement([as_artifact(r) for r in reference] if as_artifact else reference, actual)
         if held.targets is not None:
             report.after = task_metric(md, actual, held.targets)
     report.note = "; ".join(notes) or None
     return report
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
 # ---------------------------------------------------------------- which layers to keep in float

@@ -44,6 +44,10 @@ PRECISIONS = ("fp32", "fp16", "int8", "bf16")   # bf16: fp32 weights, computed i
 DEGENERATE_PROBES = 8   # calibration inputs run through fp32 PyTorch to see whether its outputs carry a signal
 
 Progress = Callable[[str], None]
+
+
+class Notice(str):
+    """A progress message the user should keep (a long wait and how to avoid it), not just a status update."""
 # torch.export and torch's flop counter push process-wide dispatch modes: two threads tracing at once corrupt
 # each other's ("ProxyTorchDispatchMode slot already occupied"). Conversions take turns; the rest runs in parallel.
 TRACING = threading.Lock()
@@ -297,7 +301,9 @@ def accuracy(r: ArtifactRecord) -> None:
     size = files_size([r.path, *[c for c in companions(r.path) if c.is_file()]])
     r.accuracy = measure_accuracy(r.prep.module, r.md, r.held, run if unavailable is None else None, size,
                                   unavailable=unavailable,
-                                  as_artifact=lambda outs: to_artifact_outputs(outs, r.model_md, r.md))
+                                  as_artifact=lambda outs: to_artifact_outputs(outs, r.model_md, r.md),
+                                  say=lambda msg: r.say(Notice(f"{r.target.name} {r.precision}: {msg}")),
+                                  runtime=r.target.runtime)
     if r.accuracy.exceeded and r.precision == "int8" and r.calibration is not None:
         r.say(f"{r.target.name} int8: ranking layers by int8 sensitivity")
         r.accuracy.sensitive_layers = layer_sensitivity(r.prep.module, r.calibration.inputs[:4])

@@ -52,6 +52,14 @@ def _bounded(low: float | None = None, high: float | None = None, *, above: bool
     return check
 
 
+def _progress(status: Any, message: str, keep: bool = False) -> None:
+    """A progress message: the spinner's text; a message to ``keep`` (a long wait, and how to avoid it) is also
+    printed as a line, which a log file keeps too."""
+    if keep:
+        err.print(_visible(message), markup=False, highlight=False)
+    status.update(_safe(message))
+
+
 def _torch_device(value: str) -> str:
     """Option callback: ``--device`` of a command that runs PyTorch, as torch names it (``mobilevision.devices``)."""
     from mobilevision.devices import torch_device_name
@@ -241,6 +249,7 @@ def export_cmd(
 ) -> None:
     """Export a zoo model; each artifact is run in its runtime and compared with PyTorch."""
     from mobilevision.export.api import PRECISIONS, ExportFailure, QuantizeOptions, export_all, resolve_targets
+    from mobilevision.export.stages import Notice
     from mobilevision.errors import UnknownTarget
 
     import mobilevision
@@ -301,7 +310,8 @@ def export_cmd(
         results = export_all(model, list(dict.fromkeys(targets)), precisions=tuple(dict.fromkeys(precision)),
                              weights=str(weights) if weights else None, imgsz=imgsz, out_dir=out_dir,
                              num_classes=num_classes, checkpoint_key=checkpoint_key,
-                             on_progress=lambda msg: status.update(_safe(f"{model}: {msg}")), quantize=quantize,
+                             on_progress=lambda msg: _progress(status, f"{model}: {msg}", isinstance(msg, Notice)),
+                             quantize=quantize,
                              layout=layout.upper() if layout else None, dynamic_batch=dynamic_batch, **own_args)
     out.print(_export_table(results))
     notes = {r.parity.note for r in results if not isinstance(r, ExportFailure) and r.parity.note}

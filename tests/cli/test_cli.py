@@ -133,3 +133,20 @@ def test_help_shows_no_type_after_flags(capsys, argv, flag):
     printed = capsys.readouterr().out
     line = next(line for line in printed.splitlines() if flag in line)
     assert "<bool>" not in line and "BOOLEAN" not in line, line
+
+
+def test_a_notice_stays_on_screen_while_status_updates_do_not(capsys):
+    from mobilevision import cli
+    from mobilevision.export.stages import Notice
+
+    class Status:
+        shown = []
+
+        def update(self, text):
+            self.shown.append(text)
+
+    status = Status()
+    cli._progress(status, "emo_1m: onnx fp16: converting")
+    cli._progress(status, Notice("emo_1m: onnx fp16: the accuracy report ... --no-accuracy skips it"), keep=True)
+    assert capsys.readouterr().err.strip() == "emo_1m: onnx fp16: the accuracy report ... --no-accuracy skips it"
+    assert len(status.shown) == 2

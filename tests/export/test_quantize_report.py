@@ -364,3 +364,30 @@ def test_int8_of_a_model_without_signal_warns_that_it_needs_trained_weights(digi
                                quantize=export_api.QuantizeOptions(calib_n=8, accuracy=False, speed=False))
     assert any("outputs are all near zero" in w and "int8 needs trained weights (give --weights)" in w
                for w in result.warnings), result.warnings
+
+
+def test_a_long_accuracy_report_says_how_long_and_how_to_skip_it(digits_toy, digits_md, monkeypatch):
+    """The first inputs are timed (PyTorch and the runtime); a report that would run past a minute says so
+    once, with --eval-n and --no-accuracy; the reference is computed once for every target, in order."""
+    import time
+
+    module = TinyDigits().eval()
+    held = q.task_samples(digits_md, None, "heldout", 12)
+    calls = []
+
+    def slow_run(inputs):   # a runtime that takes 10 s an input (simulated clock, no sleeping)
+        calls.append(len(inputs))
+        clock[0] += 10.0 * len(inputs)
+        return q.torch_outputs(module, inputs)
+
+    clock = [0.0]
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    said = []
+    report = q.measure_accuracy(module, digits_md, held, slow_run, 1000, say=said.append, runtime="ort")
+    assert calls == [2, 10] and len(held.reference) == 12 and report.agreement["cosine"] == pytest.approx(1.0)
+    assert said == ["the accuracy report on 12 held-out inputs will take about 2 min more (10 s an input in ort): "
+                    "--eval-n N shortens it, --no-accuracy skips it"]
+    said.clear()
+    q.measure_accuracy(module, digits_md, held, lambda inputs: q.torch_outputs(module, inputs), 1000,
+                       say=said.append)   # a fast runtime, the reference already there: nothing to say
+    assert said == []
