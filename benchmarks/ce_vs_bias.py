@@ -82,6 +82,7 @@ def chart(rows: list[dict], path: Path, title: str) -> None:
                capsize=4, label={"ce": "cross-entropy", "bias": "Bias Loss"}[loss])
     ax.set_xticks(range(len(models)), models)
     ax.set_ylabel("best val top-1 (%)")
+    ax.set_xlabel("model")
     low = min(r["best_top1_mean"] - r["best_top1_std"] for r in rows)
     ax.set_ylim(max(0.0, low - 5), 100)
     ax.set_title(title, fontsize=9)

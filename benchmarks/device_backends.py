@@ -92,6 +92,7 @@ def chart(rows: list[dict], path: Path, label: str, device: str) -> None:
     ax.set_yticks(list(y), names)
     ax.set_xscale("log")
     ax.set_xlabel("median latency, ms (log)")
+    ax.set_ylabel("artifact")
     ax.set_title(f"{device.upper()} vs CPU, {label}")
     ax.legend()
     fig.tight_layout()

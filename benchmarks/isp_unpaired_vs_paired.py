@@ -151,6 +151,7 @@ def chart(rows: list[dict], naive: dict | None, path: Path) -> None:
             stds.append(statistics.stdev(v) if len(v) > 1 else 0.0)
     ax.bar(labels, means, yerr=stds, capsize=4, color=["#999", "#4a7", "#47a"][:len(labels)])
     ax.set_ylabel("PSNR dB (held-out test)")
+    ax.set_xlabel("rendering")
     ax.set_title(f"ISP on the built-in data ({platform.node()})", fontsize=9)
     fig.tight_layout()
     atomic_save_figure(fig, path)

@@ -119,6 +119,7 @@ def chart(rows: list[dict], path: Path) -> None:
     ax.set_yticks(y, [r["step"].split(" (")[0] for r in rows], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("median ms (one run)")
+    ax.set_ylabel("app-side step")
     ax.legend(fontsize=8)
     ax.set_title("App-side steps around the model", fontsize=10)
     fig.tight_layout()

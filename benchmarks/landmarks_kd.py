@@ -146,6 +146,7 @@ def chart(rows: list[dict], path: Path) -> None:
            yerr=[statistics.stdev(v) if len(v) > 1 else 0.0 for v in values], capsize=4,
            color=["#a55", "#c85", "#47a", "#4a7"][:len(kinds)])
     ax.set_ylabel("NME % (inter-ocular, lower is better)")
+    ax.set_xlabel("model (how it was trained)")
     ax.set_title(f"landmarks on the built-in faces ({platform.node()})", fontsize=9)
     ax.tick_params(axis="x", labelsize=8)
     fig.tight_layout()

@@ -128,6 +128,7 @@ def main() -> None:
         ax.bar(np.arange(len(labels)) + (i - 1) * 0.27, vals, 0.27, label=mode)
     ax.set_xticks(np.arange(len(labels)), labels)
     ax.set_ylabel("calls / s (all callers)")
+    ax.set_xlabel("runtime, threads per call")
     ax.set_title(f"{args.model}: {args.callers} threads sharing one model")
     ax.legend()
     atomic_save_figure(fig, args.out / "threaded_runtime.png", dpi=120, bbox_inches="tight")

@@ -178,6 +178,7 @@ def chart(rows: list[dict], path: Path, title: str) -> None:
                   fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("median latency per image (ms, log scale)")
+    ax.set_xlabel("model")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3, which="both")

@@ -119,6 +119,7 @@ def chart(rows: list[BenchResult], path: Path, title: str) -> None:
         ax.bar_label(bars, labels=[f"{v:.1f}" if v == v else "" for v in med], fontsize=7, padding=2)
     ax.set_xticks(np.arange(len(models)), models)
     ax.set_ylabel("latency per image (ms)\nbar = median, whisker = min..p90")
+    ax.set_xlabel("model")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, ncol=2)
     ax.grid(axis="y", alpha=0.3)

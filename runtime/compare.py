@@ -81,6 +81,7 @@ def chart(base: str, comparisons: list[Comparison], path: Path, title: str) -> P
         ax.text(c.p90_ms, yi, f"  {c.median_ms:.2f} ms · {text}", va="center", fontsize=8)
     ax.set_yticks(y, [f"{c.label}\n{c.precision or ''}" for c in comparisons], fontsize=8)
     ax.set_xlabel("median latency per inference (ms; whisker: p90)")
+    ax.set_ylabel("row (artifact, runtime)")
     ax.set_xlim(0, max(c.p90_ms for c in comparisons) * 1.6)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)

@@ -376,9 +376,19 @@ def evaluate_isp(weights: list[str], data: str | None = None, out_dir: str | Non
     grid = None
     if grid_rows:
         grid = out / "grid.png"
-        _save_grid(grid, [[p[i] for p in preds] + [targets[i]] for i in range(min(grid_rows, len(targets)))],
+        _save_grid(grid, [[p[i] for p in preds] + [targets[i]] for i in spread(len(targets), grid_rows)],
                    ["naive demosaic", *names, "ground truth"])
     return reports, summary, grid
+
+
+def spread(n: int, k: int) -> list[int]:
+    """``k`` indices spread evenly over ``range(n)`` (first and last included): test sets list the crops of one
+    photo together, so the grid's rows show different photos rather than neighbouring crops of the first."""
+    if k >= n:
+        return list(range(n))
+    if k <= 1:
+        return [0][:k]
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
 
 
 def _save_grid(path: Path, rows: list[list[torch.Tensor]], titles: list[str]) -> None:

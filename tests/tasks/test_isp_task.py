@@ -155,3 +155,13 @@ def test_unpaired_training_runs_and_records_random_feature_networks(tmp_path):
     from mobilevision.train.checkpoint import load_state
     extra = load_state(tmp_path / "run")["criterion"]["_extra_state"]
     assert all(extra[name]["state"] for name in ("d_texture_64", "d_texture_256", "d_colour"))
+
+
+def test_the_grid_spreads_its_rows_over_the_test_set():
+    """The built-in test set lists 16 crops of one photo, then 16 of the next: rows taken from the front would
+    all show the first photo."""
+    from mobilevision.tasks.isp import spread
+
+    assert spread(32, 4) == [0, 10, 21, 31]   # both photos, crops far apart
+    assert spread(3, 4) == [0, 1, 2] and spread(10, 1) == [0] and spread(10, 0) == []
+    assert len(set(spread(1000, 7))) == 7
