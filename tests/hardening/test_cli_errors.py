@@ -303,7 +303,7 @@ def test_error_line_strips_control_characters(toy_name, tmp_path, capsys, one_li
 USAGE = {
     "unknown-option": (["bench", "m.onnx", "--nope"], ["--nope", "mobilevision bench --help"]),
     "not-a-number": (["bench", "m.onnx", "--runs", "abc"], ["--runs", "abc"]),
-    "missing-argument": (["classify", "m.onnx"], ["missing argument 'image'"]),
+    "missing-argument": (["classify", "m.onnx"], ["missing argument 'images'"]),
     "unknown-command": (["frobnicate"], ["frobnicate"]),
 }
 
