@@ -36,6 +36,7 @@ class SpeedReport:
     threads: str = "runtime default"
     slow_ops: list[dict[str, Any]] = field(default_factory=list)   # int8's slowest op types (the profiler's)
     profiler: str | None = None     # why there are no slow_ops, where there are none
+    int8_dot: str | None = None     # this CPU's int8 dot-product instructions (a cpuinfo flag), None: none found
 
     @property
     def ratio(self) -> float:
@@ -56,8 +57,27 @@ class SpeedReport:
         where = f"; its slowest op types: {ops}" if ops else (f"; {self.profiler}" if self.profiler else "")
         return (f"int8: not faster than fp32 in {self.runtime} on this CPU ({self.int8_ms:.3g} ms vs "
                 f"{self.fp32_ms:.3g} ms, x{self.ratio:.2f}, median of {self.runs} runs each){where}: for speed on "
-                f"this runtime keep fp32 or fp16 (the int8 artifact was written; int8 may still pay on CPUs with "
-                f"int8 dot-product instructions, e.g. AVX512-VNNI or Arm dotprod)")
+                f"this runtime keep fp32 or fp16 (the int8 artifact was written; "
+                + (f"this CPU has int8 dot-product instructions ({self.int8_dot}), so the int8 graph, not the CPU, "
+                   "is what is slow)" if self.int8_dot else
+                   "int8 may still pay on CPUs with int8 dot-product instructions, e.g. AVX512-VNNI or Arm dotprod)"))
+
+INT8_DOT_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni", "asimddp")   # x86 AMX / VNNI, Arm dotprod (cpuinfo)
+
+
+def int8_dot_product(cpuinfo: str | None = None) -> str | None:
+    """The first of ``INT8_DOT_FLAGS`` this CPU has (Linux /proc/cpuinfo), or None (none, or not Linux)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return None
+    flags = set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return next((f for f in INT8_DOT_FLAGS if f in flags), None)
 
 
 def _timed(backend, arrays: list[np.ndarray]) -> float:
@@ -83,7 +103,8 @@ def measure(float_path: Path, int8_path: Path, runtime: str, arrays: list[np.nda
         while len(times["int8"]) < runs:
             for p, b in backends.items():
                 times[p] += [_timed(b, arrays) for _ in range(min(BLOCK, runs - len(times[p])))]
-        report = SpeedReport(runtime, statistics.median(times["fp32"]), statistics.median(times["int8"]), runs)
+        report = SpeedReport(runtime, statistics.median(times["fp32"]), statistics.median(times["int8"]), runs,
+                             int8_dot=int8_dot_product())
         int8 = backends["int8"]
         if not hasattr(int8, "profile_ops"):
             report.profiler = f"{runtime} has no per-op profiler here"
