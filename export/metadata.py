@@ -266,7 +266,11 @@ class AnomalyThresholds:
         _float(self.image, f"{name}.image")
         for key in ("pixel", "image_f1", "pixel_f1"):
             if getattr(self, key) is not None:
-                _float(getattr(self, key), f"{name}.{key}")
+                value = _float(getattr(self, key), f"{name}.{key}")
+                if key.endswith("_f1") and value > 1:
+                    _fail(f"{name}.{key}", f"is {_shown(value)}, an F1 score is 0..1")
+                if key.endswith("_f1"):
+                    _float(value, f"{name}.{key}", lo=0.0)
         _str(self.source, f"{name}.source")
 
 

@@ -795,8 +795,6 @@ def _run_batch(model: Any, task: str, images: list[Path], options: dict[str, Any
     """The model over every image (``Model.predict_each``) with a progress bar: one row per image (the task's
     ``row`` plus ``image`` and ``error``) to ``rows_out`` (atomic) or stdout as CSV, and with ``overlays`` a
     picture per image drawn by ``draw``. Exit code 0, or 1 when some images failed (their rows say why)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
     from mobilevision.atomic_io import atomic_write_text
     from mobilevision.runtime.batch import expand_images, row_format, rows_text, task_runtime
 
@@ -808,27 +806,25 @@ def _run_batch(model: Any, task: str, images: list[Path], options: dict[str, Any
         _check_output(overlays, "--overlays", folder=True)
     found = expand_images(images)
     task = task_runtime(model)
-    rows, failed = [], 0
-    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=err, transient=True) as progress:
-        bar = progress.add_task(_safe(model.metadata.task), total=len(found))
-        for (path, name), item in zip(found, model.predict_each([p for p, _ in found], **options)):
-            row: dict[str, Any] = {"image": name}
-            if item.ok:
-                row.update(task.row(item.result))
-                if overlays is not None and draw is not None:
-                    picture = overlays / Path(name).with_suffix(".png")
-                    _write(lambda: draw(path, item.result, picture), picture)
-                    row["overlay"] = str(picture)
-            else:
-                failed += 1
-            row["error"] = item.error
-            rows.append(row)
-            progress.advance(bar)
+    # part.png -> part.png, part.jpg -> part.jpg.png: two images never share an overlay
+    pictures = ({path: overlays / (name if name.lower().endswith(".png") else f"{name}.png") for path, name in found}
+                if overlays is not None else {})
+    inputs = {path.resolve() for path, _ in found}
+    clash = next((p for p in pictures.values() if p.resolve() in inputs), None)
+    if clash is not None:
+        raise MobileVisionError(f"--overlays {overlays}: the overlay {clash} would replace an input image; "
+                                "give a folder outside the images")
+    rows, failed, written = [], 0, []
+    try:
+        failed = _batch_rows(model, task, found, options, pictures, draw, rows, written)
+    except BaseException:   # the run stopped (a model problem, Ctrl-C): no overlay of it stays behind
+        for picture in written:
+            picture.unlink(missing_ok=True)
+        raise
     text = rows_text(rows, fmt)
     if rows_out is not None:
         _write(lambda: atomic_write_text(rows_out, text), rows_out)
-        _say(err, f"wrote {len(rows)} rows to {rows_out}" + (f" and {len(rows) - failed} overlays to {overlays}"
+        _say(err, f"wrote {len(rows)} rows to {rows_out}" + (f" and {len(written)} overlays to {overlays}"
                                                              if overlays is not None else ""))
     else:
         sys.stdout.write(text)
@@ -837,6 +833,32 @@ def _run_batch(model: Any, task: str, images: list[Path], options: dict[str, Any
         _say(err, f"{failed} of {len(rows)} images failed: their rows hold the reason (error column)")
         return 1
     return 0
+
+
+def _batch_rows(model: Any, task: Any, found: list, options: dict[str, Any], pictures: dict, draw: Any,
+                rows: list, written: list) -> int:
+    """Fill ``rows`` (and ``written``: the overlays drawn) from the model over ``found``; the failed count."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    failed = 0
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err, transient=True) as progress:
+        bar = progress.add_task(_safe(model.metadata.task), total=len(found))
+        for (path, name), item in zip(found, model.predict_each([p for p, _ in found], **options)):
+            row: dict[str, Any] = {"image": name}
+            if item.ok:
+                row.update(task.row(item.result))
+                if pictures and draw is not None:
+                    picture = pictures[path]
+                    _write(lambda: draw(path, item.result, picture), picture)
+                    written.append(picture)
+                    row["overlay"] = str(picture)
+            else:
+                failed += 1
+            row["error"] = item.error
+            rows.append(row)
+            progress.advance(bar)
+    return failed
 
 
 def _random_weights_note(model: Any) -> None:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     import torch
 
 TORCH_DEVICES = "auto (a GPU when torch sees one, else the CPU), cpu, gpu or gpu:N (cuda, cuda:N: the same)"
-_NAME = re.compile(r"(auto|cpu|gpu|cuda)(?::(\d{1,3}))?")
+_NAME = re.compile(r"(auto|cpu|gpu|cuda)(?::([0-9]{1,3}))?")
 
 
 def torch_device_name(value: str) -> str:
@@ -42,6 +42,8 @@ def resolve_torch_device(value: str, local_rank: int = 0) -> "torch.device":
         name = torch_device_name(value)
     except ValueError as e:
         raise MobileVisionError(f"--device {e}") from None
+    if local_rank < 0:
+        raise MobileVisionError(f"--device {value}: LOCAL_RANK {local_rank} is negative (torchrun sets 0, 1, ...)")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda"):

@@ -120,16 +120,20 @@ class Model:
         images), and none when it carries none. The detector normalises its maps so ~0.1 is the validation
         images' 99.5th percentile."""
         md = self._require_task("anomaly")
+        if threshold is not None and not math.isfinite(threshold):   # before any work
+            raise MobileVisionError(f"threshold must be a finite number, got {threshold}")
         if md.preprocessing is None:
             raise ArtifactError(f"{self.path} has no preprocessing in its metadata; re-export it")
         im = classify_task.as_rgb_image(image)
         out = self.predict(classify_task.preprocess(im, md.preprocessing))
         amap, score = out["anomaly_map"], out["score"]
-        if threshold is not None and not math.isfinite(threshold):
-            raise MobileVisionError(f"threshold must be a finite number, got {threshold}")
+        value = float(np.asarray(score).reshape(-1)[0])
+        if not math.isfinite(value):   # decided neither way: this image fails, with the reason
+            raise MobileVisionError(f"the detector's score is {value} for this image: the artifact computed "
+                                    "non-finite values (check the input; re-export the model)")
         if threshold is None and md.anomaly is not None:
             threshold = md.anomaly.image
-        return anomaly_task.AnomalyResult(float(np.asarray(score).reshape(-1)[0]),
+        return anomaly_task.AnomalyResult(value,
                                           anomaly_task.to_image_size(amap, *im.size), threshold,
                                           md.anomaly.pixel if md.anomaly is not None else None)
 

@@ -62,7 +62,12 @@ def expand_images(inputs: Sequence[str | Path]) -> list[tuple[Path, str]]:
             raise MobileVisionError(f"{p} not found: give image files or folders of images")
     if not found:
         raise MobileVisionError("no images given")
-    return found
+    seen: dict[str, int] = {}
+    for path, name in found:
+        seen[name] = seen.get(name, 0) + 1
+    # the same name twice (shot.png from two folders): the full path tells the rows (and overlays) apart
+    return [(path, name if seen[name] == 1 or path.is_dir() else str(path.resolve()).lstrip("/"))
+            for path, name in found]
 
 
 def task_runtime(model: "Model") -> Any:
@@ -84,11 +89,14 @@ _STOPS = (ArtifactError, ArtifactClosed, BackendUnavailable)   # the model's pro
 def predict_each(model: "Model", images: Iterable[Any], **options: Any) -> Iterator["BatchItem"]:
     """The task's method (``classify``, ``detect_anomaly``, ``detect_landmarks``) on each image, with
     ``options`` (``top_k``, ``threshold``, ``box``), as ``BatchItem``s in order."""
-    method = getattr(model, task_runtime(model).IMAGE_METHOD)
+    runtime = task_runtime(model)
+    method = getattr(model, runtime.IMAGE_METHOD)
     try:
         inspect.signature(method).bind(None, **options)
     except TypeError as e:
         raise MobileVisionError(f"{model.path} is a {model.metadata.task!r} model: Model.{method.__name__} {e}") from None
+    if hasattr(runtime, "check_options"):   # a bad option fails once, not once per image
+        runtime.check_options(**options)
     for i, image in enumerate(images):
         source = str(image) if isinstance(image, (str, Path)) else f"#{i}"
         try:
@@ -96,13 +104,23 @@ def predict_each(model: "Model", images: Iterable[Any], **options: Any) -> Itera
         except _STOPS:
             raise
         except (MobileVisionError, OSError) as e:
-            yield BatchItem(source, error=str(e).splitlines()[0] if str(e) else type(e).__name__)
+            yield BatchItem(source, error=" ".join(str(e).splitlines()) or type(e).__name__)
+
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")   # what a spreadsheet reads as a formula at a cell's start
 
 
 def _cell(value: Any) -> Any:
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):   # numpy scalars -> Python
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _inert(value: Any) -> Any:
+    """A CSV text cell a spreadsheet will not run: a leading formula character gets a ' before it (OWASP)."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
 
 
 def rows_text(rows: list[dict[str, Any]], fmt: str) -> str:
@@ -119,7 +137,7 @@ def rows_text(rows: list[dict[str, Any]], fmt: str) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: _inert(v) for k, v in row.items()} for row in rows)
     return buf.getvalue()
 
 

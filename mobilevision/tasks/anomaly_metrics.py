@@ -62,7 +62,13 @@ def f1_threshold(scores: Sequence[float] | np.ndarray, labels: Sequence[int] | n
     best = int(np.argmax(f1))
     cut = float(cuts[best])
     below = s[s < cut]
-    threshold = (cut + float(below.max())) / 2 if below.size else np.nextafter(cut, -np.inf)
+    if below.size:
+        low = float(below.max())
+        threshold = low + (cut - low) / 2   # no overflow near the float range's ends
+        if not low <= threshold < cut:      # adjacent floats: no number between them, the lower one decides alike
+            threshold = low
+    else:
+        threshold = np.nextafter(cut, -np.inf)
     return float(threshold), float(f1[best])
 
 

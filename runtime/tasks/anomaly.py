@@ -1,10 +1,13 @@
 """Anomaly-detection post-processing, driven by the artifact metadata (torch-free)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
+
+from mobilevision.errors import InputMismatch
 
 
 @dataclass(frozen=True)
@@ -16,16 +19,26 @@ class AnomalyResult:
 
     @property
     def is_anomalous(self) -> bool | None:
-        """score > threshold, when there is a threshold."""
-        return None if self.threshold is None else self.score > self.threshold
+        """score > threshold, when there is a threshold (and a score: NaN decides nothing, never "normal")."""
+        if self.threshold is None or math.isnan(self.score):
+            return None
+        return self.score > self.threshold
 
     @property
     def anomalous_pixels(self) -> np.ndarray | None:
         """(H, W) bool: map > pixel threshold, when the artifact carries one."""
-        return None if self.pixel_threshold is None else self.anomaly_map > self.pixel_threshold
+        if self.pixel_threshold is None:
+            return None
+        return self.anomaly_map.astype(np.float64) > self.pixel_threshold   # float64: as the threshold was chosen
 
 
 IMAGE_METHOD = "detect_anomaly"   # the Model method that takes one image (``Model.predict_each``)
+
+
+def check_options(threshold: float | None = None) -> None:
+    """The options of a batch, checked once before its first image."""
+    if threshold is not None and not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
+        raise InputMismatch(f"threshold must be a finite number, got {threshold}")
 
 
 def row(result: AnomalyResult) -> dict[str, object]:
@@ -90,6 +103,8 @@ def legend_strip(width: int, lo: float, hi: float, marks: dict[str, float], text
     strip.paste(Image.fromarray(heatmap(ramp, lo, hi)), (0, line + 2))
     draw = ImageDraw.Draw(strip)
     for name, value in marks.items():   # above the bar: where the score and the threshold fall
+        if not math.isfinite(value):
+            continue
         x = int(round((min(max(value, lo), hi) - lo) / (hi - lo) * (width - 1)))
         draw.line((x, line - 2, x, line + 2 + bar_h), fill=(0, 0, 0), width=2)
         label = f"{name} {value:.3g}" + (" (off scale)" if not lo <= value <= hi else "")
@@ -111,7 +126,7 @@ def readable_overlay(image, result: AnomalyResult, heat_range: tuple[float, floa
     rgb = np.asarray(as_rgb_image(image))
     top = overlay(rgb, heatmap(result.anomaly_map, *heat_range))
     marks = {"score": result.score}
-    if result.threshold is not None:
+    if result.threshold is not None and result.is_anomalous is not None:
         marks["threshold"] = result.threshold
         text = (f"score {result.score:.4f} {'>' if result.is_anomalous else '<='} threshold {result.threshold:.4g}: "
                 f"{'ANOMALOUS' if result.is_anomalous else 'normal'}")

@@ -29,6 +29,12 @@ class Classification:
 IMAGE_METHOD = "classify"   # the Model method that takes one image (``Model.predict_each``)
 
 
+def check_options(top_k: int = 5) -> None:
+    """The options of a batch, checked once before its first image."""
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
+        raise InputMismatch(f"top_k must be a whole number >= 1, got {top_k!r}")
+
+
 def row(result: list[Classification]) -> dict[str, object]:
     """One CSV / JSON row of a top-k list: top1_index, top1_label, top1_score, top2_index, ..."""
     out: dict[str, object] = {}

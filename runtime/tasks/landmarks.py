@@ -21,6 +21,12 @@ Box = tuple[float, float, float, float]
 IMAGE_METHOD = "detect_landmarks"   # the Model method that takes one image (``Model.predict_each``)
 
 
+def check_options(box: Sequence[float] | None = None) -> None:
+    """The options of a batch, checked once before its first image."""
+    if box is not None:
+        check_box(box)
+
+
 def row(result: np.ndarray) -> dict[str, float]:
     """One CSV / JSON row: x0, y0, x1, y1, ... in image pixels."""
     out: dict[str, float] = {}
