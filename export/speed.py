@@ -108,6 +108,13 @@ def measure(float_path: Path, int8_path: Path, runtime: str, arrays: list[np.nda
         int8 = backends["int8"]
         if not hasattr(int8, "profile_ops"):
             report.profiler = f"{runtime} has no per-op profiler here"
+            if runtime == "litert":   # what LiteRT itself says instead: the ops its XNNPACK delegate left out
+                from mobilevision.runtime.backends.litert import xnnpack_outside
+
+                partitions, outside = xnnpack_outside(Path(int8_path).read_bytes())
+                report.profiler += ("; XNNPACK runs the whole int8 graph" if not outside else
+                                    f"; XNNPACK leaves ops to TFLite's own kernels ({partitions} partitions): "
+                                    + ", ".join(f"{t} x{n}" for t, n in sorted(outside.items(), key=lambda kv: -kv[1])))
         elif profile_folder is not None:
             prof = int8.profile_ops(arrays, PROFILE_RUNS, profile_folder)
             total = prof.total_ms or 1.0

@@ -6,7 +6,8 @@ extra formulas below reproduce fvcore's convention, so the paper numbers can be 
 
 - batch norm at inference: 2 MACs per element with an affine transform, 1 without (5 / 4 in training);
 - layer norm: 5 MACs per element with an affine transform, 4 without;
-- average pooling: 1 MAC per window element read (adaptive, fixed-window, and a mean over H, W);
+- average pooling: 1 MAC per window element read (adaptive, fixed-window, and a mean over H, W, channels
+  first or last);
 - element-wise activations, additions and products: not counted (fvcore does not either).
 
 One difference from fvcore: a global average written as ``x.mean((2, 3))`` counts like
@@ -72,10 +73,11 @@ def _avg_pool2d(x: Any, kernel_size: Any, *args: Any, out_shape: Any = None, **k
 
 
 def _spatial_mean(x: Any, dim: Any = None, *args: Any, out_shape: Any = None, **kwargs: Any) -> int:
-    """A mean over H and W of an (N, C, H, W) tensor is a global average pool; other means are not counted."""
+    """A mean over H and W of an (N, C, H, W) or, channels-last, (N, H, W, C) tensor is a global average pool;
+    other means are not counted."""
     if dim is None or len(x) != 4:
         return 0
-    return 2 * math.prod(x) if {d % 4 for d in dim} == {2, 3} else 0
+    return 2 * math.prod(x) if {d % 4 for d in dim} in ({2, 3}, {1, 2}) else 0
 
 
 # Keyed by overload packet, as FlopCounterMode looks them up.

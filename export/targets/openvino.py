@@ -103,6 +103,10 @@ def _quiet_nncf() -> Iterator[Any]:
         nncf.set_log_level(level)
 
 
+# LayerNorm (MVN) or attention (Softmax) in the IR: quantised as a transformer (see quantize_int8)
+ATTENTION_OPS = frozenset({"MVN", "Softmax"})
+
+
 def quantize_int8(model, proto, module: torch.nn.Module, arrays: list[np.ndarray], options: ExportOptions):
     """Static int8 post-training quantisation of the IR with NNCF; fills ``options.quantization``."""
     kept_nodes = keep_float_nodes(proto, options.keep_float, module) if options.keep_float else []
@@ -114,21 +118,32 @@ def quantize_int8(model, proto, module: torch.nn.Module, arrays: list[np.ndarray
     if kept_nodes and not kept:
         raise ExportError(f"--keep-float {', '.join(options.keep_float)}: none of its ONNX nodes could be found "
                           "in the OpenVINO model; export without --keep-float, or report the model")
+    attention = sorted({op.get_type_name() for op in model.get_ordered_ops()} & ATTENTION_OPS)
     with _quiet_nncf() as nncf:
         try:
-            # the preset and device NNCF picks for a CNN anyway, named so the scheme recorded below stays true
-            quantized = nncf.quantize(model, nncf.Dataset(arrays), preset=nncf.QuantizationPreset.PERFORMANCE,
-                                      target_device=nncf.TargetDevice.ANY, subset_size=len(arrays),
-                                      ignored_scope=nncf.IgnoredScope(names=kept) if kept else None)
+            if attention:
+                # NNCF's transformer scheme, matrix products float: on EMO-1M at 224 (AVX512-VNNI, 2 threads) int8
+                # ran 1.19x fp32 under the CNN scheme, 0.87x so (and kept closer to fp32: cosine 0.985 vs 0.947)
+                scope = nncf.IgnoredScope(names=kept, types=["MatMul"], validate=False)
+                quantized = nncf.quantize(model, nncf.Dataset(arrays), model_type=nncf.ModelType.TRANSFORMER,
+                                          subset_size=len(arrays), ignored_scope=scope)
+            else:
+                # the preset and device NNCF picks for a CNN anyway, named so the scheme recorded below stays true
+                quantized = nncf.quantize(model, nncf.Dataset(arrays), preset=nncf.QuantizationPreset.PERFORMANCE,
+                                          target_device=nncf.TargetDevice.ANY, subset_size=len(arrays),
+                                          ignored_scope=nncf.IgnoredScope(names=kept) if kept else None)
         except Exception as e:  # NNCF raises its own and OpenVINO's exception types
             raise ExportError(f"NNCF could not quantise {type(module).__name__}: "
                               f"{str(e).strip().splitlines()[0][:200]}") from e
         version = nncf.__version__
     options.quantization = {
         "tool": f"nncf {version}",
-        "scheme": "NNCF post-training quantisation, performance preset: per-channel symmetric int8 weights, "
-                  "per-tensor symmetric int8/uint8 activations (FakeQuantize), MinMax calibration (activations: "
-                  "mean of per-sample min/max), fast bias correction",
+        "scheme": (f"NNCF post-training quantisation as a transformer (the graph has {', '.join(attention)}; "
+                   "NNCF's defaults for ModelType.TRANSFORMER): int8 convolutions, matrix products (MatMul) left "
+                   "float" if attention else
+                   "NNCF post-training quantisation, performance preset: per-channel symmetric int8 weights, "
+                   "per-tensor symmetric int8/uint8 activations (FakeQuantize), MinMax calibration (activations: "
+                   "mean of per-sample min/max), fast bias correction"),
         "calibration_samples": len(arrays),
         "kept_float": kept,
         "kept_float_modules": list(options.keep_float),

@@ -124,6 +124,26 @@ def window_merge(x: torch.Tensor, b: int, n1: int, n2: int) -> torch.Tensor:
     return x.reshape(b, c, WINDOW * n1, wp)
 
 
+def window_partition_last(x: torch.Tensor, n1: int, n2: int) -> torch.Tensor:
+    """Channels-last window_partition: (B, 7*n1, 7*n2, C) -> (B*n1*n2, 49, C), the same windows and token order."""
+    b, _, wp, c = x.shape
+    if not torch.jit.is_tracing() and n1 == 1 and n2 == 1:   # traced sizes are tensors: the general path
+        return x.reshape(b, WINDOW * WINDOW, c)
+    x = x.reshape(b, WINDOW, n1, wp * c).permute(0, 2, 1, 3)                    # B, n1, 7, Wp*C
+    x = x.reshape(b * n1, WINDOW * WINDOW, n2, c).permute(0, 2, 1, 3)           # B*n1, n2, 49, C
+    return x.reshape(b * n1 * n2, WINDOW * WINDOW, c)
+
+
+def window_merge_last(x: torch.Tensor, b: int, n1: int, n2: int) -> torch.Tensor:
+    """Inverse of window_partition_last: (B*n1*n2, 49, C) -> (B, 7*n1, 7*n2, C)."""
+    c = x.shape[-1]
+    if not torch.jit.is_tracing() and n1 == 1 and n2 == 1:   # traced sizes are tensors: the general path
+        return x.reshape(b, WINDOW, WINDOW, c)
+    x = x.reshape(b * n1, n2, WINDOW * WINDOW, c).permute(0, 2, 1, 3)           # B*n1, 49, n2, C
+    x = x.reshape(b, n1, WINDOW, WINDOW * n2 * c).permute(0, 2, 1, 3)           # B, 7, n1, Wp*C
+    return x.reshape(b, WINDOW * n1, WINDOW * n2, c)
+
+
 class IRMB(nn.Module):
     """Inverted residual mobile block: norm -> (window attention | 1x1 expand) -> DW conv -> 1x1 project."""
 
@@ -139,6 +159,9 @@ class IRMB(nn.Module):
         self.proj = ConvNormAct(mid, cout)
         self.has_skip = cin == cout and stride == 1 and not stem
         self.drop_path = DropPath(drop_path)
+        # The attention blocks compute channels-last (see attention_last); False: the official code's NCHW
+        # op order (attention), for comparing the two through the same converters.
+        self.channels_last = True
 
     def attention(self, x: torch.Tensor) -> torch.Tensor:
         """Multi-head self-attention inside strided-grid 7x7 windows; values are the normed input."""
@@ -158,10 +181,40 @@ class IRMB(nn.Module):
         out = window_merge(self.v(out), b, n1, n2)                                 # expand after attention
         return out[:, :, :h, :w] if padded else out
 
+    def attention_last(self, x: torch.Tensor) -> torch.Tensor:
+        """norm + attention + value projection as ``attention(self.norm(x))``, computed channels-last.
+
+        The same arithmetic on the same weights (1x1 convs as linear layers on the channel axis), but the
+        tokens keep their channels innermost from the LayerNorm to the value projection: an exported graph
+        needs no NCHW <-> NHWC transposes around the window split, the 1x1 convs and the merge (TFLite keeps
+        tensors NHWC; a 7x7 map is one window and needs no split at all), only the head split of q, k, v."""
+        b, c, h, w = x.shape
+        x = self.norm.norm(x.permute(0, 2, 3, 1))                                   # B, H, W, C
+        pad_b, pad_r = (WINDOW - h % WINDOW) % WINDOW, (WINDOW - w % WINDOW) % WINDOW
+        padded = torch.jit.is_tracing() or pad_b > 0 or pad_r > 0
+        if padded:
+            x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))
+        n1, n2 = (h + pad_b) // WINDOW, (w + pad_r) // WINDOW
+        xw = window_partition_last(x, n1, n2)                                       # b', L, C
+        bw, heads, d, tokens = xw.shape[0], c // self.dim_head, self.dim_head, WINDOW * WINDOW
+        qk = F.linear(xw, self.qk.conv.weight.flatten(1), self.qk.conv.bias)         # b', L, 2C: (q|k, head, d)
+        qk = qk.reshape(bw, tokens, 2, heads, d).permute(2, 0, 3, 1, 4)             # 2, b', h, L, d
+        attn = torch.softmax((qk[0] @ qk[1].transpose(-2, -1)) * d ** -0.5, dim=-1)
+        v = xw.reshape(bw, tokens, heads, d).transpose(1, 2)                        # b', h, L, d
+        out = (attn @ v).transpose(1, 2).reshape(bw, tokens, c)
+        out = self.v.act(F.linear(out, self.v.conv.weight.flatten(1), self.v.conv.bias))
+        out = window_merge_last(out, b, n1, n2)                                     # B, Hp, Wp, mid
+        if padded:
+            out = out[:, :h, :w]
+        return out.permute(0, 3, 1, 2)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
-        x = self.norm(x)
-        x = self.attention(x) if self.qk is not None else self.v(x)
+        if self.qk is not None and self.channels_last:
+            x = self.attention_last(x)
+        else:
+            x = self.norm(x)
+            x = self.attention(x) if self.qk is not None else self.v(x)
         y = self.conv_local(x)
         x = x + y if self.has_skip else y
         x = self.proj(self.se(x))
@@ -218,7 +271,7 @@ class EMO(nn.Module):
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Head norm, global average pool, linear classifier: B x C x h x w -> B x num_classes logits."""
-        return self.head(self.norm(features).mean((2, 3)))
+        return self.head(self.norm.norm(features.permute(0, 2, 3, 1)).mean((1, 2)))   # LayerNorm2d, channels-last
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

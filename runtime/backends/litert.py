@@ -95,6 +95,32 @@ def quiet_native() -> Iterator[None]:
         sys.stderr.flush()
 
 
+def xnnpack_outside(content: bytes) -> tuple[int, dict[str, int]]:
+    """(XNNPACK partitions, op type -> count of the ops LiteRT runs outside XNNPACK) for a .tflite on this CPU.
+
+    LiteRT's default CPU path hands XNNPACK every op it has a kernel for (at that op's types: an int8 GELU or
+    batch matmul it may lack) and runs the rest on TFLite's own kernels, splitting the graph into partitions.
+    The interpreter lists its delegate nodes next to the original ops: an op whose output enters a partition
+    (or is a model output) without coming out of one ran outside. Ops between two such ops are found once
+    those are gone, so callers iterate."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    with quiet_native():
+        interpreter = Interpreter(model_content=content, num_threads=1)
+        interpreter.allocate_tensors()
+    ops = interpreter._get_ops_details()
+    delegates = [o for o in ops if o["op_name"] == "DELEGATE"]
+    into = {int(t) for o in delegates for t in o["inputs"]}
+    out_of = {int(t) for o in delegates for t in o["outputs"]}
+    model_outputs = {int(d["index"]) for d in interpreter.get_output_details()}
+    outside: dict[str, int] = {}
+    for op in ops:
+        if op["op_name"] != "DELEGATE" and any(int(t) not in out_of and (int(t) in into or int(t) in model_outputs)
+                                              for t in op["outputs"]):
+            outside[op["op_name"]] = outside.get(op["op_name"], 0) + 1
+    return len(delegates), outside
+
+
 def _reason(device: str, log: list[str]) -> str | None:
     """The log line that says why: for the GPU the API that did not start, for the NPU the plugin that did not load."""
     patterns = ([r"(Failed to (?:initialize|create|get).*)"] if device == "gpu" else

@@ -160,6 +160,27 @@ def test_int8_attention_close_to_pytorch(tmp_path, calibration, target):
         assert all(float(inits[s]) * 255 < 0.999 for s in scales), [float(inits[s]) for s in scales]
 
 
+@pytest.mark.slow
+def test_openvino_int8_of_an_attention_graph_is_quantised_as_a_transformer(tmp_path, calibration, build):
+    """LayerNorm / softmax in the graph: NNCF's transformer scheme with float matrix products (int8 products of
+    activations made EMO-1M's int8 slower than fp32), convolutions still int8; a CNN keeps the CNN scheme."""
+    import openvino as ov
+
+    torch.manual_seed(0)
+    net = TinyAttention().eval()
+    options = ExportOptions(precision="int8", calibration=calibration, workdir=tmp_path)
+    handle = OpenVINOTarget().convert(net, torch.from_numpy(calibration[0]), options)
+    path = tmp_path / "attn.xml"
+    OpenVINOTarget().save(handle, path, METADATA)
+    ops = ov.Core().read_model(str(path)).get_ordered_ops()
+    matmuls = [op for op in ops if op.get_type_name() == "MatMul"]
+    assert matmuls and not any(i.get_source_output().get_node().get_type_name() == "FakeQuantize"
+                               for op in matmuls for i in op.inputs())
+    assert all(act == "FakeQuantize" and w == "i8" for act, w, _ in _ov_convs(path).values())
+    assert "transformer" in options.quantization["scheme"] and "Softmax" in options.quantization["scheme"]
+    assert "performance preset" in build("openvino")[1].quantization["scheme"]
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_int8_artifact_keeps_metadata_and_validates(build, target):
     path, _ = build(target)

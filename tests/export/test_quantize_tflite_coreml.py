@@ -155,6 +155,50 @@ def test_tflite_int8_records_quantization(tflite_int8):
     assert json.loads(json.dumps(q)) == q
     assert q["tool"].startswith("ai-edge-quantizer ") and "int8" in q["scheme"]
     assert q["calibration_samples"] == 16 and q["kept_float"] == [] and q["kept_float_modules"] == []
+    # every op of a conv net has an XNNPACK int8 kernel: nothing is left float, one partition
+    assert q["float_op_types"] == [] and q["xnnpack"] == {"partitions": 1, "outside": {}, "fp32_partitions": 1,
+                                                          "fp32_outside": {}}
+
+
+class TinyAttention(nn.Module):
+    """conv stem -> LayerNorm over channels -> single-head self-attention over the pixels -> GELU -> fc: the op
+    types (batch matmul, LayerNorm's rsqrt, GELU) that XNNPACK runs only in float."""
+
+    def __init__(self, c: int = 16):
+        super().__init__()
+        self.stem = nn.Conv2d(3, c, 3, 4, 1)
+        self.norm = nn.LayerNorm(c)
+        self.qk = nn.Linear(c, 2 * c)
+        self.proj = nn.Linear(c, c)
+        self.fc = nn.Linear(c, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.norm(self.stem(x).flatten(2).transpose(1, 2))           # B, L, C
+        q, k = self.qk(t).chunk(2, dim=-1)
+        attn = torch.softmax(q @ k.transpose(1, 2) * t.shape[-1] ** -0.5, dim=-1)
+        return self.fc(torch.nn.functional.gelu(self.proj(attn @ t)).mean(1))
+
+
+@pytest.mark.slow
+def test_tflite_int8_keeps_float_what_xnnpack_cannot_run_in_int8(calibration, tmp_path):
+    """Fully int8, the attention net's batch matmuls / GELU / LayerNorm pieces fall out of XNNPACK onto TFLite's
+    reference kernels (a slower artifact); the export keeps those op types float until XNNPACK takes it whole."""
+    from mobilevision.runtime.backends.litert import xnnpack_outside
+
+    torch.manual_seed(0)
+    model = TinyAttention()
+    model.model_card = ModelCard(name="tiny_attention", task="classify", input_size=SHAPE[1:], num_classes=10)
+    model.eval()
+    path, options = _tflite(model, tmp_path, "attn_int8", calibration)
+    fp32 = _tflite(model, tmp_path, "attn_fp32", precision="fp32")[0]
+    # XNNPACK runs as much of the int8 graph as of the fp32 one (here it leaves out the float matmul of q and k,
+    # whose weights are not constant, in both)
+    assert xnnpack_outside(path.read_bytes()) == xnnpack_outside(fp32.read_bytes())
+    q = options.quantization
+    assert q["float_op_types"] and set(q["float_op_types"]) <= set(TFLiteTarget().validate(path)["ops"])
+    assert "float where XNNPACK has no int8 kernel" in q["scheme"]
+    assert _convs(path) and all(x == "INT8" and w == "INT8" for _, x, w in _convs(path))   # the conv stays int8
+    assert min(_cosines(model, path)) > 0.98
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 import mobilevision
 from mobilevision.complexity import count_macs, count_params
 from mobilevision.errors import IncompatibleWeights, WeightsError
-from mobilevision.models.emo import window_merge, window_partition
+from mobilevision.models.emo import IRMB, window_merge, window_merge_last, window_partition, window_partition_last
 
 # Official figures (zhangzjn/EMO README and logs; MACs as fvcore counts them).
 OFFICIAL = {"emo_1m": (1_361_168, 260.8e6), "emo_2m": (2_377_472, 439.4e6),
@@ -158,6 +158,53 @@ def test_window_attention_is_strided_grid(emo1m, size, grids):
                 assert (ours - swin).abs().max() > 1e-3
 
 
+def _official_order(model: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    model = copy.deepcopy(model)
+    for m in model.modules():
+        if isinstance(m, IRMB):
+            m.channels_last = False
+    return model
+
+
+@pytest.mark.parametrize("n1, n2", [(1, 1), (2, 2), (3, 2), (1, 3)])
+def test_channels_last_windows_are_the_official_windows(n1, n2):
+    x = torch.randn(2, 5, 7 * n1, 7 * n2)
+    windows = window_partition_last(x.permute(0, 2, 3, 1), n1, n2)
+    assert torch.equal(windows, window_partition(x, n1, n2).flatten(2).transpose(1, 2))
+    assert torch.equal(window_merge_last(windows, 2, n1, n2), x.permute(0, 2, 3, 1))
+
+
+@pytest.mark.parametrize("size", [224, 256, 200, 160, 96])
+def test_channels_last_attention_computes_the_official_op_order(emo1m, size):
+    """The export layout (attention channels-last, 1x1 convs as linear layers) == the official NCHW op order."""
+    assert all(m.channels_last for m in emo1m.modules() if isinstance(m, IRMB))
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        ours, official = emo1m(x), _official_order(emo1m)(x)
+        assert (ours - official).abs().max() <= 1e-5 * official.abs().max()
+        for block in (emo1m.stage3[1], emo1m.stage4[1]):
+            feats = torch.randn(2, block.qk.conv.in_channels, size // 16, size // 16)
+            assert torch.allclose(block.attention_last(feats), block.attention(block.norm(feats)), rtol=0, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_tflite_graph_has_far_fewer_transposes_than_the_official_op_order(emo1m):
+    """TFLite keeps tensors NHWC: the channels-last attention drops the layout transposes around the windows."""
+    import litert_torch
+    from ai_edge_litert.interpreter import Interpreter
+
+    x = (torch.randn(1, 3, 224, 224),)
+
+    def transposes(model) -> int:
+        ops = Interpreter(model_content=litert_torch.convert(model.eval(), x).model_content())._get_ops_details()
+        return sum(op["op_name"] == "TRANSPOSE" for op in ops)
+
+    ours, official = transposes(emo1m), transposes(_official_order(emo1m))
+    assert ours <= 0.6 * official, (ours, official)
+
+
 # ---------------------------------------------------------------- forward API
 
 def test_output_and_feature_shapes(emo1m):
@@ -170,7 +217,7 @@ def test_output_and_feature_shapes(emo1m):
         x = torch.randn(1, 3, 224, 224)
         features = emo1m.forward_features(x)
         assert features.shape == (1, 168, 7, 7) and torch.equal(features, emo1m.forward_pyramid(x)[-1])
-        assert torch.equal(emo1m.head(emo1m.norm(features).mean((2, 3))), emo1m(x))
+        assert torch.allclose(emo1m.head(emo1m.norm(features).mean((2, 3))), emo1m(x), rtol=0, atol=1e-5)
 
 
 @pytest.mark.slow
