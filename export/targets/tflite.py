@@ -164,16 +164,29 @@ def quantize_int8(float_model: bytes, module: torch.nn.Module, example: torch.Te
     # the graph: EMO-1M fully int8 ran 1.7x slower than fp32, its int8 GELU / batch matmul / LayerNorm pieces in
     # 66 partitions. Those op types stay float (one round finds the next ones they hid) until XNNPACK takes
     # the whole graph: EMO-1M int8 then ran at 0.68x fp32.
-    float_partitions, float_outside = xnnpack_outside(float_model)   # what stays out of XNNPACK even in fp32
     float_types: list[str] = []
-    for _ in range(XNNPACK_ROUNDS):
-        quantized = bytes(quantizer_for(float_types).quantize(result, enable_progress_report=False).quantized_model)
-        partitions, outside = xnnpack_outside(quantized)
-        new = sorted(t for t, n in outside.items()
-                     if n > float_outside.get(t, 0) and t not in float_types and hasattr(ops, t))
-        if not new:
-            break
-        float_types += new
+    quantized = bytes(quantizer_for(float_types).quantize(result, enable_progress_report=False).quantized_model)
+    try:
+        float_partitions, float_outside = xnnpack_outside(float_model)   # what stays out of XNNPACK even in fp32
+        for _ in range(XNNPACK_ROUNDS):
+            partitions, outside = xnnpack_outside(quantized)
+            new = sorted(t for t, n in outside.items()
+                         if n > float_outside.get(t, 0) and t not in float_types and hasattr(ops, t))
+            if not new:
+                break
+            float_types += new
+            quantized = bytes(quantizer_for(float_types).quantize(result, enable_progress_report=False)
+                              .quantized_model)
+        else:
+            partitions, outside = xnnpack_outside(quantized)
+        coverage = {"partitions": partitions, "outside": outside, "fp32_partitions": float_partitions,
+                    "fp32_outside": float_outside}
+    except (AttributeError, RuntimeError, ValueError) as e:   # LiteRT could not say: the fully int8 graph
+        float_types = []
+        quantized = bytes(quantizer_for([]).quantize(result, enable_progress_report=False).quantized_model)
+        coverage = {"error": f"LiteRT did not report XNNPACK's coverage ({type(e).__name__}: "
+                             f"{str(e).strip().splitlines()[0][:160] if str(e).strip() else ''}); every op type "
+                             "quantised"}
     options.quantization = {
         "tool": f"ai-edge-quantizer {importlib.metadata.version('ai-edge-quantizer')}",
         "scheme": "static int8: int8 per-channel symmetric weights, int8 per-tensor asymmetric activations "
@@ -183,8 +196,7 @@ def quantize_int8(float_model: bytes, module: torch.nn.Module, example: torch.Te
         "kept_float": [s.removesuffix(";") for s in kept],
         "kept_float_modules": list(options.keep_float),
         "float_op_types": float_types,
-        "xnnpack": {"partitions": partitions, "outside": outside, "fp32_partitions": float_partitions,
-                    "fp32_outside": float_outside},
+        "xnnpack": coverage,
     }
     return quantized
 

@@ -294,3 +294,17 @@ def test_coreml_keep_float_leaves_named_weights_float(coreml_exports):
     assert names == [kept[2][0], kept[3][0]], (names, kept)
     assert structure["ops"]["constexpr_affine_dequantize"] == 1
     assert options.quantization["kept_float_modules"] == list(KEEP)
+
+
+def test_tflite_int8_without_litert_coverage_report_quantises_everything(net, calibration, tmp_path, monkeypatch):
+    """A LiteRT that cannot list its delegate partitions: the fully int8 graph, and the record says why."""
+    import mobilevision.runtime.backends.litert as litert
+
+    def unavailable(content):
+        raise AttributeError("'Interpreter' object has no attribute '_get_ops_details'")
+
+    monkeypatch.setattr(litert, "xnnpack_outside", unavailable)
+    path, options = _tflite(net, tmp_path, "int8_nocoverage", calibration)
+    q = options.quantization
+    assert q["float_op_types"] == [] and "did not report XNNPACK's coverage (AttributeError" in q["xnnpack"]["error"]
+    assert all(x == "INT8" and w == "INT8" for _, x, w in _convs(path))
