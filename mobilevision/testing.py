@@ -170,3 +170,39 @@ def spread_out_isp(name: str = "efficientisp", seed: int = 0) -> nn.Module:
     if not (0.1 < float(y.std()) and 0.05 < float((y > 0).float().mean()) and float((y < 1).float().mean()) > 0.5):
         raise RuntimeError(f"{name}: the scaled init did not spread the outputs over [0, 1]")
     return model
+
+
+class LayerNormAttention(nn.Module):
+    """conv stem -> LayerNorm over channels -> single-head self-attention over the pixels -> GELU -> fc (10 logits):
+    the op types (batch matmul, LayerNorm's rsqrt, GELU) that LiteRT's XNNPACK runs only in float."""
+
+    def __init__(self, c: int = 16):
+        super().__init__()
+        self.stem = nn.Conv2d(3, c, 3, 4, 1)
+        self.norm = nn.LayerNorm(c)
+        self.qk = nn.Linear(c, 2 * c)
+        self.proj = nn.Linear(c, c)
+        self.fc = nn.Linear(c, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        t = self.norm(self.stem(x).flatten(2).transpose(1, 2))           # B, L, C
+        q, k = self.qk(t).chunk(2, dim=-1)
+        attn = torch.softmax(q @ k.transpose(1, 2) * t.shape[-1] ** -0.5, dim=-1)
+        return self.fc(torch.nn.functional.gelu(self.proj(attn @ t)).mean(1))
+
+
+class ConvAttention(nn.Module):
+    """Conv stem, one softmax attention over every position (qkv from a 1x1 conv), linear head (10 logits): the op
+    mix of the zoo's EMO models."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1), nn.BatchNorm2d(16), nn.ReLU())
+        self.qkv = nn.Conv2d(16, 48, 1)
+        self.head = nn.Linear(16, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        q, k, v = self.qkv(x).flatten(2).chunk(3, dim=1)                      # (B, 16, H*W) each
+        attn = torch.softmax(q.transpose(1, 2) @ k * 0.1, dim=-1)             # (B, H*W, H*W)
+        return self.head((v @ attn.transpose(1, 2)).mean(2))

@@ -15,6 +15,7 @@ from mobilevision.export.targets.module_scopes import matches
 from mobilevision.export.targets.onnx import OnnxTarget
 from mobilevision.export.targets.openvino import OpenVINOTarget
 from mobilevision.runtime.backends import open_backend
+from mobilevision.testing import ConvAttention as TinyAttention
 
 TARGETS = {"onnx": (OnnxTarget, "ort"), "openvino": (OpenVINOTarget, "openvino")}
 METADATA = json.dumps({"model": "tiny_int8_net", "precision": "int8"})
@@ -45,22 +46,6 @@ class TinyNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.drop(self.stages(self.stem(x))))
-
-
-class TinyAttention(nn.Module):
-    """Conv stem, one softmax attention over 1024 positions, linear head: the op mix of the zoo's EMO models."""
-
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1), nn.BatchNorm2d(16), nn.ReLU())
-        self.qkv = nn.Conv2d(16, 48, 1)
-        self.head = nn.Linear(16, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        q, k, v = self.qkv(x).flatten(2).chunk(3, dim=1)                      # (B, 16, 1024) each
-        attn = torch.softmax(q.transpose(1, 2) @ k * 0.1, dim=-1)             # (B, 1024, 1024), weights ~1e-3
-        return self.head((v @ attn.transpose(1, 2)).mean(2))
 
 
 def _arrays(seed: int, n: int) -> list[np.ndarray]:

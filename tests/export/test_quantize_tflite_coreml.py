@@ -17,7 +17,7 @@ from mobilevision.export.targets.coreml import CoreMLTarget
 from mobilevision.export.targets.tflite import TFLiteTarget
 from mobilevision.registry import ModelCard
 from mobilevision.runtime.backends import open_backend
-from mobilevision.testing import calibrate_random_weights
+from mobilevision.testing import LayerNormAttention, calibrate_random_weights
 
 SHAPE = (1, 3, 32, 32)
 # a model without an image input or a task of ours: the targets keep the NCHW float interface
@@ -160,25 +160,6 @@ def test_tflite_int8_records_quantization(tflite_int8):
                                                           "fp32_outside": {}}
 
 
-class TinyAttention(nn.Module):
-    """conv stem -> LayerNorm over channels -> single-head self-attention over the pixels -> GELU -> fc: the op
-    types (batch matmul, LayerNorm's rsqrt, GELU) that XNNPACK runs only in float."""
-
-    def __init__(self, c: int = 16):
-        super().__init__()
-        self.stem = nn.Conv2d(3, c, 3, 4, 1)
-        self.norm = nn.LayerNorm(c)
-        self.qk = nn.Linear(c, 2 * c)
-        self.proj = nn.Linear(c, c)
-        self.fc = nn.Linear(c, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.norm(self.stem(x).flatten(2).transpose(1, 2))           # B, L, C
-        q, k = self.qk(t).chunk(2, dim=-1)
-        attn = torch.softmax(q @ k.transpose(1, 2) * t.shape[-1] ** -0.5, dim=-1)
-        return self.fc(torch.nn.functional.gelu(self.proj(attn @ t)).mean(1))
-
-
 @pytest.mark.slow
 def test_tflite_int8_keeps_float_what_xnnpack_cannot_run_in_int8(calibration, tmp_path):
     """Fully int8, the attention net's batch matmuls / GELU / LayerNorm pieces fall out of XNNPACK onto TFLite's
@@ -186,7 +167,7 @@ def test_tflite_int8_keeps_float_what_xnnpack_cannot_run_in_int8(calibration, tm
     from mobilevision.runtime.backends.litert import xnnpack_outside
 
     torch.manual_seed(0)
-    model = TinyAttention()
+    model = LayerNormAttention()
     model.model_card = ModelCard(name="tiny_attention", task="classify", input_size=SHAPE[1:], num_classes=10)
     model.eval()
     path, options = _tflite(model, tmp_path, "attn_int8", calibration)

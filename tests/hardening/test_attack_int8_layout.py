@@ -13,6 +13,7 @@ from torch import nn
 
 from mobilevision.export.targets.base import ExportOptions
 from mobilevision.models.emo import IRMB, emo_1m
+from mobilevision.testing import ConvAttention as OVAttention, LayerNormAttention as TinyAttention
 
 SHAPE = (1, 3, 32, 32)
 METADATA = json.dumps({"model": "tiny_attack", "precision": "int8"})   # OpenVINO
@@ -150,22 +151,6 @@ def test_complexity_channels_last_pool_counts_like_nchw_pool():
 
 
 # ------------------------------------------------------------------------------------------------ LiteRT
-
-
-class TinyAttention(nn.Module):
-    def __init__(self, c: int = 16):
-        super().__init__()
-        self.stem = nn.Conv2d(3, c, 3, 4, 1)
-        self.norm = nn.LayerNorm(c)
-        self.qk = nn.Linear(c, 2 * c)
-        self.proj = nn.Linear(c, c)
-        self.fc = nn.Linear(c, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        t = self.norm(self.stem(x).flatten(2).transpose(1, 2))
-        q, k = self.qk(t).chunk(2, dim=-1)
-        attn = torch.softmax(q @ k.transpose(1, 2) * t.shape[-1] ** -0.5, dim=-1)
-        return self.fc(torch.nn.functional.gelu(self.proj(attn @ t)).mean(1))
 
 
 def _inputs(n: int, seed: int, shape=SHAPE) -> list[np.ndarray]:
@@ -315,20 +300,6 @@ def test_litert_speed_report_names_outside_ops(attn, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------ OpenVINO
-
-
-class OVAttention(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 16, 3, 1, 1), nn.BatchNorm2d(16), nn.ReLU())
-        self.qkv = nn.Conv2d(16, 48, 1)
-        self.head = nn.Linear(16, 10)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        q, k, v = self.qkv(x).flatten(2).chunk(3, dim=1)
-        attn = torch.softmax(q.transpose(1, 2) @ k * 0.1, dim=-1)
-        return self.head((v @ attn.transpose(1, 2)).mean(2))
 
 
 def _ov_convs(path: Path) -> dict[str, tuple[str, str]]:
