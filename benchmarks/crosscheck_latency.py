@@ -7,7 +7,7 @@ Foreign: the same architecture converted by hand, without our exporter and witho
 (``litert_torch.convert`` of the eager model; ``torch.onnx.export`` then ``openvino.convert_model``), as a user's
 own file would be; ``--foreign`` adds them. Exit codes as the CLI: 1 a pair out of band, 2 a measurement failed.
 
-    python benchmarks/crosscheck_latency.py [--models emo_1m skipnet_m] [--foreign] [--threads 2] [--rounds 3]
+    python benchmarks/crosscheck_latency.py [--models emo_1m skipnet_m] [--foreign] [--threads 2] [--rounds 7]
     python benchmarks/crosscheck_latency.py --artifacts a.tflite b.xml
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from mobilevision.runtime.crosscheck import crosscheck, markdown
+from mobilevision.runtime.profile import DEFAULT_BLOCK
 
 
 def zoo(models: list[str], folder: Path) -> list[Path]:
@@ -58,15 +59,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--warmup", type=int, default=10)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--rewarm", type=int, default=0)
+    ap.add_argument("--block", type=int, default=DEFAULT_BLOCK, help="our runner's timed runs per turn")
     ap.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / platform.node())
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="mv_crosscheck_art_") as tmp:
         artifacts = args.artifacts or zoo(args.models, Path(tmp)) + (foreign(args.models, Path(tmp)) if args.foreign
                                                                       else [])
         report, code = crosscheck(artifacts, args.out, threads=args.threads, runs=args.runs, warmup=args.warmup,
-                                  rounds=args.rounds, rewarm=args.rewarm, on_progress=lambda m: print(m, flush=True))
+                                  rounds=args.rounds, rewarm=args.rewarm, block=args.block,
+                                  on_progress=lambda m: print(m, flush=True))
     print(markdown(report))
     print(f"wrote {args.out}/crosscheck.{{json,md}}")
     return code

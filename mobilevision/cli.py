@@ -423,11 +423,12 @@ def _bench_table(rows, title: str = "latency (ms; timed runs interleaved across 
 
 
 PROFILE_RUNS = 20   # bench --profile: profiled runs per row (on a separate session, after the timed runs)
+BENCH_BLOCK = 10    # bench --block: timed runs per turn (runtime.profile.DEFAULT_BLOCK)
 TOP_OPS = 10
 
 
 def _run_bench(artifacts, backends, threads, runs, warmup, json_path, rewarm: int = 0, ov_precisions=None,
-               shapes=None, profile_dir: Optional[Path] = None, streams: int = 1) -> list:
+               shapes=None, profile_dir: Optional[Path] = None, streams: int = 1, block: int = BENCH_BLOCK) -> list:
     from mobilevision.runtime.profile import benchmark
 
     if profile_dir is not None:
@@ -437,7 +438,7 @@ def _run_bench(artifacts, backends, threads, runs, warmup, json_path, rewarm: in
                          rewarm=rewarm, on_progress=lambda msg: status.update(_safe(msg)),
                          ov_precisions=ov_precisions, shapes=shapes,
                          profile_runs=PROFILE_RUNS if profile_dir is not None else 0, profile_dir=profile_dir,
-                         streams=streams)
+                         streams=streams, block=block)
     out.print(_bench_table(rows))
     if streams > 1:
         _print_throughput(rows, streams)
@@ -527,8 +528,9 @@ def bench_cmd(
                                           help="CPU threads per backend (default: the runtime's)."),
     runs: int = typer.Option(50, min=1, help="Timed runs per artifact x backend."),
     warmup: int = typer.Option(5, min=0, help="Untimed runs after the first inference."),
-    rewarm: int = typer.Option(0, min=0, help="Untimed runs right before each timed run (0: as litert-benchmark "
-                                              "and benchmark_app time; 1 gives a hotter figure no tool reports)."),
+    rewarm: int = typer.Option(0, min=0, help="Untimed runs at the start of each row's turn, before its timed runs."),
+    block: int = typer.Option(BENCH_BLOCK, min=1, help="Timed runs per turn, back to back (as litert-benchmark and "
+                                                       "benchmark_app time them); the rows take turns."),
     json_path: Optional[Path] = typer.Option(None, "--json", help="Also write the rows as JSON."),
     streams: int = typer.Option(1, min=1, max=64, help="Also measure throughput with N requests in flight after the "
                                                        "timed runs (OpenVINO THROUGHPUT hint with N streams, ONNX "
@@ -604,7 +606,7 @@ def bench_cmd(
             raise _E(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to --device android only")
     if target.kind == "cpu":
         rows = _run_bench([str(a) for a in artifacts], backend or None, threads, runs, warmup, json_path, rewarm,
-                          ov_precision or None, shapes or None, profile, streams)
+                          ov_precision or None, shapes or None, profile, streams, block)
     elif npu_soc:
         if backend:
             raise _E("--backend does not apply to --npu-soc: LiteRT's AOT compiler compiles the .tflite")
@@ -612,7 +614,7 @@ def bench_cmd(
         return
     elif target.kind in ("gpu", "npu"):
         rows = _run_accelerated_bench([str(a) for a in artifacts], target.kind, backend or None, threads, runs,
-                                      warmup, rewarm, json_path, ov_precision or None, shapes or None)
+                                      warmup, rewarm, json_path, ov_precision or None, shapes or None, block)
     else:
         from mobilevision.runtime.devices.android import AndroidBenchOptions
 
@@ -637,7 +639,7 @@ def bench_cmd(
 
 
 def _run_accelerated_bench(artifacts, device, backends, threads, runs, warmup, rewarm, json_path,
-                           ov_precisions=None, shapes=None) -> list:
+                           ov_precisions=None, shapes=None, block: int = BENCH_BLOCK) -> list:
     """GPU/NPU rows from every runtime with that accelerator here; one line per runtime without."""
     from mobilevision.runtime.devices.accelerators import plan_accelerated
     from mobilevision.runtime.profile import benchmark
@@ -654,7 +656,7 @@ def _run_accelerated_bench(artifacts, device, backends, threads, runs, warmup, r
     with err.status(f"benchmarking on the {name}") as status:
         rows = benchmark([], threads=threads, runs=runs, warmup=warmup, rewarm=rewarm, pairs=pairs, device=device,
                          on_progress=lambda msg: status.update(_safe(msg)), ov_precisions=ov_precisions,
-                         shapes=shapes)
+                         shapes=shapes, block=block)
     out.print(_bench_table(rows, title=f"latency on the {name} (ms; timed runs interleaved across rows)",
                            delegation=True, inputs=bool(shapes)))
     for r in rows:
@@ -708,7 +710,8 @@ def crosscheck_cmd(
     runs: int = typer.Option(100, min=1, help="Timed runs per measurement."),
     warmup: int = typer.Option(10, min=0, help="Untimed runs before timing."),
     rounds: int = typer.Option(3, min=1, help="Interleaved rounds (ours, then each tool; the order alternates)."),
-    rewarm: int = typer.Option(0, min=0, help="Our runner's untimed runs before each timed run (as in bench)."),
+    rewarm: int = typer.Option(0, min=0, help="Our runner's untimed runs at the start of each turn (as in bench)."),
+    block: int = typer.Option(BENCH_BLOCK, min=1, help="Our runner's timed runs per turn, back to back (as in bench)."),
 ) -> None:
     """Check `bench` against the runtimes' own tools: same artifact, threads and precision, interleaved rounds;
     our median must be within ±10 % of litert-benchmark's / benchmark_app's (exit 1 when not)."""
@@ -718,7 +721,7 @@ def crosscheck_cmd(
     _check_output(out_dir, "--out", folder=True)
     with err.status("cross-checking") as status:
         report, code = crosscheck(paths, out_dir, threads=threads, runs=runs, warmup=warmup, rounds=rounds,
-                                  rewarm=rewarm, on_progress=lambda msg: status.update(_safe(msg)))
+                                  rewarm=rewarm, block=block, on_progress=lambda msg: status.update(_safe(msg)))
     table = Table(title=f"bench vs the runtimes' own tools ({threads} threads, median of {rounds} rounds)")
     for col in ("artifact", "tool", "asked", "computed (ours / tool)", "ours ms", "tool ms", "ratio",
                 f"within ±{BAND:.0%}"):

@@ -1,6 +1,7 @@
 """Trust check for the benchmark runner: its medians against the runtimes' own tools.
 
-Same artifact, same thread count, same machine, in interleaved rounds:
+Same artifact, same thread count, same machine, in rounds; within a round, for each artifact, our
+runner (that artifact alone) and the tool run straight after each other, who goes first alternating:
 - a ``.tflite`` with ``litert-benchmark`` (ai-edge-litert's CompiledModel API, CPU accelerator
   = XNNPACK, like the Interpreter default our ``litert`` backend uses);
 - an OpenVINO IR ``.xml`` with ``benchmark_app`` (sync API, 1 infer request, loaded with the
@@ -10,8 +11,10 @@ Same artifact, same thread count, same machine, in interleaved rounds:
   gets). Each side's computed precision is read back (ours: the compiled model's
   INFERENCE_PRECISION_HINT; benchmark_app: the same property in its step 8) and recorded; a pair whose
   sides computed differently is an error.
-Both tools report a median, so medians are compared (means are recorded too). With the runner's default
-(``rewarm=0``, back-to-back runs as the tools time them) our median must be within ±10 % of the tool's.
+Both tools report a median, so medians are compared (means are recorded too): the ratio is the median of
+the per-round ratios ours / tool, each from two adjacent measurements, so a slow spell on a shared machine
+hits both sides of a ratio alike. With the runner's defaults (turns of ``block`` = 10 back-to-back timed
+runs, ``rewarm=0``, as the tools loop) it must be within ±10 %.
 ``crosscheck`` writes ``OUT/crosscheck.{json,md}``; the CLI is ``mobilevision crosscheck ARTIFACTS``
 (exit 1 when a pair is out of band, 2 when a measurement failed), and ``benchmarks/crosscheck_latency.py``
 runs it on exported zoo models.
@@ -34,7 +37,7 @@ from typing import Callable
 from mobilevision.atomic_io import atomic_write_text
 from mobilevision.errors import MobileVisionError
 
-from .profile import DEFAULT_REWARM, benchmark, host_info
+from .profile import DEFAULT_BLOCK, DEFAULT_REWARM, benchmark, host_info
 
 BAND = 0.10
 TOOLS = {".tflite": "litert-benchmark", ".xml": "benchmark_app"}
@@ -204,11 +207,13 @@ def markdown(report: dict) -> str:
     lines = [f"# Benchmark runner cross-check ({report['host']}, {report['threads']} threads)", "",
              f"CPU: {report['cpu']} ({report['cpu_count']} logical cores). Tools: "
              + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".", "",
-             f"Each round: our runner ({report['runs']} timed runs after {report['warmup']} warm-up, each "
-             f"timed run after {report['rewarm']} untimed re-warm run(s), all artifacts interleaved "
-             f"round-robin) and each tool ({report['runs']} runs), the order alternating between "
-             f"rounds; {report['rounds']} rounds. Medians below are the median of the per-round medians. "
-             f"Band: ours/tool within ±{BAND:.0%}. OpenVINO rows are measured twice on both sides: asked for "
+             f"Each round, for each artifact: our runner ({report['runs']} timed runs after {report['warmup']} "
+             f"warm-up, in turns of {report.get('block', 1)} back-to-back timed runs, each turn after "
+             f"{report['rewarm']} untimed run(s)) and the tool ({report['runs']} runs) straight after each other, "
+             f"who goes first alternating between rounds; {report['rounds']} rounds. Medians below are the "
+             f"median of the per-round medians; the ratio is the median of the per-round ratios (each from two "
+             f"adjacent measurements, so the machine's drift hits both sides alike). Band: ours/tool within "
+             f"±{BAND:.0%}. OpenVINO rows are measured twice on both sides: asked for "
              f"f32 (`--ov-precision f32` / `benchmark_app -infer_precision f32`) and for the plugin's default "
              f"(no hint); 'computed' is what each side's compiled model reports (ours / tool).", "",
              f"| artifact | tool | asked | computed | ours (ms) | tool (ms) | ratio | within ±{BAND:.0%} | ours mean "
@@ -224,9 +229,10 @@ def markdown(report: dict) -> str:
         lines.append(f"| {r['artifact']} | {r['tool']} | {asked} | {computed} | {r['ours_median_ms']:.2f} | "
                      f"{r['tool_median_ms']:.2f} | {r['ratio']:.2f} | {'yes' if r['within_band'] else 'NO'} | "
                      f"{r['ours_mean_ms']:.2f} | {_fmt(r['tool_mean_ms'])} |")
-    lines += ["", "Per-round medians (ms), ours / tool:", ""]
+    lines += ["", "Per-round medians (ms), ours / tool (ratio):", ""]
     for r in report["pairs"]:
-        rounds = ", ".join(f"{a:.2f} / {b:.2f}" for a, b in zip(r["ours_per_round"], r["tool_per_round"]))
+        rounds = ", ".join(f"{a:.2f} / {b:.2f} ({a / b:.2f})" for a, b in zip(r["ours_per_round"],
+                                                                            r["tool_per_round"]) if b > 0)
         asked = f", {r['ov_precision']}" if r.get("ov_precision") else ""
         lines.append(f"- {r['artifact']} ({r['tool']}{asked}): {rounds or '-'}")
     return "\n".join(lines) + "\n"
@@ -260,49 +266,51 @@ def check_artifacts(artifacts: list[Path]) -> list[Path]:
 
 
 def crosscheck(artifacts: list[Path], out: Path, threads: int = 2, runs: int = 100, warmup: int = 10,
-               rounds: int = 3, rewarm: int = DEFAULT_REWARM,
+               rounds: int = 3, rewarm: int = DEFAULT_REWARM, block: int = DEFAULT_BLOCK,
                on_progress: Callable[[str], None] | None = None) -> tuple[dict, int]:
     """Interleaved rounds of our runner vs the tools; writes ``out/crosscheck.{json,md}``; returns the
     report and the exit code (0 all within band, 1 a pair out of band, 2 a measurement failed)."""
     artifacts = check_artifacts(artifacts)
-    if threads < 1 or runs < 1 or warmup < 0 or rounds < 1 or rewarm < 0:
-        raise CrosscheckError(f"threads, runs and rounds must be >= 1, warmup and rewarm >= 0 (got threads={threads}, "
-                              f"runs={runs}, warmup={warmup}, rounds={rounds}, rewarm={rewarm})")
+    if threads < 1 or runs < 1 or warmup < 0 or rounds < 1 or rewarm < 0 or block < 1:
+        raise CrosscheckError(f"threads, runs, rounds and block must be >= 1, warmup and rewarm >= 0 (got "
+                              f"threads={threads}, runs={runs}, warmup={warmup}, rounds={rounds}, rewarm={rewarm}, "
+                              f"block={block})")
     for suffix in dict.fromkeys(a.suffix for a in artifacts):
         _tool(TOOLS[suffix])   # a missing tool stops the run before anything is measured
     say = on_progress or (lambda msg: None)
     with tempfile.TemporaryDirectory(prefix="mv_crosscheck_") as tmp:   # the tools' config files
-        return _crosscheck(artifacts, Path(out), threads, runs, warmup, rounds, rewarm, say, Path(tmp))
+        return _crosscheck(artifacts, Path(out), threads, runs, warmup, rounds, rewarm, block, say, Path(tmp))
 
 
-def _crosscheck(artifacts, out: Path, threads, runs, warmup, rounds, rewarm, say, scratch: Path) -> tuple[dict, int]:
+def _crosscheck(artifacts, out: Path, threads, runs, warmup, rounds, rewarm, block, say,
+                scratch: Path) -> tuple[dict, int]:
     cases = _cases(artifacts)
-    ov = list(OV_PRECISIONS) if any(a.suffix == ".xml" for a in artifacts) else None
-
     ours: dict[Case, list[tuple[float, float]]] = {c: [] for c in cases}
     ours_precision: dict[Case, str | None] = {}
     theirs: dict[Case, list[ToolLatency]] = {c: [] for c in cases}
     errors: dict[Case, str] = {}
     for r in range(rounds):
-        steps = ["ours", *cases]
-        for step in steps if r % 2 == 0 else reversed(steps):  # alternate who runs first
-            if step == "ours":
-                say(f"round {r + 1}/{rounds}: our runner")
-                rows = benchmark(artifacts, threads=threads, runs=runs, warmup=warmup, rewarm=rewarm,
-                                 ov_precisions=ov)
-                for row in rows:
-                    case = (Path(row.artifact), row.ov_precision)
+        for case in cases if r % 2 == 0 else cases[::-1]:
+            # ours and the tool on the same case back to back (who goes first alternates between rounds), so
+            # the machine's slow drift hits both sides of a round's ratio alike
+            for step in ("ours", "tool") if r % 2 == 0 else ("tool", "ours"):
+                if case in errors:
+                    break
+                if step == "ours":
+                    say(f"round {r + 1}/{rounds}: our runner on {_name(case)}")
+                    (row,) = benchmark([case[0]], threads=threads, runs=runs, warmup=warmup, rewarm=rewarm,
+                                       ov_precisions=[case[1]] if case[1] else None, block=block)
                     ours_precision[case] = row.precision
                     if row.error:
                         errors[case] = f"our runner: {row.error}"
                     else:
                         ours[case].append((row.median_ms, row.mean_ms))
-            elif step not in errors:
-                say(f"round {r + 1}/{rounds}: {TOOLS[step[0].suffix]} on {_name(step)}")
-                try:
-                    theirs[step].append(measure_tool(step[0], threads, runs, warmup, scratch, step[1]))
-                except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
-                    errors[step] = f"{TOOLS[step[0].suffix]}: {e}"
+                else:
+                    say(f"round {r + 1}/{rounds}: {TOOLS[case[0].suffix]} on {_name(case)}")
+                    try:
+                        theirs[case].append(measure_tool(case[0], threads, runs, warmup, scratch, case[1]))
+                    except (RuntimeError, ValueError, subprocess.TimeoutExpired) as e:
+                        errors[case] = f"{TOOLS[case[0].suffix]}: {e}"
 
     pairs = []
     for c in cases:
@@ -323,14 +331,17 @@ def _crosscheck(artifacts, out: Path, threads, runs, warmup, rounds, rewarm, say
         else:
             mine, tool = statistics.median(row["ours_per_round"]), statistics.median(row["tool_per_round"])
             means = [t.mean_ms for t in theirs[c] if t.mean_ms is not None]
-            row |= {"ours_median_ms": mine, "tool_median_ms": tool, "ratio": mine / tool,
-                    "within_band": abs(mine / tool - 1) <= BAND,
+            ratios = [a / b for a, b in zip(row["ours_per_round"], row["tool_per_round"])]
+            ratio = statistics.median(ratios)   # each round's ratio from adjacent measurements
+            row |= {"ours_median_ms": mine, "tool_median_ms": tool, "ratio": ratio, "ratio_per_round": ratios,
+                    "within_band": abs(ratio - 1) <= BAND,
                     "ours_mean_ms": statistics.median(m for _, m in ours[c]),
                     "tool_mean_ms": statistics.median(means) if means else None, "error": None}
         pairs.append(row)
     machine = host_info()
     report = {"host": platform.node(), "cpu": machine["cpu"], "cpu_count": machine["logical_cores"],
-              "threads": threads, "runs": runs, "warmup": warmup, "rewarm": rewarm, "rounds": rounds, "band": BAND,
+              "threads": threads, "runs": runs, "warmup": warmup, "rewarm": rewarm, "block": block, "rounds": rounds,
+              "band": BAND,
               "versions": _versions(),
               "commands": {"litert-benchmark": "litert-benchmark --model M --num_threads T --num_runs R "
                                                "--warmup_runs W",

@@ -4,8 +4,9 @@ Each (artifact, backend) pair runs in its own worker process ('spawn'), so its l
 peak RSS belong to that model alone. The parent drives the timed runs round-robin across the
 pairs (pair A one turn, pair B one turn, ...; the starting pair rotates every round), so drift
 on a shared, noisy machine spreads over all rows instead of favouring one. A turn is
-``rewarm`` untimed runs and one timed run, timed inside the worker around ``backend.run`` with
-``time.perf_counter_ns`` (the pipe round trip is not in the number). After its turn a worker
+``rewarm`` untimed runs and ``block`` timed runs back to back (as the vendor tools loop), each
+timed inside the worker around ``backend.run`` with ``time.perf_counter_ns`` (the pipe round
+trip is not in the number). After its turn a worker
 waits until its runtime's threads stop spin-waiting before it answers, so one pair's spinning
 never eats into the next pair's run. Torch-free unless the ``torch`` backend is asked for
 (and then only inside that worker).
@@ -35,7 +36,8 @@ from .backends.base import computed_precision
 from .backends.openvino import OV_PRECISIONS
 
 INPUT_SEED = 0            # the random input is the same for every pair and every run
-DEFAULT_REWARM = 0        # back-to-back timed runs, as litert-benchmark and benchmark_app time them
+DEFAULT_REWARM = 0        # untimed runs at the start of each turn
+DEFAULT_BLOCK = 10        # timed runs per turn, back to back (as the vendor tools loop)
 ANSWER_TIMEOUT_S = 600.0  # a worker that does not answer within this is declared dead
 QUIET_TIMEOUT_S = 0.2     # longest wait for a worker's thread pool to stop spinning after a run
 MAX_SHAPE_DIM = 1 << 16   # --shape: largest dimension
@@ -53,9 +55,9 @@ class BenchResult:
     Times in ms (None when the pair failed before timing). ``median``/``mean``/``p90``/``p95``/``p99``/
     ``min``/``max``/``std`` are over the ``runs`` timed runs only (not the first inference, not the
     warm-up); the percentiles are numpy's linear-interpolated ones, ``std`` the population standard
-    deviation (ddof=0); ``fps`` is 1000 / median (one request at a time). Each timed run follows
-    ``rewarm`` untimed runs of the same pair (default 0: the runs a pair times are back to back within
-    its turn, as the runtimes' own tools time them); ``first_ms`` is the cold first inference.
+    deviation (ddof=0); ``fps`` is 1000 / median (one request at a time). The timed runs come in turns of
+    ``block`` runs back to back, as the runtimes' own tools time them, each turn after ``rewarm`` untimed
+    runs (default 0); ``first_ms`` is the cold first inference.
     ``load_ms`` is opening the backend (session creation / compilation).
     ``peak_rss_mb`` is the worker process's peak resident memory (MB = 2**20 bytes): Python,
     the runtime library, the model and its buffers. ``gmacs_per_s`` is the achieved throughput,
@@ -112,6 +114,7 @@ class BenchResult:
     throughput_error: str | None = None     # why there is no throughput when it was asked for
     op_profile: dict | None = None     # bench --profile: the runtime's per-op profile (see OpProfile), else None
     profile_error: str | None = None   # why there is no op_profile when one was asked for
+    block: int = DEFAULT_BLOCK         # timed runs per turn, back to back (see ``benchmark``)
 
 
 # the package whose version a backend's rows report
@@ -315,14 +318,17 @@ def _worker(conn: Connection, artifact: str, backend: str, threads: int | None, 
         conn.send(("ready", {"load_ms": load_ms, "first_ms": first_ms,
                              "model": md.model if md else None, "macs": md.macs if md else None,
                              "precision": precision, "input_shapes": shapes_run, **delegation}))
-        while conn.recv() == "run":
+        while (message := conn.recv()) != "stop":
+            n = message[1] if isinstance(message, tuple) else 1   # ("run", n): n timed runs back to back
             for _ in range(rewarm):
                 b.run(arrays)
-            t0 = time.perf_counter_ns()
-            b.run(arrays)
-            elapsed = time.perf_counter_ns() - t0
+            elapsed = []
+            for _ in range(n):
+                t0 = time.perf_counter_ns()
+                b.run(arrays)
+                elapsed.append(time.perf_counter_ns() - t0)
             _wait_until_idle()
-            conn.send(("time", elapsed))
+            conn.send(("times", elapsed))
         done = {"rss": _peak_rss_mb()}
         if streams > 1:
             done |= _throughput(b, backend, arrays, streams, max(runs, 4 * streams))
@@ -505,14 +511,16 @@ def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, th
               pairs: list[tuple[str | Path, str]] | None = None, rewarm: int = DEFAULT_REWARM,
               device: str = "cpu", ov_precisions: list[str] | None = None,
               shapes: dict[str, tuple[int, ...]] | None = None, profile_runs: int = 0,
-              profile_dir: str | Path | None = None, streams: int = 1) -> list[BenchResult]:
+              profile_dir: str | Path | None = None, streams: int = 1,
+              block: int = DEFAULT_BLOCK) -> list[BenchResult]:
     """Measure every artifact x backend pair (see ``plan``); one BenchResult per pair, in plan order.
 
     Per pair: load, first inference, ``warmup`` untimed runs; then ``runs`` rounds, each giving
-    every pair one turn (round-robin, rotating start). A turn is ``rewarm`` untimed runs then the
-    timed run. The default (0) agrees with the runtimes' own tools (litert-benchmark, benchmark_app;
-    see ``crosscheck``); ``rewarm=1`` gives a hotter figure (caches refilled with this model after
-    the other pair's turn), which no tool reports: 0.48x to 0.75x the tools' medians on a 2-core VM.
+    every pair one turn (round-robin, rotating start). A turn is ``rewarm`` untimed runs, then ``block``
+    timed runs back to back (fewer in the last round when ``runs`` is not a multiple), as the runtimes'
+    own tools (litert-benchmark, benchmark_app; see ``crosscheck``) time their loops. ``block=1`` times
+    every run right after the other pairs' turns (caches holding their models, the runtime's threads
+    asleep), which no tool does: OpenVINO at bf16 read 1.1-1.4x benchmark_app on a 2-core VM.
     A pair that fails to load or run becomes a row with ``error`` set; the others still run.
     ``pairs`` (optional) lists exact (artifact, backend) pairs instead of artifacts x backends.
     ``order_log`` (optional) receives the (artifact, backend) of every timed run, in the order run.
@@ -529,9 +537,9 @@ def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, th
     """
     if profile_runs < 0 or not 1 <= streams <= 64:
         raise MobileVisionError(f"profile_runs must be >= 0 and streams 1..64 (got {profile_runs}, {streams})")
-    if runs < 1 or warmup < 0 or rewarm < 0 or (threads is not None and threads < 1):
-        raise MobileVisionError(f"runs must be >= 1, warmup and rewarm >= 0 and threads >= 1 "
-                                f"(got runs={runs}, warmup={warmup}, rewarm={rewarm}, threads={threads})")
+    if runs < 1 or block < 1 or warmup < 0 or rewarm < 0 or (threads is not None and threads < 1):
+        raise MobileVisionError(f"runs and block must be >= 1, warmup and rewarm >= 0 and threads >= 1 (got "
+                                f"runs={runs}, block={block}, warmup={warmup}, rewarm={rewarm}, threads={threads})")
     say = on_progress or (lambda msg: None)
     if pairs is not None:
         if not pairs:
@@ -552,12 +560,13 @@ def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, th
                        str(profile_dir) if profile_dir is not None else None, streams, runs)
         _check_shapes_used(measured, shapes)
         live = [p for p in measured if p.error is None]
-        for r in range(runs):
-            say(f"timed run {r + 1}/{runs}")
+        for r, done in enumerate(range(0, runs, block)):
+            n = min(block, runs - done)
+            say(f"timed runs {done + 1}-{done + n}/{runs}" if n > 1 else f"timed run {done + 1}/{runs}")
             for k in range(len(live)):
                 p = live[(r + k) % len(live)]  # rotate who goes first each round
                 if p.error is None:
-                    _time_one(p, order_log)
+                    _time_turn(p, n, order_log)
         for p in live:
             if p.error is None:
                 p.conn.send("stop")
@@ -571,7 +580,7 @@ def benchmark(artifacts: list[str | Path], backends: list[str] | None = None, th
     finally:  # also on KeyboardInterrupt: no worker outlives the call
         for p in measured:
             _stop(p)
-    return [_result(p, threads, warmup, rewarm) for p in measured]
+    return [_result(p, threads, warmup, rewarm, block) for p in measured]
 
 
 def _check_shapes_used(measured: list[_Pair], shapes: dict[str, tuple[int, ...]] | None) -> None:
@@ -608,13 +617,14 @@ def _start(ctx, p: _Pair, threads: int | None, warmup: int, rewarm: int,
         _stop(p)
 
 
-def _time_one(p: _Pair, order_log: list[tuple[str, str]] | None) -> None:
-    p.conn.send("run")
+def _time_turn(p: _Pair, n: int, order_log: list[tuple[str, str]] | None) -> None:
+    """One turn of ``p``: its ``rewarm`` untimed runs, then ``n`` timed runs back to back."""
+    p.conn.send(("run", n))
     kind, payload = _receive(p)
-    if kind == "time":
-        p.times_ns.append(payload)
+    if kind == "times":
+        p.times_ns.extend(payload)
         if order_log is not None:
-            order_log.append((p.artifact, p.backend))
+            order_log.extend([(p.artifact, p.backend)] * len(payload))
     else:
         p.error = payload
         _stop(p)
@@ -643,14 +653,14 @@ def _stop(p: _Pair) -> None:
         p.conn = None
 
 
-def _result(p: _Pair, threads: int | None, warmup: int, rewarm: int) -> BenchResult:
+def _result(p: _Pair, threads: int | None, warmup: int, rewarm: int, block: int = DEFAULT_BLOCK) -> BenchResult:
     info = p.info or {}
     delegation = {k: info.get(k) for k in ("accelerated", "fallback_ops", "executed_on", "precision", "input_shapes")}
     delegation["ov_precision"] = p.ov_precision
     if p.error is not None or not p.times_ns:
         return BenchResult(p.artifact, p.backend, info.get("model"), threads, p.device, info.get("load_ms"),
                            info.get("first_ms"), 0, warmup, None, None, None, None, None, None, p.peak_rss_mb,
-                           info.get("macs"), None, p.error or "no timed runs", rewarm, **delegation,
+                           info.get("macs"), None, p.error or "no timed runs", rewarm, **delegation, block=block,
                            **_facts(p.backend))
     times = np.asarray(p.times_ns, dtype=np.float64) / 1e6
     stats = latency_stats(times)
@@ -659,7 +669,8 @@ def _result(p: _Pair, threads: int | None, warmup: int, rewarm: int) -> BenchRes
         artifact=p.artifact, backend=p.backend, model=info["model"], threads=threads, device=p.device,
         load_ms=info["load_ms"], first_ms=info["first_ms"], warmup=warmup, **stats,
         peak_rss_mb=p.peak_rss_mb, macs=macs,
-        gmacs_per_s=macs / (stats["median_ms"] / 1e3) / 1e9 if macs else None, rewarm=rewarm, **delegation,
+        gmacs_per_s=macs / (stats["median_ms"] / 1e3) / 1e9 if macs else None, rewarm=rewarm, block=block,
+        **delegation,
         p95_ms=float(np.percentile(times, 95)), p99_ms=float(np.percentile(times, 99)),
         fps=1e3 / stats["median_ms"] if stats["median_ms"] > 0 else None, **_facts(p.backend),
         op_profile=p.profile, profile_error=p.profile_error, **_throughput_fields(p))
